@@ -1,0 +1,1 @@
+"""The point-annotation web app."""

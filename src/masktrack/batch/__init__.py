@@ -1,0 +1,1 @@
+"""Whole-dataset batch runs over local workers or a Ray cluster."""

@@ -1,0 +1,1 @@
+"""The ``masktrack`` command line: one module per command, loaded lazily."""

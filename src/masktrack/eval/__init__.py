@@ -1,0 +1,1 @@
+"""Mask and track evaluation against ground truth."""

@@ -1,0 +1,1 @@
+"""Reading inputs (videos, scenes) and writing outputs atomically."""

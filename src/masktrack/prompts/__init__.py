@@ -1,0 +1,21 @@
+"""Prompt files: the clicks, boxes and masks people give per object and keyframe."""
+
+from masktrack.prompts.model import (
+    PROMPT_FORMAT,
+    PROMPT_VERSION,
+    Keyframe,
+    ObjectPrompts,
+    PromptFile,
+    load_prompts,
+    save_prompts,
+)
+
+__all__ = [
+    "PROMPT_FORMAT",
+    "PROMPT_VERSION",
+    "Keyframe",
+    "ObjectPrompts",
+    "PromptFile",
+    "load_prompts",
+    "save_prompts",
+]

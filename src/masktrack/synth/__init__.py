@@ -1,0 +1,1 @@
+"""Deterministic synthetic multi-view robot scenes with exact ground truth."""

@@ -1,0 +1,1 @@
+"""Previews and Rerun recordings."""
