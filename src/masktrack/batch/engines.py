@@ -1,0 +1,145 @@
+"""Execution engines: a local process pool and a Ray cluster.
+
+Both take the units still to run and yield :class:`UnitResult` as units
+finish, so the driver records each result the moment it exists (a SIGKILL
+of the driver loses at most the units in flight).
+
+* ``local``: one worker process per GPU, pinned with ``CUDA_VISIBLE_DEVICES``,
+  or N CPU workers.  Workers die with the driver (``PR_SET_PDEATHSIG``), so a
+  killed batch leaves no orphan writing into the output folder.
+* ``ray``: ``ray.init(address=...)``; one Ray task per unit requesting
+  ``num_gpus``; Ray retries a task whose worker died (``max_retries``).
+  Outputs go to the shared output path the job names.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from masktrack.batch.job import Unit
+from masktrack.batch.unit import UnitResult, run_unit
+from masktrack.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a worker needs to run one unit (plain, picklable data)."""
+
+    unit: Unit
+    pipeline: dict[str, Any]
+    stages: list[str]
+    log_path: str
+    base: str
+    key: str = ""
+
+    def run(self) -> UnitResult:
+        return run_unit(self.unit, self.pipeline, self.stages, self.log_path, self.base)
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: orphans finish their unit, writes stay atomic
+        pass
+
+
+def _init_worker(gpu_queue: Any) -> None:
+    _die_with_parent()
+    if gpu_queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
+
+
+def _run_task(task: Task) -> UnitResult:
+    return task.run()
+
+
+def detect_gpus() -> list[str]:
+    """GPU indices visible to this process (CUDA_VISIBLE_DEVICES, else nvidia-smi), without importing torch."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def run_local(tasks: Sequence[Task], *, workers: int | None = None, gpus: Sequence[str] | None = None) -> Iterator[UnitResult]:
+    """Run tasks on a local process pool; yields results as they finish."""
+    if not tasks:
+        return
+    gpu_list = list(gpus) if gpus is not None else []
+    n = len(gpu_list) if gpu_list else (workers or 1)
+    n = max(1, min(n, len(tasks)))
+    ctx = mp.get_context("spawn")
+    queue = None
+    if gpu_list:
+        queue = ctx.Queue()
+        for g in gpu_list[:n]:
+            queue.put(g)
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
+        pending = {pool.submit(_run_task, t): t for t in tasks}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                task = pending.pop(fut)
+                try:
+                    yield fut.result()
+                except Exception as e:  # noqa: BLE001 - a worker crash is one unit's failure
+                    yield UnitResult(id=task.unit.id, status="failed", reason=f"worker crashed: {type(e).__name__}: {e}", log=task.log_path)
+
+
+def run_ray(
+    tasks: Sequence[Task],
+    *,
+    address: str | None = None,
+    num_gpus: float = 0.0,
+    num_cpus: float = 1.0,
+    max_retries: int = 3,
+    init_kwargs: dict[str, Any] | None = None,
+) -> Iterator[UnitResult]:
+    """Run tasks as Ray tasks; yields results as they finish."""
+    if not tasks:
+        return
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray engine needs Ray: pip install 'masktrack[ray]'", field="--engine") from None
+    started_here = False
+    if not ray.is_initialized():
+        kwargs = dict(init_kwargs or {})
+        if address:
+            kwargs["address"] = address
+        kwargs.setdefault("log_to_driver", False)
+        kwargs.setdefault("include_dashboard", False)
+        ray.init(**kwargs)
+        started_here = True
+    try:
+        remote = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=max_retries)(_run_task)
+        refs = {remote.remote(t): t for t in tasks}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                task = refs.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - retries exhausted: record and go on
+                    yield UnitResult(id=task.unit.id, status="failed", reason=f"ray task failed: {type(e).__name__}: {e}", log=task.log_path)
+    finally:
+        if started_here:
+            ray.shutdown()

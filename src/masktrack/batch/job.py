@@ -1,0 +1,190 @@
+"""Batch job descriptions, expanded into units of work (one per scene and camera).
+
+A job file is YAML::
+
+    version: 1
+    root: /data/airexo2                 # where scenes live (relative to the job file)
+    scenes: "{task}/train/{scene}"      # pattern under root; each {name} matches one folder level
+    cameras: "cam_*"                    # glob under each scene folder; omit for one video per scene
+    video: "{scene_dir}/{camera}/color" # templates; placeholders below
+    prompts: "{scene_dir}/{camera}/prompts.json"
+    output: "{out}/{task}/{scene}/{camera}"
+    stages: [segment, compose]
+    pipeline:                           # a pipeline config without video/output/prompts
+      sessions: [...]
+      compose: {...}
+
+Placeholders: every ``{name}`` captured by ``scenes``, plus ``{scene_dir}``
+(the scene folder), ``{camera}`` (the camera folder name, empty without
+cameras), ``{root}`` and ``{out}`` (the batch output folder).  ``--scenes``
+on the command line replaces discovery with a glob or a list of folders; the
+pattern still names their parts when it matches.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from masktrack.errors import ConfigError, Problem
+
+Stage = Literal["segment", "compose"]
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class JobConfig(BaseModel):
+    """A batch job: how to find scenes, cameras, videos and prompts, and what to run on each."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    root: Path = Path(".")
+    scenes: str = "{scene}"
+    cameras: str | list[str] | None = None
+    video: str
+    prompts: str | None = None
+    output: str = "{out}/{scene}/{camera}"
+    stages: list[Stage] = Field(default_factory=lambda: ["segment", "compose"])
+    pipeline: dict[str, Any]
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("pipeline")
+    @classmethod
+    def _no_paths(cls, v: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted({"video", "output", "prompts"} & set(v))
+        if clash:
+            raise ValueError(f"set {', '.join(clash)} at the job level (as templates), not inside pipeline")
+        if "sessions" not in v:
+            raise ValueError("pipeline needs sessions")
+        return v
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: one camera video of one scene, with its resolved paths."""
+
+    id: str
+    scene: str
+    camera: str
+    video: Path
+    prompts: Path | None
+    output: Path
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def pipeline_dict_from(self, pipeline: dict[str, Any]) -> dict[str, Any]:
+        """The unit's pipeline config (the job's template plus this unit's paths), ready for ``parse_config``."""
+        d = dict(pipeline)
+        d["video"] = str(self.video)
+        d["output"] = str(self.output)
+        if self.prompts is not None:
+            d["prompts"] = str(self.prompts)
+        return d
+
+
+def load_job(path: str | Path) -> JobConfig:
+    """Load and validate a job file (one-line errors naming file and field)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("job file not found", path=path) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError(f"invalid YAML: {where}{getattr(e, 'problem', e)}", path=path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the job file must be a YAML mapping", path=path)
+    try:
+        job = JobConfig.model_validate(data)
+    except ValidationError as e:
+        probs = [Problem(".".join(str(p) for p in err["loc"]), err["msg"]) for err in e.errors()]
+        raise ConfigError("invalid job file", path=path, problems=probs) from None
+    if not job.root.is_absolute():
+        job.root = (path.parent / job.root).resolve()
+    job.source = path
+    return job
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    parts = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(pattern):
+        parts.append(re.escape(pattern[pos : m.start()]))
+        parts.append(f"(?P<{m.group(1)}>[^/]+)")
+        pos = m.end()
+    parts.append(re.escape(pattern[pos:]))
+    return re.compile("^" + "".join(parts) + "$")
+
+
+def _fill(template: str, values: dict[str, str], *, what: str, job: JobConfig) -> str:
+    try:
+        return template.format(**values)
+    except KeyError as e:
+        raise ConfigError(f"unknown placeholder {{{e.args[0]}}} (known: {', '.join(sorted(values))})", path=job.source, field=what) from None
+
+
+def discover_scenes(job: JobConfig, scenes: str | list[str] | None = None) -> list[tuple[Path, dict[str, str]]]:
+    """Scene folders with the fields the ``scenes`` pattern captures from each."""
+    regex = _pattern_regex(job.scenes)
+    if scenes is None:
+        pattern_glob = _PLACEHOLDER.sub("*", job.scenes)
+        found = sorted(Path(p) for p in globlib.glob(str(job.root / pattern_glob)) if Path(p).is_dir())
+    elif isinstance(scenes, str):
+        base = Path(scenes) if Path(scenes).is_absolute() else Path.cwd() / scenes
+        found = sorted(Path(p) for p in globlib.glob(str(base)) if Path(p).is_dir())
+    else:
+        found = [Path(s).resolve() for s in scenes]
+    out = []
+    for d in found:
+        try:
+            rel = d.resolve().relative_to(job.root.resolve()).as_posix()
+        except ValueError:
+            rel = d.name
+        m = regex.match(rel)
+        fields = dict(m.groupdict()) if m else {}
+        fields.setdefault("scene", d.name)
+        out.append((d, fields))
+    return out
+
+
+def expand_units(job: JobConfig, out: Path, scenes: str | list[str] | None = None) -> list[Unit]:
+    """One unit per scene and camera, in a stable order."""
+    units = []
+    for scene_dir, fields in discover_scenes(job, scenes):
+        if job.cameras is None:
+            cameras = [""]
+        elif isinstance(job.cameras, list):
+            cameras = list(job.cameras)
+        else:
+            cameras = sorted(p.name for p in scene_dir.glob(job.cameras) if p.is_dir())
+        for cam in cameras:
+            values = {**fields, "scene_dir": str(scene_dir), "camera": cam, "root": str(job.root), "out": str(out)}
+            video = Path(_fill(job.video, values, what="video", job=job))
+            prompts = Path(_fill(job.prompts, values, what="prompts", job=job)) if job.prompts else None
+            output = Path(_fill(job.output, values, what="output", job=job))
+            scene_key = "/".join(v for k, v in fields.items()) or scene_dir.name
+            uid = f"{scene_key}/{cam}" if cam else scene_key
+            units.append(Unit(id=uid, scene=scene_key, camera=cam, video=video, prompts=prompts, output=output, fields=fields))
+    ids = [u.id for u in units]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(f"several scenes expand to the same unit id {dup[0]!r}; add placeholders to `scenes`", path=job.source, field="scenes")
+    return units
+
+
+def parse_scene_list(arg: str | None) -> str | list[str] | None:
+    """``--scenes``: a glob, a comma-separated list, or ``@file`` with one folder per line."""
+    if arg is None:
+        return None
+    if arg.startswith("@"):
+        lines = Path(arg[1:]).read_text(encoding="utf-8").splitlines()
+        return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    if "," in arg:
+        return [s.strip() for s in arg.split(",") if s.strip()]
+    return arg

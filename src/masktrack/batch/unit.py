@@ -1,0 +1,118 @@
+"""Running one unit of a batch (in a worker process or a Ray task).
+
+A unit runs the stages it needs through the same public APIs as the CLI
+(``run_segment``, ``run_compose``), so each stage's own manifests decide what
+is reused.  Input problems (missing or invalid prompts, unreadable video)
+make the unit *skipped* with the reason; anything else makes it *failed*.
+Either way the batch goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from masktrack.batch.job import Unit
+from masktrack.errors import MasktrackError, PromptError, VideoError
+from masktrack.io.atomic import hash_file, hash_json
+
+Status = str  # "done" | "skipped" | "failed"
+
+
+@dataclass
+class UnitResult:
+    """What happened to one unit; one row of ``batch_report.json``."""
+
+    id: str
+    status: Status
+    reason: str = ""
+    seconds: float = 0.0
+    stages: dict[str, str] = field(default_factory=dict)
+    key: str = ""
+    worker: str = ""
+    log: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _video_stamp(video: Path) -> list[Any]:
+    """A cheap fingerprint of a video (names, sizes, mtimes): the batch fast path, not the stage manifests."""
+    if video.is_dir():
+        return sorted([p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in video.iterdir() if p.is_file())
+    if video.is_file():
+        st = video.stat()
+        return [video.name, st.st_size, int(st.st_mtime)]
+    return ["missing", str(video)]
+
+
+def unit_key(unit: Unit, pipeline: dict[str, Any], stages: list[str]) -> str:
+    """Key of a unit's inputs: if it is unchanged and the unit is done, the batch does not dispatch it."""
+    prompts = hash_file(unit.prompts) if unit.prompts is not None and unit.prompts.is_file() else None
+    return hash_json({"pipeline": unit.pipeline_dict_from(pipeline), "prompts": prompts, "video": _video_stamp(unit.video), "stages": stages})
+
+
+def run_unit(unit: Unit, pipeline: dict[str, Any], stages: list[str], log_path: str, base: str) -> UnitResult:
+    """Run one unit's stages; never raises (the batch must go on)."""
+    t0 = time.perf_counter()
+    result = UnitResult(id=unit.id, status="done", worker=f"{os.uname().nodename}:{os.getpid()}", log=log_path)
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if gpu is not None:
+        result.worker += f":gpu{gpu}"
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        handler = logging.StreamHandler(log)
+        logging.getLogger().addHandler(handler)
+        print(f"=== unit {unit.id} ({time.strftime('%Y-%m-%d %H:%M:%S')}) worker {result.worker}", flush=True)
+        try:
+            _run_stages(unit, pipeline, stages, Path(base), result)
+        except (PromptError, VideoError) as e:
+            result.status, result.reason = "skipped", _one_line(e)
+        except MasktrackError as e:
+            result.status, result.reason = "failed", _one_line(e)
+        except Exception as e:  # noqa: BLE001 - a bad scene must not stop the batch
+            result.status, result.reason = "failed", f"{type(e).__name__}: {e}"
+            traceback.print_exc(file=log)
+        finally:
+            result.seconds = round(time.perf_counter() - t0, 3)
+            print(f"=== {result.status} in {result.seconds:.1f}s {result.reason}", flush=True)
+            logging.getLogger().removeHandler(handler)
+    return result
+
+
+def _one_line(e: MasktrackError) -> str:
+    lines = e.lines()
+    return lines[0] + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
+
+
+def _run_stages(unit: Unit, pipeline: dict[str, Any], stages: list[str], base: Path, result: UnitResult) -> None:
+    from masktrack.config import parse_config
+
+    if unit.prompts is not None and not unit.prompts.is_file():
+        raise PromptError("prompt file missing", path=unit.prompts)
+    cfg = parse_config(unit.pipeline_dict_from(pipeline), base=base)
+    if "segment" in stages:
+        from masktrack.segment.pipeline import run_segment
+
+        reports = run_segment(cfg, progress=False)
+        statuses = {r.status for r in reports}
+        result.stages["segment"] = "reused" if statuses == {"reused"} else "computed"
+    if "compose" in stages and cfg.compose:
+        from masktrack.masks.compose import run_compose
+
+        report = run_compose(cfg, progress=False)
+        result.stages["compose"] = _compose_status(report)
+
+
+def _compose_status(report: Any) -> str:
+    written = getattr(report, "frames_written", None)
+    if written is None:
+        outputs = getattr(report, "outputs", None) or []
+        written = sum(getattr(o, "frames_written", 0) for o in outputs)
+    return "computed" if written else "reused"
