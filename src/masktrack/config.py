@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from masktrack.errors import ConfigError, Problem
+from masktrack.prompts.model import Keyframe
 
 Direction = Literal["both", "forward", "backward"]
 
@@ -40,12 +41,19 @@ class TextPromptConfig(BaseModel):
 
 
 class InlineObject(BaseModel):
-    """An object declared in the config itself (e.g. one that only text detection produces)."""
+    """An object declared in the config itself (e.g. one that only text detection produces).
+
+    It may carry its own keyframe prompts (points, boxes, mask) in the prompt
+    file's keyframe format, for jobs small enough to live in one YAML file.
+    Without ``id`` it gets the smallest id >= 1 not used by the session's
+    other objects; without ``color`` the palette colour of that id.
+    """
 
     model_config = ConfigDict(extra="forbid")
     name: str
     id: int | None = None
     color: tuple[int, int, int] | None = None
+    keyframes: list[Keyframe] = Field(default_factory=list)
 
 
 class SessionConfig(BaseModel):
@@ -67,6 +75,12 @@ class SessionConfig(BaseModel):
         if not v or not v.replace("_", "a").replace("-", "a").isalnum():
             raise ValueError("session names use letters, digits, '_' and '-' only")
         return v
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _text_shorthand(cls, v: Any) -> Any:
+        # `text: "robot and cable"` means that text on frame 0
+        return {"text": v, "frame": 0} if isinstance(v, str) else v
 
     @field_validator("objects")
     @classmethod
@@ -152,6 +166,11 @@ def parse_config(data: Any, *, path: Path | None = None, base: Path | None = Non
     cfg.prompts = _resolve(base, cfg.prompts)
     for s in cfg.sessions:
         s.prompts = _resolve(base, s.prompts)
+        for o in s.objects:
+            if isinstance(o, InlineObject):
+                for k in o.keyframes:
+                    if k.mask is not None:
+                        k.mask = str(_resolve(base, Path(k.mask)))
     cfg.source = path
     return cfg
 

@@ -159,6 +159,13 @@ class SessionStore:
             tmp.write_bytes(data)
         return len(data)
 
+    def write_stack(self, frame: int, stack: np.ndarray) -> int:
+        """Write one frame as bool [N, H, W] in manifest object order. Returns bytes written."""
+        data = encode_frame(stack)
+        with atomic_path(self.frame_path(frame), fsync=False) as tmp:
+            tmp.write_bytes(data)
+        return len(data)
+
     def finish(self, manifest: SessionManifest, stats: dict[str, Any]) -> None:
         """Mark complete (the last write of a session)."""
         clean_temp_files(self.frames_dir)

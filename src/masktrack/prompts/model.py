@@ -185,8 +185,11 @@ class PromptFile(BaseModel):
         return self.merged()
 
 
-def parse_prompts(data: object, *, path: str | Path | None = None) -> PromptFile:
-    """Parse a decoded JSON document: the v1 format, or the legacy ``sam3.annotation_prompts.v1``."""
+def parse_prompts(data: object, *, path: str | Path | None = None, size: tuple[int, int] | None = None) -> PromptFile:
+    """Parse a decoded JSON document: the v1 format, or the legacy ``sam3.annotation_prompts.v1``.
+
+    ``size`` (height, width) is needed only for legacy ``rel`` coordinates.
+    """
     if isinstance(data, dict) and data.get("format", PROMPT_FORMAT) == PROMPT_FORMAT and "objects" in data:
         try:
             return PromptFile.model_validate(data)
@@ -195,7 +198,7 @@ def parse_prompts(data: object, *, path: str | Path | None = None) -> PromptFile
     from masktrack.prompts.legacy import is_legacy, parse_legacy
 
     if is_legacy(data):
-        return parse_legacy(data, path=path)
+        return parse_legacy(data, path=path, size=size)
     fmt = data.get("format") if isinstance(data, dict) else None
     raise PromptError(
         f"unknown prompt format {fmt!r}; expected {PROMPT_FORMAT!r} v{PROMPT_VERSION} or 'sam3.annotation_prompts.v1'",
@@ -204,8 +207,8 @@ def parse_prompts(data: object, *, path: str | Path | None = None) -> PromptFile
     )
 
 
-def load_prompts(path: str | Path) -> PromptFile:
-    """Load a prompt file (either format). Mask paths become absolute."""
+def load_prompts(path: str | Path, *, size: tuple[int, int] | None = None) -> PromptFile:
+    """Load a prompt file (either format). Mask paths become absolute; ``size`` as in :func:`parse_prompts`."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -213,7 +216,7 @@ def load_prompts(path: str | Path) -> PromptFile:
         raise PromptError("prompt file not found", path=path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PromptError(f"not valid JSON ({e})", path=path) from None
-    pf = parse_prompts(data, path=path)
+    pf = parse_prompts(data, path=path, size=size)
     for o in pf.objects:
         for k in o.keyframes:
             if k.mask is not None and not Path(k.mask).is_absolute():

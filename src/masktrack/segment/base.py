@@ -15,6 +15,11 @@ Life cycle::
             ...  # masks: {object name: bool [H, W]}
     backend.close()
 
+Constructing a backend must be cheap (load weights lazily, on the first
+``open_session``): the runner instantiates every configured backend before
+it writes anything, to check options and compute ``fingerprint()`` for the
+manifest key, even when every session turns out to be reused.
+
 Object ids are per session: ``SessionObject.id`` is the id within this
 session only.  Backends that detect objects from text map their own ids to
 the session's named objects with :func:`assign_detections`.
@@ -85,6 +90,8 @@ class Session(ABC):
 
     video: VideoSource
     objects: tuple[SessionObject, ...]
+    dropped_detections: int = 0
+    """Text detections beyond the session's objects (see :func:`assign_detections`); reported by the runner."""
 
     @abstractmethod
     def add_prompt(self, prompt: FramePrompt) -> None:

@@ -4,11 +4,17 @@ Built-in backends are listed as ``"module:Class"`` strings, so importing
 masktrack never imports torch, sam2 or sam3.  Third-party backends register
 through the ``masktrack.backends`` entry-point group or :func:`register_backend`
 (tests use the latter for deterministic backends).
+
+Plugins without packaging: ``MASKTRACK_PLUGINS=mod1,mod2`` names modules
+(importable from ``sys.path``/``PYTHONPATH``) that are imported before any
+backend lookup; they call :func:`register_backend` at import.  Handy for a
+lab's in-house backend, and how the test suite's subprocesses find theirs.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -39,6 +45,24 @@ def unregister_backend(name: str) -> None:
     _TEXT.discard(name)
 
 
+PLUGINS_ENV = "MASKTRACK_PLUGINS"
+_PLUGINS_LOADED: set[str] = set()
+
+
+def load_plugins() -> list[str]:
+    """Import the modules named in ``$MASKTRACK_PLUGINS`` (comma-separated), once each."""
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    for n in names:
+        if n in _PLUGINS_LOADED:
+            continue
+        try:
+            importlib.import_module(n)
+        except ImportError as e:
+            raise BackendError(f"cannot import plugin module {n!r}: {e}", field=PLUGINS_ENV) from None
+        _PLUGINS_LOADED.add(n)
+    return names
+
+
 def _entry_point_targets() -> dict[str, str]:
     try:
         return {ep.name: ep.value for ep in entry_points(group="masktrack.backends")}
@@ -47,19 +71,23 @@ def _entry_point_targets() -> dict[str, str]:
 
 
 def available_backends() -> list[str]:
+    load_plugins()
     return sorted({*_BUILTIN, *_REGISTERED, *_entry_point_targets()})
 
 
 def text_backends() -> list[str]:
+    load_plugins()
     return sorted(_TEXT)
 
 
 def is_known(name: str) -> bool:
+    load_plugins()
     return name in _REGISTERED or name in _BUILTIN or name in _entry_point_targets()
 
 
 def backend_class(name: str) -> type[Backend]:
     """Import and return the backend class for ``name``."""
+    load_plugins()
     target: type[Backend] | str | None = _REGISTERED.get(name) or _BUILTIN.get(name) or _entry_point_targets().get(name)
     if target is None:
         raise BackendError(f"unknown backend {name!r}; available: {', '.join(available_backends())}", field="backend")

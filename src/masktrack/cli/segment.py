@@ -1,0 +1,73 @@
+"""``masktrack segment`` and ``masktrack backends``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("segment")
+@click.argument("config", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--only", "only", multiple=True, metavar="SESSION", help="Run only this session (repeatable).")
+@click.option("--force", is_flag=True, help="Recompute sessions even when their stored masks match.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (summary table only).")
+def segment(config: Path, only: tuple[str, ...], force: bool, no_progress: bool) -> None:
+    """Run CONFIG's segmentation sessions into the mask store.
+
+    Each session runs in isolation (its own backend session, closed before the
+    next opens), propagating forward from its earliest and backward from its
+    latest prompted frame.  Sessions whose stored masks match the video,
+    prompts, backend and options are reused; a session killed mid-run is
+    redone.  Masks land in OUTPUT/sessions/<session>/.
+
+    \b
+    Examples:
+      masktrack segment examples/arm_gripper.yaml
+      masktrack segment job.yaml --only gripper --force
+    """
+    from rich.console import Console
+
+    from masktrack.config import load_config
+    from masktrack.segment.pipeline import run_segment, summary_table
+
+    cfg = load_config(config)
+    reports = run_segment(cfg, only=list(only) or None, force=force, progress=not no_progress, console=Console(stderr=True))
+    Console().print(summary_table(reports))
+    for r in reports:
+        for name, n in r.empty_frames.items():
+            if n:
+                click.echo(f"note: session {r.session!r}: object {name!r} is empty on {n} of {r.frames} frames", err=True)
+        if r.dropped_detections:
+            click.echo(f"note: session {r.session!r}: {r.dropped_detections} text detection(s) beyond the session's objects were dropped", err=True)
+
+
+@click.command("backends")
+def backends() -> None:
+    """List segmentation backends and which of them take text prompts.
+
+    Backends are imported only when a session uses them; extra backends come
+    from the ``masktrack.backends`` entry-point group or from modules named in
+    ``MASKTRACK_PLUGINS=mod1,mod2``.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from masktrack.segment import registry
+
+    names = registry.available_backends()
+    text = set(registry.text_backends())
+    eps = registry._entry_point_targets()
+    table = Table(title="masktrack backends")
+    table.add_column("backend")
+    table.add_column("text prompts")
+    table.add_column("source")
+    for n in names:
+        if n in registry._REGISTERED:
+            src = "registered (plugin)"
+        elif n in registry._BUILTIN:
+            src = "built-in" + (" (default)" if n == registry.DEFAULT_BACKEND else "")
+        else:
+            src = f"entry point {eps.get(n, '')}"
+        table.add_row(n, "yes" if n in text else "no", src)
+    Console().print(table)
