@@ -476,6 +476,11 @@ def write_recordings(
         from masktrack.errors import SceneError
 
         raise SceneError(f"unknown world coordinate convention {world!r} (e.g. RIGHT_HAND_Z_UP, RIGHT_HAND_Y_UP)", path=scene.path, field="world_coordinates")
+    for name, tr in tracks.items():
+        if tr.num_frames != scene.num_frames:
+            from masktrack.errors import SceneError
+
+            raise SceneError(f"tracks have {tr.num_frames} frames, the scene has {scene.num_frames}", path=scene.path, field=f"tracks[{name}]")
     rid = recording_id(scene, out_dir)
     blueprint = scene_blueprint(list(scene.camera_ids), styles, trail=trail)
     common = {"format": FORMAT_VERSION, "rerun": rr.__version__, "recording_id": rid, "cameras": list(scene.camera_ids), "instances": {n: [s.id, list(s.color)] for n, s in styles.items()}, "trail": int(trail)}
