@@ -120,7 +120,7 @@ class PromptStore:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise PromptError(f"not valid JSON ({e})", path=self.path) from None
-        pf = parse_prompts(doc, path=self.path)
+        pf = parse_prompts(doc, path=self.path, size=self.video.size)  # size: legacy 'rel' coordinates
         return pf, ("legacy" if is_legacy(doc) else "v1")
 
     def check_readable(self) -> None:
@@ -130,15 +130,21 @@ class PromptStore:
     def _with_wanted(self, pf: PromptFile) -> PromptFile:
         """Add objects named by --objects/the config that the file does not have yet (not written until saved)."""
         pf = pf.model_copy(deep=True)
-        used = {o.id for o in pf.objects}
         names = set(pf.names())
+        missing = []
         for name, oid, color in self.wanted:
-            if name in names:
-                continue
-            if oid is None or oid in used or oid < 1:
+            if name not in names:
+                names.add(name)
+                missing.append((name, oid, color))
+        used = {o.id for o in pf.objects}
+        # explicit ids (config InlineObject) first, so an unnumbered object cannot take them
+        keep = {name: oid for name, oid, _ in missing if oid is not None and oid >= 1 and oid not in used}
+        used |= set(keep.values())
+        for name, _, color in missing:
+            oid = keep.get(name)
+            if oid is None:
                 oid = max(used, default=0) + 1
-            used.add(oid)
-            names.add(name)
+                used.add(oid)
             pf.objects.append(ObjectPrompts(name=name, id=oid, color=color))
         return pf
 
