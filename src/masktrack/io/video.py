@@ -98,8 +98,10 @@ class FrameFolder(VideoSource):
             try:
                 with Image.open(p) as im:
                     wh = im.size
-            except (UnidentifiedImageError, OSError) as e:
-                raise VideoError(f"unreadable frame ({e.__class__.__name__})", path=p) from None
+                    if im.format == "PNG":
+                        im.verify()  # chunk CRCs, no decoding: catches truncated/corrupt PNGs up front
+            except (UnidentifiedImageError, OSError, SyntaxError) as e:
+                raise VideoError(f"unreadable frame ({e.__class__.__name__}: {e})", path=p) from None
             if size is None:
                 size = wh
             elif wh != size:

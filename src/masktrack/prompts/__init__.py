@@ -7,6 +7,8 @@ from masktrack.prompts.model import (
     ObjectPrompts,
     PromptFile,
     load_prompts,
+    parse_prompts,
+    prompt_schema,
     save_prompts,
 )
 
@@ -17,5 +19,7 @@ __all__ = [
     "ObjectPrompts",
     "PromptFile",
     "load_prompts",
+    "parse_prompts",
+    "prompt_schema",
     "save_prompts",
 ]

@@ -224,6 +224,13 @@ def load_prompts(path: str | Path, *, size: tuple[int, int] | None = None) -> Pr
     return pf
 
 
+def prompt_schema() -> dict:
+    """The JSON Schema of the v1 format (``masktrack/prompts/schema.json``, shipped as package data)."""
+    from importlib.resources import files
+
+    return json.loads(files("masktrack.prompts").joinpath("schema.json").read_text(encoding="utf-8"))
+
+
 def save_prompts(prompts: PromptFile, path: str | Path) -> None:
     """Write atomically in the v1 format."""
     atomic_write_json(path, prompts.model_dump(mode="json", exclude_none=True))
