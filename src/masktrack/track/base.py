@@ -84,10 +84,34 @@ class Tracker(ABC):
     """Tracks world-space query points through a multi-view scene."""
 
     name: ClassVar[str]
+    #: queries per call when the caller does not say (``None`` = all at once)
+    max_points_per_batch: ClassVar[int | None] = None
 
     @abstractmethod
-    def track(self, scene: Scene, queries: np.ndarray) -> Tracks:
-        """Track ``queries`` [N, 4] (t, x, y, z) through ``scene``."""
+    def track(self, scene: Scene, queries: np.ndarray, *, instance: Any = None) -> Tracks:
+        """Track ``queries`` [N, 4] (t, x, y, z) through ``scene``.
+
+        ``instance`` (a :class:`masktrack.track.instances.Instance`) is optional
+        side information: trackers may use its masks, none may require them.
+        """
 
     def fingerprint(self) -> dict[str, Any]:
         return {"tracker": self.name}
+
+
+def track_batched(tracker: Tracker, scene: Scene, queries: np.ndarray, *, max_points: int | None = None, instance: Any = None) -> Tracks:
+    """Track ``queries`` in batches of at most ``max_points`` and merge the results (query order kept)."""
+    q = np.asarray(queries, np.float32).reshape(-1, 4)
+    size = max_points or tracker.max_points_per_batch or len(q)
+    if len(q) <= size:
+        return tracker.track(scene, q, instance=instance)
+    parts = [tracker.track(scene, q[i : i + size], instance=instance) for i in range(0, len(q), size)]
+    out = Tracks.concat(parts)
+    out.provenance = {**out.provenance, "batches": len(parts), "max_points_per_batch": int(size)}
+    return out
+
+
+def empty_tracks(num_frames: int, queries: np.ndarray) -> Tracks:
+    """NaN tracks, nothing visible: the starting point of every tracker's output."""
+    n = len(queries)
+    return Tracks(np.full((num_frames, n, 3), np.nan, np.float32), np.zeros((num_frames, n), bool), np.asarray(queries, np.float32).reshape(-1, 4))

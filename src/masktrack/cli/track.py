@@ -1,0 +1,202 @@
+"""``masktrack scene``, ``masktrack instances`` and ``masktrack track``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from masktrack.errors import ConfigError, SceneError
+
+
+@click.group("scene")
+def scene() -> None:
+    """Import and inspect multi-view RGB-D scenes (masktrack's pickle-free scene folders)."""
+
+
+@scene.command("import")
+@click.argument("npz", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--mask-key", "mask_keys", multiple=True, metavar="KEY[=NAME]",
+              help="Masks to import as instances: a pickled dict of instances (e.g. sam2_masks, needs --allow-pickle) "
+                   "or a bool [C,T,H,W] array renamed (gt_masks_gripper=gripper). Repeatable or comma-separated.")
+@click.option("--allow-pickle", is_flag=True, help="Allow pickled object arrays (runs code from the file: only for files you trust).")
+@click.option("--camera-ids", default=None, metavar="A,B,C", help="Camera names (overrides the file's, e.g. when they are pickled).")
+@click.option("--fps", type=float, default=30.0, show_default=True)
+def scene_import(npz: Path, out: Path, mask_keys: tuple[str, ...], allow_pickle: bool, camera_ids: str | None, fps: float) -> None:
+    """Convert an NPZ (rgbs [C,T,3,H,W], depths [C,T,1,H,W], intrs, extrs, camera_ids) into scene folder OUT.
+
+    \b
+    Example:
+      masktrack scene import episode.npz scene/ --mask-key gt_masks_gripper=gripper
+      masktrack scene import rh20t.npz scene/ --mask-key sam2_masks --allow-pickle
+    """
+    from masktrack.io.scene_import import import_npz
+
+    keys = [k for spec in mask_keys for k in spec.split(",") if k.strip()]
+    sc = import_npz(npz, out, mask_key=keys or None, allow_pickle=allow_pickle,
+                    camera_ids=camera_ids.split(",") if camera_ids else None, fps=fps)
+    from masktrack.track.instances import list_instances
+
+    click.echo(f"scene {out}: {sc.num_cameras} cameras x {sc.num_frames} frames, {sc.size[0]}x{sc.size[1]}; "
+               f"instances: {', '.join(list_instances(out)) or 'none'}")
+
+
+@scene.command("info")
+@click.argument("scene_path", metavar="SCENE", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def scene_info(scene_path: Path, as_json: bool) -> None:
+    """Cameras, frames, image size, depth range and instances of a scene."""
+    import numpy as np
+
+    from masktrack.io.scene import load_scene
+    from masktrack.track.geometry import camera_center
+    from masktrack.track.instances import list_instances
+
+    sc = load_scene(scene_path)
+    cams = []
+    for c, cid in enumerate(sc.camera_ids):
+        d = np.asarray(sc.depths[c, 0])
+        valid = d[d > 0]
+        cams.append({
+            "id": cid,
+            "center_m_frame0": np.round(camera_center(sc.extrs[c, 0]), 3).tolist(),
+            "moving": bool(np.abs(np.asarray(sc.extrs[c]) - np.asarray(sc.extrs[c, :1])).max() > 1e-6),
+            "depth_valid_frame0": round(float(valid.size / d.size), 3),
+            "depth_range_m_frame0": [round(float(valid.min()), 3), round(float(valid.max()), 3)] if valid.size else None,
+        })
+    info = {"scene": str(scene_path), "num_cameras": sc.num_cameras, "num_frames": sc.num_frames, "height": sc.size[0], "width": sc.size[1],
+            "fps": sc.fps, "cameras": cams, "instances": list_instances(scene_path)}
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{scene_path}: {sc.num_cameras} cameras x {sc.num_frames} frames, {sc.size[0]}x{sc.size[1]}, {sc.fps:g} fps")
+    for cam in cams:
+        click.echo(f"  {cam['id']:<16} centre {cam['center_m_frame0']}  {'moving' if cam['moving'] else 'static'}  "
+                   f"depth valid {100 * cam['depth_valid_frame0']:.0f}% range {cam['depth_range_m_frame0']}")
+    click.echo(f"  instances: {', '.join(info['instances']) or 'none'}")
+
+
+@click.group("instances")
+def instances() -> None:
+    """List, verify and add a scene's instances (masks only; RGB and depth stay in the scene)."""
+
+
+@instances.command("list")
+@click.argument("scene_path", metavar="SCENE", type=click.Path(file_okay=False, path_type=Path))
+def instances_list(scene_path: Path) -> None:
+    """One line per instance: name, id, colour, frames with a mask per camera."""
+    from masktrack.io.scene import load_scene
+    from masktrack.track.instances import list_instances, load_instance
+
+    sc = load_scene(scene_path)
+    names = list_instances(scene_path)
+    if not names:
+        click.echo("no instances")
+        return
+    for n in names:
+        inst = load_instance(scene_path, n)
+        counts = inst.packed().reshape(inst.shape[0], inst.shape[1], -1).any(axis=2).sum(axis=1)
+        per = ", ".join(f"{cid} {int(k)}/{inst.shape[1]}" for cid, k in zip(sc.camera_ids, counts))
+        click.echo(f"{n}  id {inst.id}  color {list(inst.color)}  frames with mask: {per}")
+
+
+@instances.command("verify")
+@click.argument("scene_path", metavar="SCENE", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--min-depth-valid", type=float, default=0.5, show_default=True, help="Minimum fraction of mask pixels with valid depth (per camera).")
+def instances_verify(scene_path: Path, min_depth_valid: float) -> None:
+    """Check shapes, non-empty masks and valid depth inside masks; exit 2 on problems."""
+    from masktrack.track.verify import verify_instances
+
+    lines, problems = verify_instances(scene_path, min_depth_valid=min_depth_valid)
+    for line in lines:
+        click.echo(line)
+    if problems:
+        raise SceneError("instances failed verification", path=scene_path, problems=problems)
+    click.echo("ok")
+
+
+@instances.command("add")
+@click.argument("scene_path", metavar="SCENE", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--output", "outputs", multiple=True, required=True, metavar="CAMERA=DIR",
+              help="masktrack pipeline output folder of one camera's video (repeat per camera).")
+@click.option("--instance", "refs", multiple=True, required=True, metavar="NAME=REF",
+              help="Instance from the outputs: session.object (mask store) or composed:name (composition). Repeatable.")
+def instances_add(scene_path: Path, outputs: tuple[str, ...], refs: tuple[str, ...]) -> None:
+    """Add instances from masktrack segmentation/composition outputs (one output folder per camera).
+
+    \b
+    Example:
+      masktrack instances add scene/ --output front=out/front --output wrist=out/wrist \\
+          --instance gripper=grippers.gripper --instance arm=composed:arm_only
+    """
+    from masktrack.io.scene_import import instances_from_outputs
+
+    made = instances_from_outputs(scene_path, _pairs(outputs, "--output"), _pairs(refs, "--instance"))
+    click.echo(f"added {', '.join(i.name for i in made)}")
+
+
+def _pairs(items: tuple[str, ...], opt: str) -> dict[str, str]:
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k or not v:
+            raise ConfigError(f"expected KEY=VALUE, got {it!r}", field=opt)
+        out[k] = v
+    return out
+
+
+def _contact(value: str | None) -> int | dict[str, int] | None:
+    if value is None:
+        return None
+    if "=" not in value:
+        return int(value)
+    return {k: int(v) for k, v in _pairs(tuple(value.split(",")), "--contact").items()}
+
+
+@click.command("track")
+@click.argument("scene_path", metavar="SCENE", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Tracking output folder.")
+@click.option("--tracker", default="flow", show_default=True, help="flow (weight-free CPU), mvtracker, spatialtracker, cotracker.")
+@click.option("--option", "-o", "tracker_opts", multiple=True, metavar="KEY=VALUE", help="Tracker option (JSON value), e.g. -o method=dis -o checkpoint=ckpt.pth.")
+@click.option("--instances", default="all", show_default=True, help="Comma-separated instance names, or all.")
+@click.option("--window", type=click.Choice(["first", "frame", "all", "before_contact", "after_contact"]), default="first", show_default=True,
+              help="Frames to sample queries from (per camera): first visible, --frame, every --stride-th, or around --contact.")
+@click.option("--frame", type=int, default=0, show_default=True)
+@click.option("--span", type=int, default=1, show_default=True, help="Frames in the window.")
+@click.option("--stride", type=int, default=1, show_default=True)
+@click.option("--contact", default=None, metavar="F|CAM=F,...", help="Contact frame (one for all cameras, or per camera).")
+@click.option("--voxel", type=float, default=0.005, show_default=True, help="De-duplication voxel (m); 0 keeps every pixel.")
+@click.option("--max-queries", type=int, default=1024, show_default=True, help="Cap per instance (even spatial spread); 0 = no cap.")
+@click.option("--erode", type=int, default=1, show_default=True, help="Erode masks by this many pixels before sampling.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-points-per-batch", type=int, default=None, help="Track queries in batches of at most this many.")
+@click.option("--rerun", "rerun", is_flag=True, help="Also write Rerun recordings under OUT/rerun.")
+@click.option("--force", is_flag=True, help="Recompute instances that are up to date.")
+@click.option("--quiet", is_flag=True)
+def track(scene_path: Path, out_dir: Path, tracker: str, tracker_opts: tuple[str, ...], instances: str, window: str, frame: int, span: int,
+          stride: int, contact: str | None, voxel: float, max_queries: int, erode: int, seed: int, max_points_per_batch: int | None,
+          rerun: bool, force: bool, quiet: bool) -> None:
+    """Track each instance of SCENE independently in 3D; writes OUT/<instance>/{tracks.npz,queries.npy,instance.json}.
+
+    Re-runs skip instances whose scene, masks, tracker and query options are unchanged.
+
+    \b
+    Example:
+      masktrack track scene/ --out tracks/ --instances gripper --window frame --frame 0 --rerun
+    """
+    from masktrack.track.pipeline import run_tracking
+    from masktrack.track.queries import QueryOptions
+
+    opts = {}
+    for k, v in _pairs(tracker_opts, "--option").items():
+        try:
+            opts[k] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k] = v
+    qo = QueryOptions(window=window, frame=frame, span=span, stride=stride, contact=_contact(contact), voxel=voxel,  # type: ignore[arg-type]
+                      max_queries=max_queries, erode=erode, seed=seed)
+    rep = run_tracking(scene_path, out_dir, tracker=tracker, tracker_options=opts, instances=instances, query_options=qo,
+                       rerun=rerun, force=force, progress=not quiet, max_points_per_batch=max_points_per_batch)
+    click.echo(f"tracked {len(rep.tracked)}, up to date {len(rep.skipped)} -> {out_dir}" + (f"; rerun: {rep.rerun}" if rep.rerun else ""))
