@@ -466,6 +466,7 @@ def run_compose(
     packed: bool | None = None,
     workers: int | None = None,
     cli_names: Sequence[str] = (),
+    console: Any = None,
 ) -> ComposeReport:
     """Compute the config's composed outputs (all, or ``names``), resumably.
 
@@ -483,7 +484,12 @@ def run_compose(
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        ctx = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        ctx = Progress(*cols, console=console, transient=False)
     with ctx as prog:
         for n in selected:
             reports.append(
