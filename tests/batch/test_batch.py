@@ -1,0 +1,121 @@
+"""Batch runs: expansion, bad scenes skipped, local and Ray engines agree, SIGKILL of the driver resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from masktrack.batch.job import expand_units, load_job, parse_scene_list
+from masktrack.batch.run import run_batch
+from masktrack.errors import ConfigError
+from masktrack.masks.store import MaskStore
+
+GOOD = ["pick_cube/scene_0", "pick_cube/scene_1"]
+
+
+def _outputs(out: Path) -> dict[str, dict[int, bytes]]:
+    """Every good unit's masks (session frames decoded) and composed PNG bytes."""
+    res = {}
+    for unit_dir in sorted(out.glob("pick_cube/scene_*/cam_*")):
+        store = MaskStore(unit_dir).session("arm")
+        m = store.require_manifest()
+        frames = {f: np.packbits(store.read_stack(f, m)).tobytes() for f in range(m.num_frames)}
+        pngs = {int(p.stem): p.read_bytes() for p in sorted((unit_dir / "composed" / "arm_wide").glob("*.png"))}
+        res[str(unit_dir.relative_to(out))] = {"masks": frames, "pngs": pngs}
+    return res
+
+
+def test_expand_units_names_task_scene_camera(tmp_path, synth_dataset, job_file):
+    job = load_job(job_file)
+    units = expand_units(job, tmp_path / "out")
+    assert len(units) == 6
+    u = units[0]
+    assert u.id.startswith("pick_cube/scene_0/cam_")
+    assert u.fields == {"task": "pick_cube", "scene": "scene_0"}
+    assert u.video == synth_dataset / "pick_cube/train/scene_0" / u.camera / "color"
+    assert u.output == tmp_path / "out" / "pick_cube" / "scene_0" / u.camera
+    only = expand_units(job, tmp_path / "out", parse_scene_list(str(synth_dataset / "pick_cube/train/scene_1")))
+    assert {x.scene for x in only} == {"pick_cube/scene_1"}
+
+
+def test_job_errors_name_the_field(tmp_path, job_file):
+    p = job_file
+    p.write_text(p.read_text().replace("{scene_dir}/{camera}/color", "{scene_dir}/{cam}/color"))
+    with pytest.raises(ConfigError) as e:
+        expand_units(load_job(p), tmp_path / "out")
+    assert "video" in str(e.value) and "{cam}" in str(e.value)
+    (tmp_path / "bad.yaml").write_text("video: x\npipeline: {video: y, sessions: []}\n")
+    with pytest.raises(ConfigError) as e:
+        load_job(tmp_path / "bad.yaml")
+    assert "pipeline" in str(e.value)
+
+
+@pytest.mark.slow
+def test_local_and_ray_engines_agree_and_skip_the_bad_scene(tmp_path, job_file):
+    job = load_job(job_file)
+    local = run_batch(job, tmp_path / "local", engine="local", workers=2)
+    by_id = {u.id: u for u in local.units}
+    assert local.count("done") == 4 and local.count("skipped") == 2 and local.count("failed") == 0
+    bad = [u for u in local.units if u.status == "skipped"]
+    assert all(u.id.startswith("pick_cube/scene_2/") for u in bad)
+    assert all("points[0]" in u.reason and "outside" in u.reason for u in bad)
+    report = json.loads((tmp_path / "local" / "batch_report.json").read_text())
+    assert {u["id"] for u in report["units"] if u["status"] == "skipped"} == {u.id for u in bad}
+    assert all(by_id[u].stages == {"segment": "computed", "compose": "computed"} for u in by_id if by_id[u].status == "done")
+    assert all(Path(u.log).read_text().count("=== unit") == 1 for u in local.units)
+
+    ray_report = run_batch(job, tmp_path / "ray", engine="ray", ray_init={"num_cpus": 2})
+    assert sorted((u.id, u.status) for u in ray_report.units) == sorted((u.id, u.status) for u in local.units)
+    assert _outputs(tmp_path / "local") == _outputs(tmp_path / "ray")
+
+    again = run_batch(job, tmp_path / "local", engine="local", workers=2)
+    assert again.count("reused") == 4 and again.count("skipped") == 2
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_driver_then_rerun_recomputes_nothing_finished(tmp_path, job_file):
+    job_path = job_file
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "masktrack", "batch", str(job_path), "--out", str(out), "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    units_dir = out / "batch" / "units"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            done = [p for p in units_dir.glob("*.json") if json.loads(p.read_text())["status"] == "done"] if units_dir.exists() else []
+            if len(done) >= 1:
+                break
+            assert proc.poll() is None, "batch finished before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("no unit finished in time")
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-batch
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    finished = {p.name: p.stat().st_mtime_ns for p in units_dir.glob("*.json") if json.loads(p.read_text())["status"] == "done"}
+    assert 1 <= len(finished) < 4
+    manifests = {p: p.stat().st_mtime_ns for p in out.glob("pick_cube/*/*/sessions/arm/manifest.json")}
+
+    report = run_batch(load_job(job_path), out, engine="local", workers=1)
+    assert report.count("failed") == 0 and report.count("done") + report.count("reused") == 4
+    assert report.count("reused") >= len(finished)
+    for name, mtime in finished.items():
+        assert (units_dir / name).stat().st_mtime_ns == mtime  # not dispatched again
+    for p, mtime in manifests.items():
+        m = json.loads(p.read_text())
+        if m["complete"]:
+            assert p.stat().st_mtime_ns == mtime  # finished sessions were not recomputed
+
+    fresh = run_batch(load_job(job_path), tmp_path / "fresh", engine="local", workers=1)
+    assert fresh.count("done") == 4
+    assert _outputs(out) == _outputs(tmp_path / "fresh")
