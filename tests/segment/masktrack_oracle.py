@@ -176,3 +176,43 @@ def point_on(t: int, k: int, side: int) -> list[float]:
     """A pixel inside square k on frame t, as [x, y]."""
     x, y = square_position(t, k)
     return [float(x + side // 2), float(y + side // 2)]
+
+
+# --------------------------------------------------------------------------- jobs on the colour video
+
+SQUARES = {"red": (0, 14), "blue": (1, 10), "cham": (2, 12)}  # name -> (square index, side)
+
+
+def kf(name: str, frame: int, *, label: int = 1) -> dict:
+    """A keyframe clicking the centre of square ``name`` on ``frame``."""
+    k, side = SQUARES[name]
+    return {"frame": frame, "points": [point_on(frame, k, side)], "labels": [label]}
+
+
+def square_mask(name: str, frame: int, size: tuple[int, int] = (56, 96)) -> np.ndarray:
+    k, side = SQUARES[name]
+    x, y = square_position(frame, k)
+    m = np.zeros(size, bool)
+    m[y : y + side, x : x + side] = True
+    return m
+
+
+def write_job(folder: Path, sessions: list[dict], objects: dict[str, list[dict]] | None = None, *, video: str = "frames", output: str = "out") -> Path:
+    """Write prompts.json (objects: name -> keyframes, ids 1..N) and job.yaml; returns the config path."""
+    import json
+
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    doc: dict = {"video": video, "output": output, "sessions": sessions}
+    if objects is not None:
+        pf = {
+            "format": "masktrack.prompts",
+            "version": 1,
+            "objects": [{"name": n, "id": i + 1, "keyframes": kfs} for i, (n, kfs) in enumerate(objects.items())],
+        }
+        (folder / "prompts.json").write_text(json.dumps(pf, indent=1))
+        doc["prompts"] = "prompts.json"
+    p = folder / "job.yaml"
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return p
