@@ -383,7 +383,7 @@ function inImage(x, y) {
 // ---------- drawing ----------
 function drawPoint(x, y, label, rgb, active) {
   const [sx, sy] = toScreen(x, y);
-  const r = active ? 6.5 : 5;
+  const r = active ? 7 : 5;
   ctx.globalAlpha = active ? 1 : 0.7;
   ctx.beginPath();
   ctx.arc(sx, sy, r + 1.5, 0, 2 * Math.PI);
