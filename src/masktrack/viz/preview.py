@@ -153,15 +153,16 @@ def contact_sheet(
         raise ValueError("no tiles")
     columns = max(1, min(columns, len(tiles)))
     th, tw = tiles[0].shape[:2]
-    gap = 8
+    gap = 16  # wider than the gap inside a tile, so original|overlay pairs read as one
     rows = (len(tiles) + columns - 1) // columns
     width = columns * tw + (columns + 1) * gap
     grid = np.full((rows * th + (rows + 1) * gap, width, 3), BG, np.uint8)
     for i, t in enumerate(tiles):
         r, c = divmod(i, columns)
         y, x = gap + r * (th + gap), gap + c * (tw + gap)
+        grid[y - 2 : y + t.shape[0] + 2, x - 2 : x + t.shape[1] + 2] = (110, 110, 110)
         grid[y : y + t.shape[0], x : x + t.shape[1]] = t
-    return np.concatenate([legend_bar(names, colors, width, title=title), grid], axis=0)
+    return np.concatenate([legend_bar(names, colors, width, title=title, scale=0.8), grid], axis=0)
 
 
 # --------------------------------------------------------------------------
