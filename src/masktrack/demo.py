@@ -1,0 +1,497 @@
+"""``masktrack demo``: the whole job on a synthetic robot scene, scored against exact ground truth.
+
+Stages (each one resumable; a second run reuses everything and says so)::
+
+    generate   synth scene -> OUT/frames/<cam>/, OUT/scene/, OUT/gt/        (masktrack.synth)
+    prompts    OUT/<cam>.yaml + OUT/prompts/<cam>.json, clicks derived from GT masks
+    segment    sessions `arm` and `gripper` per camera (classic backend)      -> OUT/out/<cam>/sessions/
+    compose    arm_only = dilate(arm, 15) - dilate(gripper, 15)              -> OUT/out/<cam>/composed/
+    previews   contact sheets per session and composed output                -> OUT/out/<cam>/previews/
+    instances  scene instances arm, gripper, arm_only from the outputs       -> OUT/scene/instances/
+    track      per-instance queries + `flow` tracker                          -> OUT/tracks/<instance>/
+    rerun      recordings                                                     -> OUT/tracks/rerun/
+    evaluate   J&F per camera vs GT masks; 3D track errors vs GT motion       -> OUT/report.json
+
+How track errors are measured: every query of a tracked instance is a world
+point lifted from a predicted-mask pixel at frame t_q.  It is attached to the
+nearest solid surface of the synthetic scene at t_q (exact geometry, see
+:mod:`masktrack.synth.truth`; the attach distance is reported and is ~0 since
+depth is exact), and its GT path is that surface point's rigid motion.  The
+error of a track at frame t > t_q is the Euclidean distance to the GT path;
+the report gives the median and 90th percentile over all (frame, query)
+pairs after the query frame.  Queries on the wrong solid (mask leaks) are
+scored against that solid's motion and counted in ``on_instance``.
+
+Mask J&F: DAVIS J (IoU) and F (boundary F-measure) per frame over all frames
+of each camera, averaged; ``arm.arm`` is scored against the whole robot,
+``gripper.gripper`` against palm + fingers, ``composed:arm_only`` against the
+same expression applied to the GT masks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from masktrack.io.atomic import atomic_write_json, atomic_write_text, hash_file, hash_json
+from masktrack.synth import SynthConfig, SynthScene, generate
+
+DEMO_VERSION = 1
+SESSIONS = {"arm": "gt_arm", "gripper": "gt_gripper"}  # session (= its one object) -> GT instance
+COMPOSE = {"arm_only": "dilate(arm, 15) - dilate(gripper, 15)"}
+TRACKED = ["arm", "gripper"]
+THRESHOLDS = {"jf": 0.8, "median_track_error_m": 0.01}
+DEMO_SMALL = SynthConfig(width=256, height=192, frames=24, cameras=3)  # `masktrack demo --small`, the end-to-end test
+
+
+@dataclass
+class Stage:
+    """One step of the demo and what this run did for it."""
+
+    stage: str
+    target: str
+    status: str  # "computed" | "reused"
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class MaskScore:
+    camera: str
+    mask: str  # "arm.arm", "gripper.gripper", "composed:arm_only"
+    gt: str
+    j: float
+    f: float
+    jf: float
+
+
+@dataclass
+class TrackScore:
+    instance: str
+    queries: int
+    median_m: float
+    p90_m: float
+    median_visible_m: float
+    on_instance: float  # fraction of queries whose surface belongs to the instance's GT solids
+    attach_p90_m: float
+
+
+@dataclass
+class DemoReport:
+    out: Path
+    config: dict[str, Any]
+    stages: list[Stage] = field(default_factory=list)
+    masks: list[MaskScore] = field(default_factory=list)
+    tracks: list[TrackScore] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def jf(self, mask: str) -> float:
+        """Mean J&F of one mask over cameras."""
+        v = [m.jf for m in self.masks if m.mask == mask]
+        return float(np.mean(v)) if v else float("nan")
+
+    def track(self, instance: str) -> TrackScore:
+        return next(t for t in self.tracks if t.instance == instance)
+
+    @property
+    def reused_all(self) -> bool:
+        return all(s.status == "reused" for s in self.stages)
+
+    def checks(self) -> dict[str, bool]:
+        out = {f"J&F {m} >= {THRESHOLDS['jf']}": self.jf(m) >= THRESHOLDS["jf"] for m in ("arm.arm", "gripper.gripper")}
+        for t in self.tracks:
+            out[f"median track error {t.instance} <= {THRESHOLDS['median_track_error_m'] * 100:g} cm"] = t.median_m <= THRESHOLDS["median_track_error_m"]
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return all(self.checks().values())
+
+    def to_json(self) -> dict[str, Any]:
+        per_mask = {m: self.jf(m) for m in dict.fromkeys(s.mask for s in self.masks)}
+        return {
+            "format": "masktrack.demo_report", "version": DEMO_VERSION, "out": str(self.out), "config": self.config,
+            "seconds": round(self.seconds, 2), "passed": self.passed, "checks": self.checks(), "thresholds": THRESHOLDS,
+            "jf_mean": per_mask, "masks": [asdict(m) for m in self.masks], "tracks": [asdict(t) for t in self.tracks],
+            "stages": [asdict(s) for s in self.stages],
+        }
+
+
+# --------------------------------------------------------------------------- prompts
+def _scale(width: int) -> float:
+    return width / 320.0
+
+
+def _interior_point(mask: np.ndarray, dist: np.ndarray) -> tuple[int, int] | None:
+    """The pixel of ``mask`` farthest from the outline (x, y), None if too thin to click safely."""
+    d = np.where(mask, dist, 0)
+    if d.max() < 1.5:
+        return None
+    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+    return int(x), int(y)
+
+
+def _spread(cands: np.ndarray, k: int, start: np.ndarray) -> list[tuple[int, int]]:
+    """``k`` well-spread (x, y) points of ``cands`` [N, 2]: farthest-point sampling from the one nearest ``start``."""
+    if len(cands) == 0:
+        return []
+    idx = [int(np.argmin(np.linalg.norm(cands - start, axis=1)))]
+    d = np.linalg.norm(cands - cands[idx[0]], axis=1)
+    while len(idx) < min(k, len(cands)):
+        i = int(np.argmax(d))
+        idx.append(i)
+        d = np.minimum(d, np.linalg.norm(cands - cands[i], axis=1))
+    return [(int(cands[i, 0]), int(cands[i, 1])) for i in idx]
+
+
+def click_points(masks: dict[str, np.ndarray], target: str, parts: list[str], avoid: list[str], width: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Clicks a person would make on one frame: positives well inside each visible part, negatives just outside.
+
+    ``masks`` are one frame's GT masks by name; ``parts`` split the target into
+    pieces worth a click each (the links of the arm); ``avoid`` are nearby
+    things that must not be included (the arm's wrist for the gripper).
+    """
+    import cv2
+
+    m = masks[target]
+    dist = cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, 5)
+    pos = []
+    for p in parts:
+        pt = _interior_point(masks[p] & m, dist)
+        if pt is not None:
+            pos.append(pt)
+    if not pos:
+        pt = _interior_point(m, dist)
+        if pt is None:
+            return [], []
+        pos.append(pt)
+    s = _scale(width)
+    r1, r2 = max(2, round(5 * s)), max(4, round(12 * s))
+    k1 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r1 + 1, 2 * r1 + 1))
+    k2 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r2 + 1, 2 * r2 + 1))
+    u8 = m.astype(np.uint8)
+    ring = cv2.dilate(u8, k2).astype(bool) & ~cv2.dilate(u8, k1).astype(bool)
+    ys, xs = np.nonzero(ring)
+    centre = np.array(np.nonzero(m)[::-1]).mean(axis=1)
+    neg = _spread(np.stack([xs, ys], 1), 3, centre)
+    for a in avoid:
+        other = masks[a] & ~m
+        if other.any():
+            d_o = cv2.distanceTransform(other.astype(np.uint8), cv2.DIST_L2, 5)
+            near = cv2.dilate(u8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * r2 + 1, 4 * r2 + 1))).astype(bool)
+            pt = _interior_point(other & near, d_o)
+            if pt is not None:
+                neg.append(pt)
+    return pos + neg, [1] * len(pos) + [0] * len(neg)
+
+
+def keyframes(num_frames: int) -> list[int]:
+    """The first frame and one later keyframe (when the gripper has closed on the object)."""
+    return sorted({0, int(round(0.65 * (num_frames - 1)))})
+
+
+def make_prompts(scene_path: Path, camera: int, num_frames: int, width: int) -> dict[str, Any]:
+    """The prompt file (masktrack.prompts v1) of one camera, derived from the GT masks."""
+    from masktrack.track.instances import load_instance
+
+    names = ["gt_arm", "gt_gripper", "gt_arm_only", "gt_base", "gt_turret", "gt_upper_arm", "gt_forearm", "gt_wrist", "gt_palm", "gt_finger_left", "gt_finger_right", "gt_object"]
+    objects = []
+    specs = {
+        "arm": ("gt_arm", ["gt_base", "gt_turret", "gt_upper_arm", "gt_forearm", "gt_wrist", "gt_palm"], []),
+        "gripper": ("gt_gripper", ["gt_palm", "gt_finger_left", "gt_finger_right"], ["gt_wrist", "gt_object"]),
+    }
+    insts = {n: load_instance(scene_path, n) for n in names}
+    for oid, (obj, (target, parts, avoid)) in enumerate(specs.items(), 1):
+        kfs = []
+        for f in keyframes(num_frames):
+            frame_masks = {n: i.masks(camera, f) for n, i in insts.items()}
+            pts, labels = click_points(frame_masks, target, parts, avoid, width)
+            if pts:
+                kfs.append({"frame": f, "points": [[float(x), float(y)] for x, y in pts], "labels": labels})
+        objects.append({"name": obj, "id": oid, "keyframes": kfs})
+    return {"format": "masktrack.prompts", "version": 1, "objects": objects}
+
+
+def pipeline_config(camera_id: str, backend: str) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "video": f"frames/{camera_id}",
+        "output": f"out/{camera_id}",
+        "prompts": f"prompts/{camera_id}.json",
+        "sessions": [{"name": s, "backend": backend, "objects": [s]} for s in SESSIONS],
+        "compose": dict(COMPOSE),
+    }
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Atomically write ``text`` unless the file already holds it; True if written."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except FileNotFoundError:
+        pass
+    atomic_write_text(path, text)
+    return True
+
+
+# --------------------------------------------------------------------------- stages
+class _Stages:
+    """Collects stage statuses and prints them as they happen."""
+
+    def __init__(self, report: DemoReport, say: Callable[[str], None]) -> None:
+        self.report, self.say = report, say
+
+    def add(self, stage: str, target: str, status: str, seconds: float, detail: str = "") -> None:
+        self.report.stages.append(Stage(stage, target, status, round(seconds, 2), detail))
+        self.say(f"[bold]{stage:<9}[/bold] {target:<22} [{'green' if status == 'reused' else 'cyan'}]{status}[/] {seconds:6.1f} s  {detail}")
+
+
+def _demo_manifest(out: Path) -> dict[str, Any]:
+    try:
+        m = json.loads((out / "demo.json").read_text(encoding="utf-8"))
+        return m if m.get("version") == DEMO_VERSION else {}
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def run_demo(out: str | Path = "masktrack-demo", *, config: SynthConfig | None = None, backend: str = "classic", force: bool = False,
+             progress: bool = True, console: Any = None) -> DemoReport:
+    """Generate the synthetic scene and run the whole pipeline on it; returns the scored report.
+
+    Every stage is skipped when its inputs are unchanged (``force`` redoes
+    all).  ``backend`` is the segmentation backend of both sessions.
+    """
+    import yaml
+
+    from masktrack.config import load_config
+    from masktrack.io.scene import load_scene
+    from masktrack.masks.export import run_compose
+    from masktrack.masks.store import MaskStore
+    from masktrack.track.instances import load_instance
+
+    t_all = time.perf_counter()
+    cfg = config or SynthConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if console is None and progress:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    say: Callable[[str], None] = console.print if (progress and console is not None) else (lambda _m: None)
+    report = DemoReport(out=out, config=cfg.to_dict())
+    st = _Stages(report, say)
+    manifest = {} if force else _demo_manifest(out)
+    new_manifest: dict[str, Any] = {"version": DEMO_VERSION}
+
+    def save_manifest() -> None:
+        atomic_write_json(out / "demo.json", new_manifest)
+
+    # 1. the scene
+    t0 = time.perf_counter()
+    syn: SynthScene = generate(cfg, out, force=force)
+    st.add("generate", f"{cfg.cameras} cams x {cfg.frames} frames", "reused" if syn.reused else "computed", time.perf_counter() - t0, f"{cfg.width}x{cfg.height}")
+    cams = syn.camera_ids
+
+    # 2. configs and prompts
+    t0 = time.perf_counter()
+    written = 0
+    cfg_paths = {}
+    for c, cid in enumerate(cams):
+        prompts = make_prompts(syn.scene_path, c, cfg.frames, cfg.width)
+        written += _write_if_changed(out / "prompts" / f"{cid}.json", json.dumps(prompts, indent=1) + "\n")
+        cfg_paths[cid] = out / f"{cid}.yaml"
+        text = "# masktrack demo job (generated): arm and gripper sessions, arm_only composition\n" + yaml.safe_dump(pipeline_config(cid, backend), sort_keys=False)
+        written += _write_if_changed(cfg_paths[cid], text)
+    st.add("prompts", f"{len(cams)} configs + prompt files", "computed" if written else "reused", time.perf_counter() - t0, "clicks derived from GT masks")
+    jobs = {cid: load_config(p) for cid, p in cfg_paths.items()}
+
+    # 3-5. per camera: segment, compose, previews
+    from masktrack.segment.pipeline import run_segment
+
+    keys: dict[str, dict[str, str]] = {}
+    for cid, job in jobs.items():
+        reps = run_segment(job, force=force, progress=False)
+        for r in reps:
+            st.add("segment", f"{cid}/{r.session}", r.status, r.seconds, f"{r.frames} frames" + (f", empty: {r.empty_frames}" if any(r.empty_frames.values()) else ""))
+        t0 = time.perf_counter()
+        comp = run_compose(job, force=force, progress=False)
+        for o in comp.outputs:
+            st.add("compose", f"{cid}/{o.name}", "reused" if o.written == 0 else "computed", time.perf_counter() - t0, f"{o.written} written, {o.skipped} kept")
+        t0 = time.perf_counter()
+        store = MaskStore(job.output)
+        keys[cid] = {s: store.session(s).require_manifest().key for s in SESSIONS} | {n: comp[n].key for n in COMPOSE}
+        pkey = hash_json(keys[cid])
+        sheets = [Path(job.output) / "previews" / f"session_{s}.png" for s in SESSIONS] + [Path(job.output) / "previews" / f"composed_{n}.png" for n in COMPOSE]
+        if not force and manifest.get("previews", {}).get(cid) == pkey and all(p.exists() for p in sheets):
+            status = "reused"
+        else:
+            from masktrack.viz.preview import preview_composed, preview_session
+
+            for s in SESSIONS:
+                preview_session(job, s, video=False)
+            for n in COMPOSE:
+                preview_composed(job, n, video=False)
+            status = "computed"
+        new_manifest.setdefault("previews", {})[cid] = pkey
+        save_manifest()
+        st.add("previews", f"{cid}", status, time.perf_counter() - t0, "contact sheets")
+
+    # 6. scene instances from the outputs
+    from masktrack.io.scene_import import instances_from_outputs
+
+    t0 = time.perf_counter()
+    refs = {s: f"{s}.{s}" for s in SESSIONS} | {n: f"composed:{n}" for n in COMPOSE}
+    ikey = hash_json(keys)
+    from masktrack.track.instances import list_instances
+
+    have = list_instances(syn.scene_path)
+    if not force and manifest.get("instances") == ikey and all(n in have for n in refs):
+        status = "reused"
+    else:
+        instances_from_outputs(syn.scene_path, {cid: job.output for cid, job in jobs.items()}, refs)
+        status = "computed"
+    new_manifest["instances"] = ikey
+    save_manifest()
+    st.add("instances", ", ".join(refs), status, time.perf_counter() - t0)
+
+    # 7. tracking
+    from masktrack.track.pipeline import run_tracking
+
+    t0 = time.perf_counter()
+    trep = run_tracking(syn.scene_path, out / "tracks", tracker="flow", instances=list(TRACKED), force=force, progress=False)
+    for r in trep.instances:
+        st.add("track", r.name, "reused" if r.status == "skipped" else "computed", r.seconds if r.status != "skipped" else time.perf_counter() - t0, f"{r.num_queries} queries, {100 * r.visible_fraction:.0f}% visible")
+
+    # 8. Rerun recordings
+    from masktrack.track.base import Tracks
+    from masktrack.viz.rerun import write_recordings
+
+    t0 = time.perf_counter()
+    scene = load_scene(syn.scene_path)
+    tracks = {n: Tracks.load(out / "tracks" / n / "tracks.npz") for n in TRACKED}
+    insts = {n: load_instance(syn.scene_path, n) for n in refs}
+    rman = out / "tracks" / "rerun" / "manifest.json"
+    before = rman.read_text(encoding="utf-8") if rman.exists() else None
+    rec = write_recordings(scene, tracks, out / "tracks", instances=insts, force=force)
+    after = rman.read_text(encoding="utf-8") if rman.exists() else None
+    st.add("rerun", str(Path(rec.combined).relative_to(out)), "reused" if before is not None and before == after else "computed", time.perf_counter() - t0)
+
+    # 9. evaluation
+    t0 = time.perf_counter()
+    ekey = hash_json({"version": DEMO_VERSION, "instances": {n: hash_file(insts[n].folder / "masks.npy") for n in refs},
+                      "tracks": {n: hash_file(out / "tracks" / n / "tracks.npz") for n in TRACKED}, "synth": cfg.key()})
+    old = _read_report(out)
+    if not force and manifest.get("evaluate") == ekey and old is not None:
+        report.masks = [MaskScore(**m) for m in old["masks"]]
+        report.tracks = [TrackScore(**t) for t in old["tracks"]]
+        status = "reused"
+    else:
+        report.masks = evaluate_masks(syn, insts, refs)
+        report.tracks = evaluate_tracks(syn, tracks)
+        status = "computed"
+    new_manifest["evaluate"] = ekey
+    st.add("evaluate", "masks + tracks vs GT", status, time.perf_counter() - t0)
+    report.seconds = time.perf_counter() - t_all
+    atomic_write_json(out / "report.json", report.to_json())
+    save_manifest()
+    return report
+
+
+def _read_report(out: Path) -> dict[str, Any] | None:
+    try:
+        r = json.loads((out / "report.json").read_text(encoding="utf-8"))
+        return r if r.get("version") == DEMO_VERSION else None
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate_masks(syn: SynthScene, insts: dict[str, Any], refs: dict[str, str]) -> list[MaskScore]:
+    """J&F of every predicted instance per camera against its GT."""
+    from masktrack.eval.davis import evaluate_sequence
+    from masktrack.masks.compose import evaluate_full
+    from masktrack.track.instances import load_instance
+
+    gt_arm = load_instance(syn.scene_path, "gt_arm").masks()
+    gt_grip = load_instance(syn.scene_path, "gt_gripper").masks()
+    scores = []
+    for name, ref in refs.items():
+        pred = insts[name].masks()
+        for c, cid in enumerate(syn.camera_ids):
+            if name in SESSIONS:
+                gt_name = SESSIONS[name]
+                gt = gt_arm[c] if gt_name == "gt_arm" else gt_grip[c]
+            else:
+                gt_name = f"{COMPOSE[name]} on GT"
+                gt = np.stack([evaluate_full(COMPOSE[name], {"arm.arm": gt_arm[c, t], "gripper.gripper": gt_grip[c, t]}) for t in range(gt_arm.shape[1])])
+            s = evaluate_sequence(pred[c], gt, name=f"{cid}/{ref}")
+            scores.append(MaskScore(cid, ref, gt_name, round(s.j_mean, 4), round(s.f_mean, 4), round(s.jf_mean, 4)))
+    return scores
+
+
+def evaluate_tracks(syn: SynthScene, tracks: dict[str, Any]) -> list[TrackScore]:
+    """3D track errors against the GT motion of each query's surface point (see module doc)."""
+    from masktrack.synth.truth import SceneTruth, track_errors
+
+    truth = SceneTruth.load(syn.root)
+    labels = {"arm": ("arm", "gripper"), "gripper": ("gripper",)}
+    out = []
+    for name, tr in tracks.items():
+        if tr.num_points == 0:
+            out.append(TrackScore(name, 0, float("nan"), float("nan"), float("nan"), 0.0, float("nan")))
+            continue
+        e = track_errors(truth, tr.tracks, tr.queries)
+        err = e["error"]
+        ok = np.isfinite(err)
+        vis = ok & tr.visibility.astype(bool)
+        on = np.isin(np.array(truth.instances)[e["prim"]], labels.get(name, (name,)))
+        out.append(TrackScore(
+            name, int(tr.num_points),
+            round(float(np.median(err[ok])), 5) if ok.any() else float("nan"),
+            round(float(np.percentile(err[ok], 90)), 5) if ok.any() else float("nan"),
+            round(float(np.median(err[vis])), 5) if vis.any() else float("nan"),
+            round(float(on.mean()), 4),
+            round(float(np.percentile(e["attach_dist"], 90)), 5),
+        ))
+    return out
+
+
+# --------------------------------------------------------------------------- terminal output
+def report_tables(report: DemoReport) -> list[Any]:
+    """Rich tables: stages (with computed/reused), mask J&F, track errors, checks."""
+    from rich.table import Table
+
+    stages = Table(title="masktrack demo: stages")
+    for col in ("stage", "target", "status", "seconds", "detail"):
+        stages.add_column(col, justify="right" if col == "seconds" else "left")
+    for s in report.stages:
+        stages.add_row(s.stage, s.target, f"[green]{s.status}[/]" if s.status == "reused" else f"[cyan]{s.status}[/]", f"{s.seconds:.1f}", s.detail)
+
+    masks = Table(title="masks vs ground truth (DAVIS J&F, all frames)")
+    cams = list(dict.fromkeys(m.camera for m in report.masks))
+    masks.add_column("mask")
+    for c in cams:
+        masks.add_column(c, justify="right")
+    masks.add_column("mean J&F", justify="right")
+    for name in dict.fromkeys(m.mask for m in report.masks):
+        row = {m.camera: m for m in report.masks if m.mask == name}
+        masks.add_row(name, *[f"{row[c].jf:.3f}" if c in row else "-" for c in cams], f"[bold]{report.jf(name):.3f}[/]")
+
+    tr = Table(title="3D tracks vs ground truth (flow tracker)")
+    for col in ("instance", "queries", "median", "p90", "median (visible)", "on instance"):
+        tr.add_column(col, justify="left" if col == "instance" else "right")
+    for t in report.tracks:
+        tr.add_row(t.instance, str(t.queries), f"{100 * t.median_m:.2f} cm", f"{100 * t.p90_m:.2f} cm", f"{100 * t.median_visible_m:.2f} cm", f"{100 * t.on_instance:.0f}%")
+
+    checks = Table(title=f"checks ({report.seconds:.1f} s total)")
+    checks.add_column("check")
+    checks.add_column("result")
+    for k, v in report.checks().items():
+        checks.add_row(k, "[green]pass[/]" if v else "[red]FAIL[/]")
+    return [stages, masks, tr, checks]
