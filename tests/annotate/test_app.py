@@ -417,3 +417,48 @@ def test_default_backend_preview(client):
     assert r.status_code == 200, r.text
     m = np.asarray(Image.open(io.BytesIO(r.content)))[..., 3] > 0
     assert m[35, 30]  # the clicked pixel is in the object (the textured square covers x 22..53, y 26..57 on frame 3)
+
+
+def test_prompt_path_that_is_a_folder(video, tmp_path, make_client):
+    folder = tmp_path / "afolder"
+    folder.mkdir()
+    with pytest.raises(PromptError, match="cannot read the prompt file"):
+        create_app(video, folder)
+
+
+def test_unwritable_target_is_reported(client, prompts_path):
+    """The save fails (the target became a folder): a message in the page, no traceback, no partial file."""
+    prompts_path.mkdir()
+    r = _save(client, "absent", GOOD)
+    assert r.status_code in (409, 500) and "detail" in r.json()
+    assert prompts_path.is_dir() and not any(prompts_path.iterdir())
+
+
+def test_video_file_frames_under_concurrent_requests(tmp_path, make_client):
+    """A video file (not a frame folder), frames asked for out of order from several threads."""
+    av = pytest.importorskip("av")
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(20):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 12, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    client = make_client(create_app(path, tmp_path / "p.json"))
+    order = [15, 3, 19, 0, 7, 7, 12, 1, 18, 5] * 2
+    got: dict[int, float] = {}
+
+    def worker(i):
+        r = client.get(f"/api/frame/{i}")
+        assert r.status_code == 200
+        got[i] = float(np.asarray(Image.open(io.BytesIO(r.content)).convert("L")).mean())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in order]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, mean in got.items():
+        assert abs(mean - i * 12) < 4, (i, mean)

@@ -111,6 +111,8 @@ class PromptStore:
             return self.path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as e:  # a folder, no permission...
+            raise PromptError(f"cannot read the prompt file ({e.strerror or e})", path=self.path) from None
 
     def _parse(self, data: bytes | None) -> tuple[PromptFile, str]:
         """(prompts, source format). Raises PromptError for a file that does not parse."""
@@ -156,12 +158,12 @@ class PromptStore:
 
     def state(self) -> dict[str, Any]:
         """What the page loads: prompts, revision, warnings; a file that does not parse is reported, not raised."""
-        with self.lock:
-            data = self._read()
-        rev = _revision(data)
+        rev, load_error = "unreadable", []
         try:
+            with self.lock:
+                data = self._read()
+            rev = _revision(data)
             pf, fmt = self._parse(data)
-            load_error: list[str] = []
         except MasktrackError as e:
             pf, fmt, load_error = PromptFile(), "unreadable", e.lines()
         self.known_masks = {k.mask for o in pf.objects for k in o.keyframes if k.mask}
@@ -457,7 +459,11 @@ def create_app(
         for o in pf.objects:
             o.keyframes = [k for k in o.keyframes if not k.is_empty()]
         pf.video = None  # the server decides what the file says about its video
-        new, current = store.save(pf, doc["revision"], force)
+        try:
+            new, current = store.save(pf, doc["revision"], force)
+        except (MasktrackError, OSError) as e:  # disk full, no permission: the page says so, nothing half-written
+            log.warning("saving %s failed: %s", store.path, e)
+            return _error(500, f"could not write {store.path}: {e}")
         if new is None:
             return _error(
                 409,
