@@ -1,0 +1,377 @@
+"""The ``sam2`` backend: SAM 2 / 2.1 video predictor, clicks, boxes and masks.
+
+Options (``sessions[].options`` in the pipeline config)::
+
+    config: configs/sam2.1/sam2.1_hiera_t.yaml   # a config name inside the sam2 package
+    checkpoint: checkpoints/sam2.1_hiera_tiny.pt # required unless random_weights: true
+    random_weights: false   # build without a checkpoint (tests, benchmarks), seeded by `seed`
+    device: auto            # auto | cuda | cuda:N | cpu
+    bf16: true              # bfloat16 autocast on GPU
+    image_size: null        # override the model's input size (small sizes for CPU tests)
+    offload_video_to_cpu: false   # keep the decoded frames in host memory
+    offload_state_to_cpu: false   # keep each session's memory bank in host memory
+    feature_cache_gb: null  # bound of the frame/feature cache (default: 30% of the GPU, max 24)
+    share_features: true    # reuse frames + image features across sessions of this backend
+
+The model and the frame/feature cache belong to the backend; every session
+gets a fresh SAM2 inference state (memory bank, object pointers), built from
+the backend's shared, already-decoded frames instead of a video path: a
+second session on the same video re-runs only the temporal part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import MethodType
+from typing import Any
+
+import numpy as np
+
+from masktrack.errors import BackendError
+from masktrack.io.video import VideoSource
+from masktrack.segment.base import Backend, FramePrompt, FrameMasks, Session, SessionObject
+from masktrack.segment.features import FeatureCache, FrameSequence, FrameStore, autocast_for, default_cache_bytes, resolve_device
+
+DEFAULT_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
+_IMG_MEAN = (0.485, 0.456, 0.406)
+_IMG_STD = (0.229, 0.224, 0.225)
+
+
+def _import_sam2() -> Any:
+    try:
+        import sam2.build_sam  # noqa: F401
+        import sam2.sam2_video_predictor as vp
+    except ImportError as e:
+        raise BackendError(
+            f"backend 'sam2' needs the sam2 package ({e}); pip install 'masktrack[sam2]'", field="backend"
+        ) from None
+    return vp
+
+
+def _shared_get_image_feature(self: Any, inference_state: dict, frame_idx: int, batch_size: int) -> tuple:
+    """SAM2's ``_get_image_feature``, reading the backbone output from the backend's shared cache.
+
+    Falls back to SAM2's own method for states that masktrack did not build.
+    """
+    images = inference_state["images"]
+    provider = getattr(images, "feature_provider", None)
+    if provider is None:
+        return type(self)._get_image_feature(self, inference_state, frame_idx, batch_size)
+    image, backbone_out = provider(frame_idx)
+    expanded_image = image.expand(batch_size, -1, -1, -1)
+    expanded = {
+        "backbone_fpn": [f.expand(batch_size, -1, -1, -1) for f in backbone_out["backbone_fpn"]],
+        "vision_pos_enc": [p.expand(batch_size, -1, -1, -1) for p in backbone_out["vision_pos_enc"]],
+    }
+    features = self._prepare_backbone_features(expanded)
+    return (expanded_image,) + features
+
+
+class Sam2Backend(Backend):
+    """SAM 2 video predictor + a frame/feature cache shared by its sessions."""
+
+    name = "sam2"
+    supports_text = False
+    supports_points = True
+
+    def __init__(
+        self,
+        config: str = DEFAULT_CONFIG,
+        checkpoint: str | None = None,
+        random_weights: bool = False,
+        seed: int = 0,
+        device: str = "auto",
+        bf16: bool = True,
+        image_size: int | None = None,
+        offload_video_to_cpu: bool = False,
+        offload_state_to_cpu: bool = False,
+        feature_cache_gb: float | None = None,
+        share_features: bool = True,
+    ) -> None:
+        if checkpoint is None and not random_weights:
+            raise BackendError(
+                "sam2 needs a checkpoint (options.checkpoint: path to e.g. sam2.1_hiera_tiny.pt); "
+                "set random_weights: true only for tests",
+                field="options.checkpoint",
+            )
+        if checkpoint is not None and random_weights:
+            raise BackendError("give either checkpoint or random_weights: true, not both", field="options.checkpoint")
+        if image_size is not None and (int(image_size) < 64 or int(image_size) % 16):
+            raise BackendError(f"image_size must be a multiple of 16 and >= 64, got {image_size}", field="options.image_size")
+        self._vp = _import_sam2()
+        import torch
+
+        self.config = config
+        self.checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
+        if self.checkpoint is not None and not self.checkpoint.is_file():
+            raise BackendError("sam2 checkpoint not found", path=self.checkpoint, field="options.checkpoint")
+        self.random_weights = bool(random_weights)
+        self.seed = int(seed)
+        self.device = resolve_device(device)
+        self.bf16 = bool(bf16)
+        self.offload_video_to_cpu = bool(offload_video_to_cpu)
+        self.offload_state_to_cpu = bool(offload_state_to_cpu)
+        self.share_features = bool(share_features)
+        self.predictor = self._build(image_size)
+        self.image_size = int(self.predictor.image_size)
+        self.cache = FeatureCache(default_cache_bytes(self.device, feature_cache_gb))
+        frames_device = torch.device("cpu") if self.offload_video_to_cpu else self.device
+        self.frames = FrameStore(self.cache, frames_device)
+        self._pos_enc: list | None = None
+        self._weights_hash: str | None = None
+
+    # -- model -------------------------------------------------------------
+    def _build(self, image_size: int | None) -> Any:
+        import torch
+        from hydra.errors import HydraException
+        from sam2.build_sam import build_sam2_video_predictor
+
+        # SAM2's own video post-processing settings, except that hole filling
+        # needs sam2's CUDA extension: without it, skip it instead of failing per frame.
+        try:
+            import sam2._C  # noqa: F401
+
+            fill_hole_area = 8
+        except ImportError:
+            fill_hole_area = 0
+        overrides = [
+            "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+            "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+            "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+            "++model.binarize_mask_from_pts_for_mem_enc=true",
+            f"++model.fill_hole_area={fill_hole_area}",
+        ]
+        if image_size is not None:
+            overrides.append(f"++model.image_size={int(image_size)}")
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                model = build_sam2_video_predictor(
+                    self.config, ckpt_path=None, device="cpu", hydra_overrides_extra=overrides, apply_postprocessing=False
+                )
+        except HydraException as e:
+            raise BackendError(
+                f"unknown sam2 config {self.config!r} ({str(e).splitlines()[0]}); e.g. {DEFAULT_CONFIG}",
+                field="options.config",
+            ) from None
+        if self.checkpoint is not None:
+            self._load_checkpoint(model)
+        model = model.to(self.device).eval()
+        model._get_image_feature = MethodType(_shared_get_image_feature, model)
+        return model
+
+    def _load_checkpoint(self, model: Any) -> None:
+        import torch
+
+        path = self.checkpoint
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise BackendError(f"cannot read sam2 checkpoint ({type(e).__name__}: {e})", path=path, field="options.checkpoint") from None
+        state = ckpt.get("model") if isinstance(ckpt, dict) else None
+        if not isinstance(state, dict):
+            raise BackendError("not a SAM2 checkpoint (no 'model' state dict)", path=path, field="options.checkpoint")
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[-1].strip()
+            raise BackendError(
+                f"checkpoint does not match config {self.config!r} ({first})", path=path, field="options.checkpoint"
+            ) from None
+        if missing or unexpected:
+            raise BackendError(
+                f"checkpoint does not match config {self.config!r}: {len(missing)} missing keys "
+                f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})",
+                path=path,
+                field="options.checkpoint",
+            )
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast_for(self.device, self.bf16)
+
+    # -- shared features ---------------------------------------------------
+    def frame_sequence(self, video: VideoSource) -> FrameSequence:
+        seq = FrameSequence(self.frames, video, self.image_size, self.device, _IMG_MEAN, _IMG_STD)
+        vkey = video.content_hash()
+        if self.share_features:
+            seq.feature_provider = lambda i: self._features(seq, vkey, i)  # type: ignore[attr-defined]
+        else:
+            last: dict[int, tuple] = {}
+
+            def one_frame(i: int) -> tuple:  # SAM2's own policy: keep only the latest frame
+                if i not in last:
+                    last.clear()
+                    last[i] = self._compute(seq, i)
+                return last[i]
+
+            seq.feature_provider = one_frame  # type: ignore[attr-defined]
+        return seq
+
+    def _compute(self, seq: FrameSequence, index: int) -> tuple:
+        image = seq[index].unsqueeze(0)
+        out = self.predictor.forward_image(image)
+        if self._pos_enc is None:  # a function of the input size only: keep one copy
+            self._pos_enc = list(out["vision_pos_enc"])
+        return image, {"backbone_fpn": list(out["backbone_fpn"]), "vision_pos_enc": self._pos_enc}
+
+    def _features(self, seq: FrameSequence, vkey: str, index: int) -> tuple:
+        key = (vkey, "sam2-features", self.image_size, index)
+        fpn = self.cache.get(key)
+        if fpn is None:
+            image, out = self._compute(seq, index)
+            self.cache.put(key, out["backbone_fpn"])
+            return image, out
+        image = seq[index].unsqueeze(0)
+        return image, {"backbone_fpn": fpn, "vision_pos_enc": self._pos_enc}
+
+    # -- Backend API -------------------------------------------------------
+    def open_session(self, video: VideoSource, objects: Sequence[SessionObject]) -> Sam2Session:
+        return Sam2Session(self, video, objects)
+
+    def fingerprint(self) -> dict:
+        from importlib.metadata import version
+
+        if self._weights_hash is None:
+            if self.checkpoint is not None:
+                from masktrack.io.atomic import hash_file
+
+                self._weights_hash = hash_file(self.checkpoint)
+            else:
+                self._weights_hash = f"random-seed-{self.seed}"
+        return {
+            "backend": self.name,
+            "sam2": version("sam2"),
+            "config": self.config,
+            "weights": self._weights_hash,
+            "image_size": self.image_size,
+            "bf16": self.bf16 and self.device.type == "cuda",
+        }
+
+    def cache_stats(self) -> dict:
+        return {"bytes": self.cache.bytes, "entries": len(self.cache), **self.cache.stats.as_dict()}
+
+    def close(self) -> None:
+        import torch
+
+        self.frames.close()
+        self.cache.clear()
+        self._pos_enc = None
+        self.predictor = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+class Sam2Session(Session):
+    """One SAM2 inference state: its own memory bank and object pointers, shared frames/features."""
+
+    def __init__(self, backend: Sam2Backend, video: VideoSource, objects: Sequence[SessionObject]) -> None:
+        self.backend = backend
+        self.video = video
+        self.objects = tuple(objects)
+        self._ids = {o.name: o.id for o in self.objects}
+        self._clicks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+        self._masked: set[tuple[int, int]] = set()
+        self._prompted: set[int] = set()
+        self.images = backend.frame_sequence(video)
+        predictor = backend.predictor
+        vp = backend._vp
+        original = vp.load_video_frames
+        vp.load_video_frames = lambda **_: (self.images, video.height, video.width)
+        try:
+            with backend.autocast():
+                self.state = predictor.init_state(
+                    video_path=str(video.path),
+                    offload_video_to_cpu=backend.offload_video_to_cpu,
+                    offload_state_to_cpu=backend.offload_state_to_cpu,
+                )
+        finally:
+            vp.load_video_frames = original
+
+    def _obj_id(self, name: str) -> int:
+        if name not in self._ids:
+            raise BackendError(f"prompt for {name!r}, which is not an object of this session ({', '.join(self._ids)})", field="object")
+        return self._ids[name]
+
+    def add_prompt(self, prompt: FramePrompt) -> None:
+        import torch
+
+        if self.state is None:
+            raise RuntimeError("session is closed")
+        oid = self._obj_id(prompt.object)
+        key = (oid, int(prompt.frame))
+        pred = self.backend.predictor
+        with self.backend.autocast():
+            if prompt.mask is not None:
+                mask = np.asarray(prompt.mask, bool)
+                if mask.shape != (self.video.height, self.video.width):
+                    raise BackendError(f"mask of {prompt.object!r} on frame {prompt.frame} has shape {mask.shape}, video is {self.video.height}x{self.video.width}", field="mask")
+                pred.add_new_mask(self.state, frame_idx=key[1], obj_id=oid, mask=torch.from_numpy(mask))
+                self._masked.add(key)
+                self._prompted.add(oid)
+            points = np.asarray(prompt.points, np.float32).reshape(-1, 2)
+            labels = np.asarray(prompt.labels, np.int32).reshape(-1)
+            boxes = np.asarray(prompt.boxes, np.float32).reshape(-1, 4)
+            if len(points) == 0 and len(boxes) == 0:
+                return
+            old_p, old_l, old_box = self._clicks.get(key, (np.zeros((0, 2), np.float32), np.zeros(0, np.int32), None))
+            if len(boxes) > 1 or (len(boxes) and old_box is not None):
+                raise BackendError(f"sam2 takes one box per object and frame; {prompt.object!r} has more on frame {prompt.frame}", field="boxes")
+            box = boxes[0] if len(boxes) else old_box
+            if key in self._masked:
+                if box is not None:
+                    raise BackendError(f"sam2 cannot combine a box and a mask for {prompt.object!r} on frame {prompt.frame}", field="boxes")
+                pred.add_new_points_or_box(self.state, frame_idx=key[1], obj_id=oid, points=points, labels=labels, clear_old_points=False)
+            else:
+                all_p = np.concatenate([old_p, points])
+                all_l = np.concatenate([old_l, labels])
+                pred.add_new_points_or_box(
+                    self.state, frame_idx=key[1], obj_id=oid,
+                    points=all_p if len(all_p) else None, labels=all_l if len(all_l) else None,
+                    box=box, clear_old_points=True,
+                )
+            self._clicks[key] = (np.concatenate([old_p, points]), np.concatenate([old_l, labels]), box)
+            self._prompted.add(oid)
+
+    def propagate(self, start_frame: int, *, reverse: bool = False) -> Iterator[tuple[int, FrameMasks]]:
+        if self.state is None:
+            raise RuntimeError("session is closed")
+        if not self._prompted:
+            raise BackendError("sam2 session has no clicks, boxes or masks for any object", field="prompts")
+        n = self.video.num_frames
+        order = range(start_frame, -1, -1) if reverse else range(start_frame, n)
+        backend = self.backend
+        backend.frames.prefetch(self.video, backend.image_size, order)
+        gen = backend.predictor.propagate_in_video(self.state, start_frame_idx=start_frame, reverse=reverse)
+        h, w = self.video.height, self.video.width
+        try:
+            while True:
+                with backend.autocast():
+                    item = next(gen, None)
+                    if item is None:
+                        return
+                    frame, obj_ids, logits = item
+                    binary = (logits[:, 0] > 0.0).cpu().numpy()
+                by_id = dict(zip(obj_ids, binary))
+                yield int(frame), {
+                    o.name: by_id[o.id] if o.id in by_id else np.zeros((h, w), bool) for o in self.objects
+                }
+        finally:
+            gen.close()
+            backend.frames.stop_prefetch()
+
+    def close(self) -> None:
+        if self.state is None:
+            return
+        import torch
+
+        self.backend.predictor.reset_state(self.state)
+        self.state.clear()
+        self.state = None
+        self.images = None
+        gc.collect()
+        if self.backend.device.type == "cuda":
+            torch.cuda.empty_cache()
