@@ -79,3 +79,19 @@ def test_serves_on_localhost_with_a_free_port(square_video, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_listening_socket_is_tcp_nodelay():
+    """asyncio sets TCP_NODELAY on accepted sockets only when the socket says proto=TCP; without it every
+    keep-alive response waits ~40 ms for a delayed ACK (measured: 44 ms -> 4 ms per frame step)."""
+    import socket
+
+    from masktrack.cli.annotate import _bind
+
+    sock = _bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert sock.getsockname()[0] == "127.0.0.1" and sock.getsockname()[1] > 0
+    finally:
+        sock.close()
