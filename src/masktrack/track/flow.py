@@ -51,10 +51,14 @@ class FlowOptions:
     levels: int = 3  # pyramid levels above the base
     iters: int = 10  # LK iterations per level
     fb_max_px: float = 1.0  # forward-backward disagreement allowed
+    keyframe_every: int = 8  # re-anchor: track from a per-camera keyframe this many frames back (1 = off)
+    anchor_gate_px: float = 3.0
     depth_tol_m: float = 0.02  # visibility: |depth - projected z| <= depth_tol_m + depth_tol_rel * z
     depth_tol_rel: float = 0.02
     use_masks: bool = True  # use the instance masks (when the caller passes them)
     mask_dilate_px: int = 2
+    mask_images: bool = True  # track on images with the background (outside the dilated mask) flattened
+    mask_fill: int = 128
     fuse_outlier_m: float = 0.02
     rigidity: float = 1.0  # 0 = off
     neighbours: int = 24
@@ -90,6 +94,10 @@ class _Frame:
         self.E = np.asarray(scene.extrs[:, f], np.float64)
         self.mask = None if masks is None else [_dilate(masks[c], opts.mask_dilate_px) for c in range(scene.num_cameras)]
         self.maskf = None if self.mask is None else [m.astype(np.float32) for m in self.mask]
+        if self.mask is not None and opts.mask_images:
+            # flatten everything off the instance: a static background inside the LK window
+            # would otherwise drag points near the silhouette towards zero motion
+            self.gray = [np.where(m, g, np.uint8(opts.mask_fill)) for g, m in zip(self.gray, self.mask)]
         self._dense: dict[tuple[int, int], np.ndarray] = {}
 
     def dis_to(self, other: _Frame, c: int, dis: Any) -> np.ndarray:
@@ -182,7 +190,7 @@ class FlowTracker(Tracker):
     def fingerprint(self) -> dict[str, Any]:
         return {"tracker": self.name, "version": 1, **asdict(self.options)}
 
-    def _flow(self, a: _Frame, b: _Frame, c: int, p0: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _flow(self, a: _Frame, b: _Frame, c: int, p0: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: C901
         """Track pixels p0 [n, 2] of camera c from frame a to b; returns (p1 [n, 2], forward-backward ok [n])."""
         import cv2
 
@@ -202,6 +210,38 @@ class FlowTracker(Tracker):
         p1 = q1.reshape(-1, 2).astype(np.float64)
         fb = np.linalg.norm(qb.reshape(-1, 2) - q0.reshape(-1, 2), axis=1)
         return p1, (st1.ravel() == 1) & (st2.ravel() == 1) & (fb <= opts.fb_max_px)
+
+    def _reanchor(self, kf: list, kf_uv: np.ndarray, cur: _Frame, nxt: _Frame, c: int, active: np.ndarray, idx: np.ndarray,
+                  seen_c: np.ndarray, uv_c: np.ndarray, f: int, p1: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Replace frame-to-frame results by tracks from camera c's keyframe where they agree.
+
+        Chained frame-to-frame flow accumulates a small bias every frame;
+        tracking from the keyframe directly (started at the chained result)
+        does not.  Where the keyframe track fails its forward-backward check
+        or lands more than ``anchor_gate_px`` from the chained one, the
+        chained result is kept.  A point the chained flow lost but the
+        keyframe track finds is re-detected.
+        """
+        opts = self.options
+        k = kf[c]
+        if k is None or f - k.f >= opts.keyframe_every:
+            kf[c] = cur
+            kf_uv[c] = np.nan
+            kf_uv[c, active[seen_c]] = uv_c[seen_c]
+            return p1, ok
+        anchors = kf_uv[c, active[idx]]
+        sel = np.flatnonzero(np.isfinite(anchors[:, 0]))
+        if sel.size == 0:
+            return p1, ok
+        start = np.where(np.isfinite(p1[sel]), p1[sel], uv_c[idx[sel]])
+        pa, oka = self._flow(k, nxt, c, anchors[sel], start)
+        near = np.linalg.norm(pa - p1[sel], axis=1) <= opts.anchor_gate_px
+        use = oka & (near | ~ok[sel])
+        p1 = p1.copy()
+        ok = ok.copy()
+        p1[sel[use]] = pa[use]
+        ok[sel[use]] = True
+        return p1, ok
 
     def track(self, scene: Scene, queries: np.ndarray, *, instance: Instance | None = None) -> Tracks:
         opts = self.options
@@ -232,6 +272,8 @@ class FlowTracker(Tracker):
         Xprev = np.full((n, 3), np.nan)
         first = int(qt.min())
         cur = frame(first)
+        kf: list[_Frame | None] = [None] * C  # per camera: the keyframe points are re-anchored to
+        kf_uv = np.full((C, n, 2), np.nan)
         for f in range(first, T):
             new = qt == f
             X[new] = q[new, 1:4]
@@ -260,6 +302,8 @@ class FlowTracker(Tracker):
                 guess, _ = project(pred[idx], nxt.K[c], nxt.E[c])
                 guess = np.where(np.isfinite(guess), guess, p0)
                 p1, ok = self._flow(cur, nxt, c, p0, guess)
+                if opts.keyframe_every > 1:
+                    p1, ok = self._reanchor(kf, kf_uv, cur, nxt, c, active, idx, seen[c], uvs[c], f, p1, ok)
                 ok &= in_image(p1, size, opts.margin_px)
                 if nxt.mask is not None:
                     ok &= bilinear(nxt.maskf[c], np.where(np.isfinite(p1), p1, 0)) > 0.25
