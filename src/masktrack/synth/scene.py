@@ -200,11 +200,11 @@ def build_primitives(traj: Trajectory, geo: ArmGeometry, rng: np.random.Generato
 
     wood = _random_material(rng, (0.55, 0.38, 0.22), tint=(0.08, 0.04, -0.02), wavelengths=(0.02, 0.12), contrast=0.3, checker=0.05, checker_contrast=0.06)
     floor = _random_material(rng, (0.30, 0.32, 0.36), wavelengths=(0.05, 0.4), contrast=0.35, checker=0.25, checker_contrast=0.12)
-    arm_white = _random_material(rng, (0.86, 0.86, 0.88), tint=(-0.05, 0.0, 0.06), wavelengths=(0.012, 0.05), contrast=0.22, checker=0.03, checker_contrast=0.08)
-    joint_mat = _random_material(rng, (0.72, 0.74, 0.80), wavelengths=(0.01, 0.04), contrast=0.25)
-    base_mat = _random_material(rng, (0.78, 0.78, 0.80), wavelengths=(0.015, 0.05), contrast=0.22, checker=0.03, checker_contrast=0.06)
-    dark = _random_material(rng, (0.16, 0.16, 0.19), tint=(0.08, 0.08, 0.12), wavelengths=(0.008, 0.03), contrast=0.55, checker=0.015, checker_contrast=0.25)
-    obj_mat = _random_material(rng, (0.15, 0.62, 0.35), tint=(0.15, 0.1, -0.1), wavelengths=(0.01, 0.04), contrast=0.4, checker=0.02, checker_contrast=0.2)
+    arm_white = _random_material(rng, (0.86, 0.86, 0.88), tint=(-0.05, 0.0, 0.06), wavelengths=(0.02, 0.07), contrast=0.28, checker=0.035, checker_contrast=0.08)
+    joint_mat = _random_material(rng, (0.72, 0.74, 0.80), wavelengths=(0.018, 0.05), contrast=0.28)
+    base_mat = _random_material(rng, (0.78, 0.78, 0.80), wavelengths=(0.02, 0.06), contrast=0.25, checker=0.035, checker_contrast=0.06)
+    dark = _random_material(rng, (0.16, 0.16, 0.19), tint=(0.08, 0.08, 0.12), wavelengths=(0.018, 0.05), contrast=0.55, checker=0.022, checker_contrast=0.25)
+    obj_mat = _random_material(rng, (0.15, 0.62, 0.35), tint=(0.15, 0.1, -0.1), wavelengths=(0.018, 0.05), contrast=0.4, checker=0.025, checker_contrast=0.2)
 
     def seg(a: np.ndarray, b: np.ndarray, width: float, depth: float, name: str, mat: Material, inst: str = "arm", extra: float = 0.0) -> Primitive:
         """A box from point a to b (per frame), its local y along the pitch axis et."""
