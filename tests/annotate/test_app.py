@@ -92,7 +92,9 @@ def test_static_files_are_served_from_the_package_only(client):
     for name, kind in [("app.js", "javascript"), ("app.css", "css"), ("index.html", "html")]:
         r = client.get(f"/static/{name}")
         assert r.status_code == 200 and kind in r.headers["content-type"]
-    assert "masktrack annotate" in client.get("/").text
+    r = client.get("/")
+    assert "masktrack annotate" in r.text
+    assert "default-src 'self'" in r.headers["content-security-policy"] and "frame-ancestors 'none'" in r.headers["content-security-policy"]
 
 
 def test_foreign_host_header_is_refused(app, raw):

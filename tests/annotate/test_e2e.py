@@ -98,6 +98,7 @@ def test_annotate_in_chromium(browser, square_video, tmp_path, make_config, disk
     with live(app) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 760})
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "409" not in m.text else None)
         ui = Page(page, url)
         assert page.locator("#object-list li").count() == 2
         assert ui.state()["frame"] == 0

@@ -58,6 +58,8 @@ LOCAL_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 MAX_BODY = 8 << 20  # a prompt file of 8 MiB is ~100k clicks; anything larger is not from the page
 FRAME_CACHE = 48
 ABSENT = "absent"
+# the page loads nothing from elsewhere and cannot be framed by another site
+CSP = "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 STATIC_SUFFIXES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
@@ -392,6 +394,8 @@ def create_app(
         if request.url.path.startswith("/api/prompts"):
             response.headers["Cache-Control"] = "no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
     @app.get("/", response_class=HTMLResponse)

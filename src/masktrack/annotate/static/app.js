@@ -22,6 +22,7 @@ const S = {
   view: { scale: 1, ox: 0, oy: 0 },
   preview: { on: false, seq: 0, canvas: null, frame: -1, object: "", note: "", error: false, timer: 0 },
   saving: false,
+  loadFailed: false,      // the file on disk did not parse: saving asks first
 };
 const images = new Map(); // frame index -> HTMLImageElement
 const MAX_IMAGES = 300;
@@ -193,6 +194,7 @@ async function loadPrompts() {
   S.current = idx >= 0 ? idx : 0;
   S.history = [];
   S.dirty = false;
+  S.loadFailed = !!(body.load_error && body.load_error.length);
   S.errors = [...(body.load_error || [])];
   if (body.load_error && body.load_error.length) S.errors.unshift("The prompt file could not be loaded; saving will replace it:");
   for (const p of body.problems || []) S.errors.push(`${p.location}: ${p.message}`);
@@ -221,6 +223,7 @@ function exportPrompts() {
 }
 async function save(force = false) {
   if (S.saving) return;
+  if (S.loadFailed && !force && !window.confirm("The prompt file on disk could not be loaded. Replace it with what is on this page?")) return;
   S.saving = true;
   setSaveState("saving…", "");
   try {
@@ -230,6 +233,7 @@ async function save(force = false) {
       body: JSON.stringify({ revision: S.revision, force, prompts: exportPrompts() }),
     });
     if (r.ok) {
+      S.loadFailed = false;
       S.revision = body.revision;
       S.dirty = false;
       S.errors = [];
