@@ -98,7 +98,8 @@ def test_annotate_in_chromium(browser, square_video, tmp_path, make_config, disk
     with live(app) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 760})
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "409" not in m.text else None)
+        expected = ("status of 409", "status of 422")  # the refused saves below
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not any(x in m.text for x in expected) else None)
         ui = Page(page, url)
         assert page.locator("#object-list li").count() == 2
         assert ui.state()["frame"] == 0
@@ -184,6 +185,28 @@ def test_annotate_in_chromium(browser, square_video, tmp_path, make_config, disk
         assert "px" in page.locator("#preview-status").inner_text()
         assert page.locator("#preview-status.error").count() == 0
 
+        # add an object in the page
+        page.fill("#new-object", "gripper_right")
+        page.press("#new-object", "Enter")
+        assert page.locator("#object-list li").count() == 3 and ui.state()["current"] == 2
+        page.fill("#new-object", "not ok!")
+        page.press("#new-object", "Enter")
+        assert page.locator("#object-list li").count() == 3  # refused in the page
+        page.fill("#new-object", "cup")
+        page.locator("#add-object button").click()
+        assert page.locator("#object-list li").count() == 3  # a duplicate name too
+        assert page.input_value("#new-object") == "cup"  # kept for correction
+        page.fill("#new-object", "")
+
+        # the server's validation errors are shown in the page and nothing is written
+        page.evaluate("() => { window.masktrack.state.objects[2].id = 1 }")
+        page.locator("#save-btn").click()
+        page.wait_for_selector("#errors li")
+        assert "duplicate object id" in page.locator("#errors").inner_text()
+        assert not prompts.exists()
+        page.evaluate("() => { window.masktrack.state.objects[2].id = 3 }")
+        ui.key("1")
+
         # save
         assert ui.state()["dirty"]
         page.locator("#save-btn").click()
@@ -198,6 +221,8 @@ def test_annotate_in_chromium(browser, square_video, tmp_path, make_config, disk
         assert cup.keyframes[0].points == [(80, 60), (90, 20)] and cup.keyframes[0].labels == [1, 0]
         assert cup.keyframes[1].points == [(85, 65)]
         assert not saved.problems(num_frames=12, size=(96, 128))
+        assert saved.names() == ["gripper_left", "cup", "gripper_right"] and saved.object("gripper_right").keyframes == []
+        assert page.locator("#errors li").count() == 0
 
         # screenshot on frame 0 (both objects, box, negatives) with the preview of gripper_left
         page.locator("#keyframe-list li[data-frame='0']").click()
@@ -215,7 +240,7 @@ def test_annotate_in_chromium(browser, square_video, tmp_path, make_config, disk
         assert page.locator("#frame-prompts li[data-kind=point]").count() == 3
         assert page.locator("#frame-prompts li[data-kind=box]").count() == 1
         assert page.locator("#keyframe-list li").count() == 2
-        assert {o["name"]: [k["frame"] for k in o["keyframes"]] for o in reloaded["objects"]} == {"gripper_left": [0, 3], "cup": [0, 3]}
+        assert {o["name"]: [k["frame"] for k in o["keyframes"]] for o in reloaded["objects"]} == {"gripper_left": [0, 3], "cup": [0, 3], "gripper_right": []}
 
         # a second tab saves; this tab's save is refused and the page asks
         other = Page(browser.new_page(viewport={"width": 1000, "height": 700}), url)

@@ -119,14 +119,15 @@ function clearFrame(all) {
 }
 function addObject(name) {
   name = name.trim();
-  if (!/^[A-Za-z0-9_-]+$/.test(name)) return note("object names use letters, digits, '_' and '-' only", true);
-  if (S.objects.some((o) => o.name === name)) return note(`object ${name} exists already`, true);
+  if (!/^[A-Za-z0-9_-]+$/.test(name)) { note("object names use letters, digits, '_' and '-' only", true); return false; }
+  if (S.objects.some((o) => o.name === name)) { note(`object ${name} exists already`, true); return false; }
   snapshot();
   const id = Math.max(0, ...S.objects.map((o) => o.id)) + 1;
   const pal = S.video.palette;
   S.objects.push({ name, id, color: null, rgb: pal[(id - 1) % pal.length], kf: {} });
   S.current = S.objects.length - 1;
   edited();
+  return true;
 }
 
 // ---------- left/right swap warning (same rule as masktrack.annotate.checks) ----------
@@ -700,9 +701,10 @@ $("clear-frame-all").onclick = () => clearFrame(true);
 $("preview-toggle").addEventListener("change", (e) => setPreview(e.target.checked));
 $("add-object").addEventListener("submit", (e) => {
   e.preventDefault();
-  addObject($("new-object").value);
-  $("new-object").value = "";
-  $("new-object").blur();
+  if (addObject($("new-object").value)) {
+    $("new-object").value = "";
+    $("new-object").blur();
+  }
 });
 $("conflict-reload").onclick = () => { $("conflict").classList.add("hidden"); loadPrompts(); };
 $("conflict-overwrite").onclick = () => { $("conflict").classList.add("hidden"); save(true); };
