@@ -171,7 +171,7 @@ def sample_queries(scene: Scene, instance: Instance, opts: QueryOptions | None =
             uvs.append(uv)
     if not rows:
         return Queries(np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros((0, 2), np.float32), {"sampled": 0})
-    pts = np.concatenate(rows)
+    pts = np.concatenate(rows).astype(np.float32).astype(np.float64)  # de-dup on the values that are stored
     cam = np.concatenate(cam_of)
     uv = np.concatenate(uvs)
     sampled = len(pts)

@@ -1,0 +1,137 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from masktrack.cli.main import main
+from masktrack.errors import SceneError
+from masktrack.io.scene import load_scene
+from masktrack.io.scene_import import import_npz, instances_from_outputs
+from masktrack.track.instances import list_instances, load_instance
+
+
+def _users_npz(path: Path, *, pickled_masks: bool = True, object_ids: bool = True, mask_hw: tuple[int, int] = (16, 20)) -> dict:
+    rng = np.random.default_rng(0)
+    C, T, H, W = 2, 3, 16, 20
+    extr = np.zeros((C, T, 3, 4), np.float32)
+    extr[..., :3, :3] = np.eye(3)
+    extr[..., 2, 3] = 1.0
+    K = np.array([[20.0, 0, 9.5], [0, 20.0, 7.5], [0, 0, 1]], np.float32)
+    m = np.zeros((C, T, *mask_hw), bool)
+    m[:, :, 2 : mask_hw[0] // 2, 3 : mask_hw[1] // 2] = True
+    d = {
+        "rgbs": rng.integers(0, 255, (C, T, 3, H, W), dtype=np.uint8),
+        "depths": rng.uniform(0.5, 2, (C, T, 1, H, W)).astype(np.float32),
+        "intrs": np.broadcast_to(K, (C, T, 3, 3)).copy(),
+        "extrs": extr,
+        "camera_ids": np.array(["left", "right"], dtype=object if object_ids else str),
+        "timestamps": np.arange(T, dtype=np.float64),
+    }
+    if pickled_masks:
+        d["sam2_masks"] = np.array({"instance_0": m, "instance_1": ~m}, dtype=object)
+    d["gt_masks_arm"] = m
+    np.savez(path, **d)
+    return d
+
+
+def test_pickled_masks_are_refused_without_the_flag(tmp_path: Path) -> None:
+    npz = tmp_path / "ep.npz"
+    _users_npz(npz, object_ids=False)
+    with pytest.raises(SceneError) as e:
+        import_npz(npz, tmp_path / "scene", mask_key="sam2_masks")
+    assert e.value.field == "sam2_masks" and "pickle" in str(e.value) and "--allow-pickle" in str(e.value)
+    assert not (tmp_path / "scene" / "scene.json").exists()  # nothing half-written
+    sc = import_npz(npz, tmp_path / "scene", mask_key="sam2_masks", allow_pickle=True)
+    assert list_instances(tmp_path / "scene") == ["instance_0", "instance_1"]
+    assert load_instance(tmp_path / "scene", "instance_0").masks().sum() > 0
+    assert sc.rgbs.shape == (2, 3, 16, 20, 3) and sc.depths.shape == (2, 3, 16, 20)
+    assert sc.timestamps.shape == (2, 3)
+
+
+def test_cli_refusal_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    npz = tmp_path / "ep.npz"
+    _users_npz(npz, object_ids=False)
+    rc = main(["scene", "import", str(npz), str(tmp_path / "s"), "--mask-key", "sam2_masks"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "sam2_masks" in err[0] and str(npz) in err[0]
+    assert main(["scene", "import", str(npz), str(tmp_path / "s"), "--mask-key", "sam2_masks", "--allow-pickle"]) == 0
+
+
+def test_object_camera_ids_explained_or_overridden(tmp_path: Path) -> None:
+    npz = tmp_path / "ep.npz"
+    _users_npz(npz, pickled_masks=False, object_ids=True)
+    with pytest.raises(SceneError) as e:
+        import_npz(npz, tmp_path / "scene")
+    assert e.value.field == "camera_ids" and "--camera-ids" in str(e.value)
+    sc = import_npz(npz, tmp_path / "scene", camera_ids=["a", "b"])
+    assert sc.camera_ids == ["a", "b"]
+    assert import_npz(npz, tmp_path / "scene2", allow_pickle=True).camera_ids == ["left", "right"]
+
+
+def test_plain_mask_array_renamed_and_rescaled(tmp_path: Path) -> None:
+    npz = tmp_path / "ep.npz"
+    d = _users_npz(npz, pickled_masks=False, object_ids=False, mask_hw=(8, 10))  # half resolution
+    import_npz(npz, tmp_path / "scene", mask_key="gt_masks_arm=arm")
+    inst = load_instance(tmp_path / "scene", "arm")
+    m = inst.masks()
+    assert m.shape == (2, 3, 16, 20)
+    # nearest-neighbour: pixel (v, u) takes the low-res pixel (v // 2, u // 2)
+    assert np.array_equal(m, np.repeat(np.repeat(d["gt_masks_arm"], 2, axis=2), 2, axis=3))
+    _users_npz(tmp_path / "bad.npz", pickled_masks=False, object_ids=False, mask_hw=(8, 20))
+    with pytest.raises(SceneError, match="aspect"):
+        import_npz(tmp_path / "bad.npz", tmp_path / "scene3", mask_key="gt_masks_arm=arm")
+
+
+def test_instance_files_hold_no_rgb_or_depth(tmp_path: Path) -> None:
+    npz = tmp_path / "ep.npz"
+    _users_npz(npz, object_ids=False)
+    import_npz(npz, tmp_path / "scene", mask_key="sam2_masks", allow_pickle=True)
+    sc = load_scene(tmp_path / "scene")
+    folder = tmp_path / "scene" / "instances" / "instance_0"
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == ["instance.json", "masks.npy"]
+    masks = np.load(folder / "masks.npy", allow_pickle=False)
+    assert masks.dtype == np.uint8 and masks.shape == (2, 3, 16, 3)  # bit-packed bool masks only
+    assert masks.nbytes < np.asarray(sc.depths).nbytes / 20
+    meta = json.loads((folder / "instance.json").read_text())
+    assert set(meta) == {"name", "id", "color", "shape", "source"}
+
+
+def test_instances_from_masktrack_outputs(tmp_path: Path) -> None:
+    from masktrack.masks.store import MaskStore, SessionManifest, StoredObject
+
+    npz = tmp_path / "ep.npz"
+    _users_npz(npz, pickled_masks=False, object_ids=False)
+    import_npz(npz, tmp_path / "scene")
+    outs = {}
+    for cam, shift in (("left", 0), ("right", 3)):
+        out = tmp_path / f"out_{cam}"
+        s = MaskStore(out).session("grippers")
+        man = SessionManifest(session="grippers", key="k", backend="x", video="v", video_hash="h", prompts_hash="p", num_frames=3, height=8, width=10,
+                              objects=[StoredObject(name="gripper", id=1, color=(1, 2, 3))])
+        s.begin(man)
+        for f in range(3):
+            m = np.zeros((8, 10), bool)
+            m[1:4, shift + f : shift + f + 3] = True
+            s.write_frame(f, {"gripper": m}, ["gripper"])
+        s.finish(man, {})
+        outs[cam] = out
+    (made,) = instances_from_outputs(tmp_path / "scene", outs, {"gripper": "grippers.gripper"})
+    m = made.masks()
+    assert m.shape == (2, 3, 16, 20) and m[1, 2, 2:8, 10:16].all() and not m[0, 0, :, 8:].any()
+    with pytest.raises(SceneError, match="unknown camera"):
+        instances_from_outputs(tmp_path / "scene", {"nope": outs["left"]}, {"g": "grippers.gripper"})
+    # composition outputs: PNG folder fallback layout <output>/composed/<name>/%05d.png
+    import cv2
+
+    comp = tmp_path / "out_left" / "composed" / "arm_only"
+    comp.mkdir(parents=True)
+    for f in range(3):
+        cv2.imwrite(str(comp / f"{f:05d}.png"), np.full((16, 20), 255 * (f % 2), np.uint8))
+    # the composition store trusts a folder only with a complete manifest
+    with pytest.raises(Exception, match="compose"):
+        instances_from_outputs(tmp_path / "scene", {"left": outs["left"]}, {"arm_only": "composed:arm_only"})
+    (comp.parent / "arm_only.json").write_text(json.dumps({"complete": True, "num_frames": 3, "height": 16, "width": 20}))
+    (arm,) = instances_from_outputs(tmp_path / "scene", {"left": outs["left"]}, {"arm_only": "composed:arm_only"})
+    assert arm.masks()[0, 1].all() and not arm.masks()[0, 0].any()
