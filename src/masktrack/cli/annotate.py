@@ -9,8 +9,6 @@ from pathlib import Path
 
 import click
 
-from masktrack.errors import ConfigError
-
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -65,9 +63,12 @@ def annotate(video: Path | None, prompts_path: Path | None, config_path: Path | 
       masktrack annotate --config job.yaml          # video, prompts and objects from the config
       masktrack annotate clip.mp4 --prompts clip.json --no-browser --port 8765
     """
-    import uvicorn
+    try:
+        import uvicorn
 
-    from masktrack.annotate.app import LOCAL_HOSTS, create_app
+        from masktrack.annotate.app import create_app
+    except ImportError as e:
+        raise click.ClickException(f"the annotation app needs fastapi and uvicorn ({e}): pip install 'masktrack[annotate]'") from None
     from masktrack.config import load_config
 
     cfg = load_config(config_path) if config_path is not None else None
@@ -82,8 +83,6 @@ def annotate(video: Path | None, prompts_path: Path | None, config_path: Path | 
             prompts_path = next(s.prompts for s in cfg.sessions if s.prompts)
         else:
             prompts_path = default_prompts_path(video)
-    if cfg is not None and not cfg.sessions:  # pragma: no cover - the config model already refuses this
-        raise ConfigError("no sessions", path=config_path, field="sessions")
     names = [n.strip() for n in objects.split(",") if n.strip()]
 
     local = host in LOOPBACK
