@@ -117,6 +117,14 @@ def test_frames_by_index(client, video):
     assert np.abs(img - src.read(0).astype(int)).mean() > 6  # ... and not another one
     info = client.get("/api/video").json()
     assert (info["num_frames"], info["width"], info["height"]) == (12, 128, 96)
+    assert client.get(f"/api/frame/5?v={info['token']}").content == r.content  # the cache-busting token is ignored
+
+
+def test_frame_urls_differ_between_server_runs(video, prompts_path, make_client):
+    """The page puts the token in frame URLs: a second run on the same port must not reuse cached frames."""
+    a = make_client(create_app(video, prompts_path)).get("/api/video").json()["token"]
+    b = make_client(create_app(video, prompts_path)).get("/api/video").json()["token"]
+    assert a != b
 
 
 @pytest.mark.parametrize("index,status", [(12, 404), (-1, 404), (-(10**30), 404), (10**40, 404), ("1.5", 422), ("abc", 422), ("1e3", 422), ("0x1", 422)])

@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -376,6 +377,9 @@ def create_app(
     frames = FrameServer(src)
     previewer = Previewer(src, cfg)
     static = _static_files()
+    # frames are cached by the browser; the token in their URLs keeps another video served later
+    # on the same port from showing this one's cached frames
+    token = secrets.token_hex(8)
 
     app = FastAPI(title="masktrack annotate", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts or LOCAL_HOSTS))
@@ -418,6 +422,7 @@ def create_app(
             "width": src.width,
             "height": src.height,
             "palette": [list(c) for c in PALETTE],
+            "token": token,
         }
 
     @app.get("/api/frame/{index}")

@@ -328,7 +328,7 @@ function frameImage(i) {
     img.decoding = "async";
     img.onload = () => { if (i === S.frame) draw(); };
     img.onerror = () => { if (i === S.frame) note(`frame ${i} could not be loaded`, true); };
-    img.src = `/api/frame/${i}`;
+    img.src = `/api/frame/${i}?v=${S.video.token}`;
     images.set(i, img);
     if (images.size > MAX_IMAGES) images.delete(images.keys().next().value);
   }
