@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import rerun as rr
 
-    from masktrack.viz.rerun import recording_id, write_recordings
+    from masktrack.viz.rerun import write_recordings
 
     work = Path(tempfile.mkdtemp(prefix="masktrack-bench-rerun-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
@@ -203,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
             res["scene_bytes_per_camera_frame"] = res["scene_bytes"] / (args.cameras * args.frames)
             print(f"scene: {res['scene_bytes'] / 1e6:.1f} MB = {res['scene_bytes_per_camera_frame'] / 1e3:.0f} kB per camera-frame; "
                   f"write_recordings {res['write_recordings_s']:.1f} s (re-run skip {res['rerun_skip_s']:.2f} s); combined {res['combined_bytes'] / 1e6:.1f} MB", flush=True)
-            del recording_id
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
