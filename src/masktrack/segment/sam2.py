@@ -70,6 +70,24 @@ def _shared_get_image_feature(self: Any, inference_state: dict, frame_idx: int, 
     return (expanded_image,) + features
 
 
+def _memory_in_model_dtype(model: Any) -> None:
+    """SAM2 stores its memory bank in bfloat16 and relies on GPU autocast to mix it with float32.
+
+    Without autocast (CPU, or ``bf16: false``) the memory is cast to the
+    dtype of the current frame's features before the memory attention.
+    """
+    attention = model.memory_attention
+    original = attention.forward
+
+    def forward(curr: Any, memory: Any, curr_pos: Any = None, memory_pos: Any = None, num_obj_ptr_tokens: int = 0) -> Any:
+        dtype = (curr[0] if isinstance(curr, list) else curr).dtype
+        memory = memory.to(dtype)
+        memory_pos = memory_pos.to(dtype) if memory_pos is not None else None
+        return original(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens)
+
+    attention.forward = forward
+
+
 class Sam2Backend(Backend):
     """SAM 2 video predictor + a frame/feature cache shared by its sessions."""
 
@@ -161,6 +179,8 @@ class Sam2Backend(Backend):
             self._load_checkpoint(model)
         model = model.to(self.device).eval()
         model._get_image_feature = MethodType(_shared_get_image_feature, model)
+        if not (self.bf16 and self.device.type == "cuda"):
+            _memory_in_model_dtype(model)
         return model
 
     def _load_checkpoint(self, model: Any) -> None:
@@ -345,7 +365,10 @@ class Sam2Session(Session):
         order = range(start_frame, -1, -1) if reverse else range(start_frame, n)
         backend = self.backend
         backend.frames.prefetch(self.video, backend.image_size, order)
-        gen = backend.predictor.propagate_in_video(self.state, start_frame_idx=start_frame, reverse=reverse)
+        if reverse and start_frame == 0:  # SAM2 yields nothing backward from frame 0; the contract wants frame 0
+            gen = backend.predictor.propagate_in_video(self.state, start_frame_idx=0, max_frame_num_to_track=0)
+        else:
+            gen = backend.predictor.propagate_in_video(self.state, start_frame_idx=start_frame, reverse=reverse)
         h, w = self.video.height, self.video.width
         try:
             while True:
