@@ -123,7 +123,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--radius", type=int, default=15)
-    ap.add_argument("--workers", type=int, default=None, help="masktrack's encoder threads (default: min(4, cores))")
+    ap.add_argument("--workers", type=int, default=None, help="masktrack threads (default: usable cores, at most 4)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it (default: a temp folder)")
     args = ap.parse_args()
@@ -161,7 +161,7 @@ def main() -> int:
             "frames": args.frames,
             "size": [W, H],
             "radius": r,
-            "cores": os.cpu_count(),
+            "cores": len(os.sched_getaffinity(0)),
             "masktrack_s": round(t_mt, 3),
             "notebook_s": round(t_nb, 3),
             "masktrack_ms_per_frame": round(1000 * t_mt / args.frames, 2),

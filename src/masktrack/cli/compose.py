@@ -27,7 +27,7 @@ def _parse_expr_option(values: tuple[str, ...]) -> dict[str, str]:
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Recompute every frame even when the stored frames match.")
 @click.option("--packed", is_flag=True, help="Also write bit-packed .npz frames (composed/<name>.packed/).")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Threads for evaluation and PNG encoding [default: min(4, cores)].")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Threads for evaluation and PNG encoding [default: usable cores, at most 4].")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def compose(config: Path, only: tuple[str, ...], exprs: tuple[str, ...], force: bool, packed: bool, workers: int | None, no_progress: bool) -> None:
     """Compose session masks into named outputs and export PNG folders for inpainting.

@@ -418,6 +418,7 @@ class Window:
     y0: int
     x0: int
     data: np.ndarray
+    tight: bool = False  # data's bounding box is known to be the box of its set pixels
 
     @property
     def y1(self) -> int:
@@ -449,14 +450,14 @@ def tighten(w: MaskValue) -> MaskValue:
     """Shrink a window to the bounding box of its set pixels (None if none)."""
     import cv2
 
-    if w is None or w.data.size == 0:
+    if w is None or w.tight:
+        return w
+    if w.data.size == 0:
         return None
     x, y, bw, bh = cv2.boundingRect(w.data)
     if bw == 0 or bh == 0:
         return None
-    if (bw, bh) == (w.data.shape[1], w.data.shape[0]):
-        return w
-    return Window(w.y0 + y, w.x0 + x, w.data[y : y + bh, x : x + bw])
+    return Window(w.y0 + y, w.x0 + x, w.data[y : y + bh, x : x + bw], True)
 
 
 def _union(a: MaskValue, b: MaskValue) -> MaskValue:
@@ -469,7 +470,7 @@ def _union(a: MaskValue, b: MaskValue) -> MaskValue:
     out[a.y0 - y0 : a.y1 - y0, a.x0 - x0 : a.x1 - x0] = a.data
     sub = out[b.y0 - y0 : b.y1 - y0, b.x0 - x0 : b.x1 - x0]
     np.bitwise_or(sub, b.data, out=sub)
-    return Window(y0, x0, out)
+    return Window(y0, x0, out, a.tight and b.tight)
 
 
 def _overlap(a: Window, b: Window) -> tuple[int, int, int, int] | None:
@@ -499,7 +500,7 @@ def _diff(a: MaskValue, b: MaskValue) -> MaskValue:
     out = a.data.copy()
     sub = out[y0 - a.y0 : y1 - a.y0, x0 - a.x0 : x1 - a.x0]
     db = b.data[y0 - b.y0 : y1 - b.y0, x0 - b.x0 : x1 - b.x0]
-    sub[db != 0] = 0
+    np.bitwise_and(sub, np.invert(db), out=sub)  # data is 0/1, so ~1 = 254 clears bit 0 and ~0 keeps it
     return Window(a.y0, a.x0, out)
 
 
@@ -532,12 +533,13 @@ def _morph(a: MaskValue, r: int, shape: Shape, frame: tuple[int, int], grow: boo
         return a
     p = _pad(a, r, frame)
     if shape == "square":
-        op = cv2.dilate if grow else cv2.erode
-        return Window(p.y0, p.x0, op(p.data, _kernel(r)))
+        if grow:  # a non-empty tight box grows by exactly r on each side (within the frame)
+            return Window(p.y0, p.x0, cv2.dilate(p.data, _kernel(r)), True)
+        return Window(p.y0, p.x0, cv2.erode(p.data, _kernel(r)))
     # Disk via the exact Euclidean distance transform: cost independent of r.
     if grow:
         dist = cv2.distanceTransform(np.uint8(1) - p.data, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        out = (dist <= r).view(np.uint8)
+        return Window(p.y0, p.x0, (dist <= r).view(np.uint8), True)
     else:
         if cv2.countNonZero(p.data) == p.data.size:  # no background anywhere: nothing to erode from
             return p

@@ -21,9 +21,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import struct
 import time
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -184,15 +187,54 @@ def composed_outputs(output: str | Path) -> list[str]:
 # --------------------------------------------------------------------------
 # Reading leaves from the mask store without unpacking whole frames
 # --------------------------------------------------------------------------
+_NPY_HEADER = re.compile(rb"^\{'descr': '\|u1', 'fortran_order': False, 'shape': \((\d+), (\d+), (\d+)\), \}\s*$")
+
+
+def _inflate_store_frame(data: bytes) -> np.ndarray | None:
+    """Fast path for the store's own frame files: one deflated ``masks.npy`` of uint8.
+
+    Reads the zip local header and the .npy header directly (no zipfile
+    directory scan, no ``ast`` parse of the header), inflates, and checks the
+    CRC.  Returns None for anything unexpected; the caller then uses np.load.
+    """
+    if len(data) < 30 or data[:4] != b"PK\x03\x04":
+        return None
+    flags, method = struct.unpack_from("<HH", data, 6)
+    crc = struct.unpack_from("<I", data, 14)[0]
+    n_name, n_extra = struct.unpack_from("<HH", data, 26)
+    if method != 8 or flags & 0x9 or data[30 : 30 + n_name] != b"masks.npy":  # deflate, not encrypted, no data descriptor
+        return None
+    d = zlib.decompressobj(-15)
+    raw = d.decompress(data[30 + n_name + n_extra :])
+    if not d.eof or zlib.crc32(raw) != crc or raw[:6] != b"\x93NUMPY":
+        return None
+    if raw[6] == 1:
+        hlen, start = struct.unpack_from("<H", raw, 8)[0], 10
+    elif raw[6] in (2, 3):
+        hlen, start = struct.unpack_from("<I", raw, 8)[0], 12
+    else:
+        return None
+    m = _NPY_HEADER.match(raw[start : start + hlen])
+    if m is None:
+        return None
+    shape = tuple(int(g) for g in m.groups())
+    body = memoryview(raw)[start + hlen :]
+    if len(body) != shape[0] * shape[1] * shape[2]:
+        return None
+    return np.frombuffer(body, np.uint8).reshape(shape)
+
+
 def read_packed(store: SessionStore, frame: int, manifest: SessionManifest) -> np.ndarray:
     """uint8 [N, H, ceil(W/8)]: one stored frame, still bit-packed."""
     p = store.frame_path(frame)
     try:
-        with np.load(p, allow_pickle=False) as z:
-            packed = z["masks"]
+        packed = _inflate_store_frame(p.read_bytes())
+        if packed is None:
+            with np.load(p, allow_pickle=False) as z:
+                packed = z["masks"]
     except FileNotFoundError:
         raise StoreError(f"frame {frame} of session {store.name!r} is missing; rerun `masktrack segment`", path=p) from None
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError, zlib.error) as e:
         raise StoreError(f"corrupt or truncated mask file ({e.__class__.__name__}); rerun `masktrack segment --force`", path=p) from None
     want = (len(manifest.objects), manifest.height, (manifest.width + 7) // 8)
     if packed.shape != want or packed.dtype != np.uint8:
@@ -208,9 +250,13 @@ def packed_window(packed: np.ndarray, width: int) -> MaskValue:
     if bw == 0 or bh == 0:
         return None
     bits = np.unpackbits(packed[y0 : y0 + bh, bx : bx + bw], axis=1)
-    x0 = 8 * bx
-    x1 = min(width, 8 * (bx + bw))
-    return tighten(Window(y0, x0, bits[:, : x1 - x0]))
+    # Tighten x to the bit: only the first and last byte columns can hold leading/trailing zeros.
+    lead = int(np.argmax(bits[:, :8].any(axis=0)))
+    last = bits[:, -8:].any(axis=0)
+    trail = int(np.argmax(last[::-1]))
+    x0 = 8 * bx + lead
+    x1 = min(width, 8 * (bx + bw) - trail)
+    return Window(y0, x0, bits[:, lead : x1 - 8 * bx], True)
 
 
 class _FrameInputs:
@@ -307,6 +353,31 @@ def _compose_key(expr: Expression, manifests: dict[str, SessionManifest]) -> str
             "format": "png-L8-0-255",
         }
     )
+
+
+def default_workers() -> int:
+    """One thread per usable core (affinity-aware), at most 4: encoding and inflating release the GIL."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
+
+
+@contextlib.contextmanager
+def _single_threaded_cv2(enable: bool):
+    """Our frames are the parallel unit; OpenCV's own thread pool on top only oversubscribes the cores."""
+    import cv2
+
+    if not enable:
+        yield
+        return
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def _start(cs: ComposedStore, base: dict[str, Any], force: bool) -> bool:
@@ -421,9 +492,9 @@ def compose_output(
         value = evaluate(expr.root, inputs.leaf_fn(f), shape)
         return f, _write_frame(cs, f, value, shape, packed, params), True
 
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or default_workers()
     task = progress.add_task(f"compose {name}", total=T) if progress is not None else None
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose") as pool:
+    with _single_threaded_cv2(workers > 1), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose") as pool:
         futures = [pool.submit(job, f) for f in range(T)]
         try:
             for fut in as_completed(futures):
