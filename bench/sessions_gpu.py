@@ -1,0 +1,304 @@
+"""GPU benchmark of masktrack's SAM sessions against the raw predictors (random weights).
+
+One run, one synthetic video (default 300 frames, 1280x720, JPEG folder):
+
+1. **overhead**: raw predictor propagation FPS vs masktrack's session FPS,
+   for SAM3's tracker (points, 2 objects), SAM3's text predictor, and SAM2.1
+   tiny (points, 2 objects).  Both cold: the masktrack session decodes its
+   frames and runs the image encoder during the pass (target: <= 10% slower).
+2. **arm/gripper job**: a text session "robot and cable" (arm) + a points
+   session (two grippers) as masktrack runs it (one backend, shared frames and
+   encoder output, gripper session on SAM3's tracker with no bootstrap) vs the
+   notebook's pass structure (a predictor per session, each loading the video;
+   the gripper session bootstrapped by a text pass + propagation before its
+   clicks and a second propagation).  Target: masktrack >= 2x faster.
+3. **two sessions vs one**: two points sessions on the same video vs one,
+   with shared features (target <= 1.3x).
+
+    python bench/sessions_gpu.py --json out.json [--frames 300] [--skip-sam2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_video(folder: Path, frames: int, size: tuple[int, int] = (720, 1280), seed: int = 0) -> Path:
+    """A textured background with three moving textured blobs, as numbered JPEGs."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    folder.mkdir(parents=True, exist_ok=True)
+    bg = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 3)
+    blobs = [cv2.resize(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8), (s, s), interpolation=cv2.INTER_NEAREST) for s in (220, 120, 120)]
+    for t in range(frames):
+        img = bg.copy()
+        for k, b in enumerate(blobs):
+            s = b.shape[0]
+            x = int((w - s) * (0.5 + 0.4 * np.sin(0.02 * t + 2 * k)))
+            y = int((h - s) * (0.5 + 0.4 * np.cos(0.015 * t + k)))
+            img[y : y + s, x : x + s] = b
+        cv2.imwrite(str(folder / f"{t:05d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return folder
+
+
+def blob_center(t: int, k: int, size=(720, 1280)) -> tuple[float, float]:
+    h, w = size
+    s = (220, 120, 120)[k]
+    x = int((w - s) * (0.5 + 0.4 * np.sin(0.02 * t + 2 * k)))
+    y = int((h - s) * (0.5 + 0.4 * np.cos(0.015 * t + k)))
+    return x + s / 2, y + s / 2
+
+
+def sync() -> None:
+    import torch
+
+    torch.cuda.synchronize()
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        sync()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sync()
+        self.s = time.perf_counter() - self.t0
+
+
+def to_numpy_masks(video_res) -> np.ndarray:
+    return (video_res[:, 0] > 0).cpu().numpy()
+
+
+# --------------------------------------------------------------------------- masktrack side
+
+
+def mt_session(backend, video, objects, prompts, start, *, text=None, both=True):
+    """What the runner does with a session (minus mask-store writes): prompts, text, forward, backward."""
+    n = 0
+    with backend.open_session(video, objects) as s:
+        for p in prompts:
+            s.add_prompt(p)
+        if text is not None:
+            s.add_text(text)
+        for _f, _m in s.propagate(start, reverse=False):
+            n += 1
+        if both:
+            for _f, _m in s.propagate(start, reverse=True):
+                n += 1
+    return n
+
+
+def gripper_prompts(t: int = 0):
+    from masktrack.segment.base import FramePrompt, SessionObject
+
+    objs = (SessionObject("gripper_left", 1, (255, 0, 0)), SessionObject("gripper_right", 2, (0, 0, 255)))
+    prompts = [
+        FramePrompt(frame=t, object=o.name, points=np.array([blob_center(t, k + 1)], np.float32), labels=np.array([1]))
+        for k, o in enumerate(objs)
+    ]
+    return objs, prompts
+
+
+# --------------------------------------------------------------------------- SAM3
+
+
+def bench_sam3(folder: Path, frames: int, out: dict) -> None:
+    import torch
+
+    from masktrack.io.video import open_video
+    from masktrack.segment.base import SessionObject, TextPrompt
+    from masktrack.segment.registry import load_backend
+
+    video = open_video(folder)
+    with Timer() as t:
+        backend = load_backend("sam3", random_weights=True, device="cuda")
+    out["sam3_build_s"] = round(t.s, 2)
+    model = backend.model
+    tracker = model.tracker
+    H, W = video.height, video.width
+    res: dict = {}
+
+    # -- raw tracker API, as a user calls it (tracker.backbone = detector.backbone, init_state(video_path))
+    tracker.backbone = model.detector.backbone
+    with Timer() as t_load:
+        state = tracker.init_state(video_path=str(folder))
+    for k in (1, 2):
+        x, y = blob_center(0, k)
+        tracker.add_new_points_or_box(state, frame_idx=0, obj_id=k, points=torch.tensor([[x / W, y / H]]), labels=torch.tensor([1], dtype=torch.int32), rel_coordinates=True)
+    with Timer() as t_prop:
+        for _f, _ids, _low, vr, _sc in tracker.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=frames, reverse=False, propagate_preflight=True, tqdm_disable=True):
+            to_numpy_masks(vr)
+    del state
+    tracker.backbone = None
+    res["raw_tracker_load_s"] = round(t_load.s, 2)
+    res["raw_tracker_fps"] = round(frames / t_prop.s, 2)
+
+    # -- masktrack points session, cold cache (decodes + encodes during the pass)
+    objs, prompts = gripper_prompts(0)
+    backend.cache.clear()
+    with Timer() as t_mt:
+        mt_session(backend, video, objs, prompts, 0, both=False)
+    res["masktrack_points_session_fps"] = round(frames / t_mt.s, 2)
+    res["points_overhead"] = round(res["raw_tracker_fps"] / res["masktrack_points_session_fps"] - 1, 3)
+
+    # -- raw text predictor (request API on the same model)
+    pred = backend.predictor
+    with Timer() as t_load:
+        sid = pred.handle_request({"type": "start_session", "resource_path": str(folder)})["session_id"]
+    pred.handle_request({"type": "add_prompt", "session_id": sid, "frame_index": 0, "text": "robot and cable"})
+    with Timer() as t_prop:
+        for _ in pred.handle_stream_request({"type": "propagate_in_video", "session_id": sid, "propagation_direction": "forward", "start_frame_index": 0}):
+            pass
+    pred.handle_request({"type": "close_session", "session_id": sid})
+    res["raw_text_load_s"] = round(t_load.s, 2)
+    res["raw_text_fps"] = round(frames / t_prop.s, 2)
+
+    arm = (SessionObject("arm", 1, (0, 255, 0)), SessionObject("arm_2", 2, (0, 255, 255)))
+    text = TextPrompt(frame=0, text="robot and cable")
+    backend.cache.clear()
+    with Timer() as t_mt:
+        mt_session(backend, video, arm, [], 0, text=text, both=False)
+    res["masktrack_text_session_fps"] = round(frames / t_mt.s, 2)
+    res["text_overhead"] = round(res["raw_text_fps"] / res["masktrack_text_session_fps"] - 1, 3)
+    out["sam3_overhead"] = res
+
+    # -- the arm/gripper job
+    job: dict = {}
+    backend.cache.clear()
+    with Timer() as t_arm:
+        mt_session(backend, video, arm, [], 0, text=text)
+    with Timer() as t_grip:
+        mt_session(backend, video, objs, prompts, 0)
+    job["masktrack_arm_s"] = round(t_arm.s, 2)
+    job["masktrack_gripper_s"] = round(t_grip.s, 2)
+    job["masktrack_total_s"] = round(t_arm.s + t_grip.s, 2)
+
+    def notebook_session(clicks: bool) -> None:
+        sid = pred.handle_request({"type": "start_session", "resource_path": str(folder)})["session_id"]
+        pred.handle_request({"type": "add_prompt", "session_id": sid, "frame_index": 0, "text": "robot and cable"})
+        for _ in pred.handle_stream_request({"type": "propagate_in_video", "session_id": sid, "propagation_direction": "both", "start_frame_index": 0}):
+            pass
+        if clicks:
+            base = 1000
+            for k in (1, 2):
+                x, y = blob_center(0, k)
+                pred.handle_request({"type": "add_prompt", "session_id": sid, "frame_index": 0, "points": torch.tensor([[x / W, y / H]]),
+                                     "point_labels": torch.tensor([1], dtype=torch.int32), "obj_id": base + k})
+            for _ in pred.handle_stream_request({"type": "propagate_in_video", "session_id": sid, "propagation_direction": "both", "start_frame_index": 0}):
+                pass
+        pred.handle_request({"type": "close_session", "session_id": sid})
+
+    with Timer() as t_arm:
+        notebook_session(False)
+    with Timer() as t_grip:
+        notebook_session(True)
+    job["notebook_arm_s"] = round(t_arm.s, 2)
+    job["notebook_gripper_s"] = round(t_grip.s, 2)
+    job["notebook_total_s"] = round(t_arm.s + t_grip.s, 2)
+    job["notebook_predictor_builds_s"] = round(2 * out["sam3_build_s"], 2)  # not counted in the ratio
+    job["speedup"] = round(job["notebook_total_s"] / job["masktrack_total_s"], 2)
+    out["sam3_arm_gripper_job"] = job
+
+    # -- two sessions vs one (points, shared features)
+    two: dict = {}
+    objs2, prompts2 = gripper_prompts(frames // 2)
+    backend.cache.clear()
+    with Timer() as t1:
+        mt_session(backend, video, objs, prompts, 0)
+    with Timer() as t2:
+        mt_session(backend, video, objs2, prompts2, frames // 2)
+    two["one_session_s"] = round(t1.s, 2)
+    two["second_session_s"] = round(t2.s, 2)
+    two["ratio_two_vs_one"] = round((t1.s + t2.s) / t1.s, 3)
+    two["cache"] = backend.cache_stats()
+    out["sam3_two_sessions"] = two
+    backend.close()
+    video.close()
+
+
+# --------------------------------------------------------------------------- SAM2
+
+
+def bench_sam2(folder: Path, frames: int, out: dict) -> None:
+    import torch
+
+    from masktrack.io.video import open_video
+    from masktrack.segment.registry import load_backend
+
+    video = open_video(folder)
+    backend = load_backend("sam2", random_weights=True, device="cuda")
+    pred = backend.predictor
+    res: dict = {}
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        with Timer() as t_load:
+            state = type(pred).init_state(pred, video_path=str(folder))
+        for k in (1, 2):
+            x, y = blob_center(0, k)
+            pred.add_new_points_or_box(state, frame_idx=0, obj_id=k, points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32))
+        with Timer() as t_prop:
+            for _f, _ids, vr in pred.propagate_in_video(state, start_frame_idx=0):
+                to_numpy_masks(vr)
+    del state
+    res["raw_load_s"] = round(t_load.s, 2)
+    res["raw_fps"] = round(frames / t_prop.s, 2)
+    objs, prompts = gripper_prompts(0)
+    backend.cache.clear()
+    with Timer() as t_mt:
+        mt_session(backend, video, objs, prompts, 0, both=False)
+    res["masktrack_session_fps"] = round(frames / t_mt.s, 2)
+    res["overhead"] = round(res["raw_fps"] / res["masktrack_session_fps"] - 1, 3)
+    objs2, prompts2 = gripper_prompts(frames // 2)
+    backend.cache.clear()
+    with Timer() as t1:
+        mt_session(backend, video, objs, prompts, 0)
+    with Timer() as t2:
+        mt_session(backend, video, objs2, prompts2, frames // 2)
+    res["one_session_s"] = round(t1.s, 2)
+    res["ratio_two_vs_one"] = round((t1.s + t2.s) / t1.s, 3)
+    out["sam2_tiny"] = res
+    backend.close()
+    video.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--skip-sam2", action="store_true")
+    ap.add_argument("--skip-sam3", action="store_true")
+    args = ap.parse_args()
+    import os
+
+    import torch
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    out: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "frames": args.frames, "size": "1280x720"}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_video(Path(tmp) / "frames", args.frames)
+        for name, fn, skip in (("sam2", bench_sam2, args.skip_sam2), ("sam3", bench_sam3, args.skip_sam3)):
+            if skip:
+                continue
+            try:
+                fn(folder, args.frames, out)
+            except Exception as e:  # keep the other backend's numbers
+                import traceback
+
+                traceback.print_exc()
+                out[f"{name}_error"] = f"{type(e).__name__}: {e}"
+            print(json.dumps(out, indent=1), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

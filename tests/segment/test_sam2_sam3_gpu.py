@@ -1,0 +1,186 @@
+"""GPU tests of the ``sam2`` and ``sam3`` backends (random weights; run on a CUDA machine, skipped in CI).
+
+Run with ``python -m pytest -m gpu tests/segment``.  What they check is the
+plumbing: every frame covered in both directions, isolation (a session's
+masks do not depend on earlier sessions of the same backend), the shared
+feature cache really reused, and GPU memory back to its starting level once
+sessions and backends are closed.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():  # pragma: no cover - CI has no GPU
+    pytest.skip("needs a CUDA GPU", allow_module_level=True)
+
+from masktrack.io.video import open_video  # noqa: E402
+from masktrack.segment.base import FramePrompt, SessionObject, TextPrompt  # noqa: E402
+from masktrack.segment.registry import load_backend  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+FRAMES = 10
+MiB = 1024**2
+
+
+@pytest.fixture()
+def video(tmp_path, oracle_mod):
+    return oracle_mod.make_colour_video(tmp_path / "frames", frames=FRAMES, size=(120, 200))
+
+
+def _allocated() -> int:
+    gc.collect()
+    torch.cuda.synchronize()
+    return torch.cuda.memory_allocated()
+
+
+def _click(oracle_mod, name, frame, obj):
+    k = oracle_mod.kf(name, frame)
+    return FramePrompt(frame=frame, object=obj, points=np.array(k["points"], np.float32), labels=np.array(k["labels"]))
+
+
+def _both(session, start):
+    fwd = dict(session.propagate(start, reverse=False))
+    bwd = dict(session.propagate(start, reverse=True))
+    return fwd, bwd
+
+
+def _points_run(backend, v, oracle_mod):
+    objs = (SessionObject("g_left", 1, (1, 2, 3)), SessionObject("g_right", 2, (4, 5, 6)))
+    with backend.open_session(v, objs) as s:
+        s.add_prompt(_click(oracle_mod, "red", 4, "g_left"))
+        s.add_prompt(_click(oracle_mod, "blue", 4, "g_right"))
+        return _both(s, 4)
+
+
+def _check_cover(fwd, bwd, start, names):
+    assert list(fwd) == list(range(start, FRAMES))
+    assert list(bwd) == list(range(start, -1, -1))
+    for masks in (*fwd.values(), *bwd.values()):
+        assert set(masks) == set(names)
+        assert all(m.dtype == bool and m.shape == (120, 200) for m in masks.values())
+
+
+def _same(a, b):
+    return all(np.array_equal(a[f][n], b[f][n]) for f in a for n in a[f])
+
+
+def test_sam2_gpu_sessions_isolated_shared_and_freed(video, oracle_mod):
+    before = _allocated()
+    with open_video(video) as v:
+        b = load_backend("sam2", random_weights=True, device="cuda")
+        loaded = _allocated()
+        fwd1, bwd1 = _points_run(b, v, oracle_mod)
+        after_first = _allocated()
+        misses = b.cache.stats.misses
+        fwd2, bwd2 = _points_run(b, v, oracle_mod)
+        assert b.cache.stats.misses == misses  # frames and features came from the shared cache
+        assert _allocated() == after_first  # the second session left nothing behind
+        b.close()
+    _check_cover(fwd1, bwd1, 4, ["g_left", "g_right"])
+    assert _same(fwd1, fwd2) and _same(bwd1, bwd2)
+    assert loaded > before
+    assert _allocated() - before < 8 * MiB, "backend close must free the model, frames and features"
+
+
+def _sam3(**kw):
+    return load_backend("sam3", random_weights=True, device="cuda", **kw)
+
+
+def test_sam3_points_session_no_text_bootstrap(video, oracle_mod):
+    before = _allocated()
+    with open_video(video) as v:
+        b = _sam3()
+        calls = []
+        b.predictor.handle_request = lambda req: calls.append(req)  # a points session must not touch the text API
+        fwd1, bwd1 = _points_run(b, v, oracle_mod)
+        after_first = _allocated()
+        misses = b.cache.stats.misses
+        fwd2, bwd2 = _points_run(b, v, oracle_mod)
+        assert calls == []
+        assert b.cache.stats.misses == misses
+        assert _allocated() == after_first
+        b.close()
+    _check_cover(fwd1, bwd1, 4, ["g_left", "g_right"])
+    assert _same(fwd1, fwd2) and _same(bwd1, bwd2)
+    assert _allocated() - before < 64 * MiB
+
+
+def test_sam3_points_objects_starting_on_different_frames(video, oracle_mod):
+    with open_video(video) as v, _sam3() as b:
+        objs = (SessionObject("a", 1, (1, 2, 3)), SessionObject("b", 2, (4, 5, 6)))
+        with b.open_session(v, objs) as s:
+            s.add_prompt(_click(oracle_mod, "red", 2, "a"))
+            s.add_prompt(_click(oracle_mod, "blue", 6, "b"))
+            fwd, bwd = dict(s.propagate(2)), dict(s.propagate(6, reverse=True))
+            assert len(s._groups) == 2  # one tracker state per start frame (sam3 0.1.4 workaround)
+        assert list(fwd) == list(range(2, FRAMES)) and list(bwd) == list(range(6, -1, -1))
+        assert fwd[6]["b"].any() or bwd[6]["b"].any(), "the later object must be tracked from its prompt frame"
+
+
+def test_sam3_text_session_then_points_session_share_features(video, oracle_mod):
+    before = _allocated()
+    with open_video(video) as v:
+        b = _sam3()
+        objs = (SessionObject("arm", 1, (1, 2, 3)), SessionObject("arm_2", 2, (4, 5, 6)))
+        with b.open_session(v, objs) as s:
+            s.add_text(TextPrompt(frame=3, text="robot and cable"))
+            fwd, bwd = _both(s, 3)
+            mapped = dict(s.mapping)
+            assert all(n in ("arm", "arm_2") for n in mapped.values())
+            assert s.dropped_detections == len(s.dropped)
+        _check_cover(fwd, bwd, 3, ["arm", "arm_2"])
+        trunk = b.cache.stats.misses
+        assert trunk > 0
+        after_text = _allocated()
+        fwd2, bwd2 = _points_run(b, v, oracle_mod)  # the gripper session: reads the text session's trunk output
+        assert b.cache.stats.misses == trunk
+        _check_cover(fwd2, bwd2, 4, ["g_left", "g_right"])
+        assert _allocated() == after_text
+        b.close()
+    assert _allocated() - before < 64 * MiB
+
+
+def test_sam3_text_session_with_refinement_clicks(video, oracle_mod):
+    with open_video(video) as v, _sam3() as b:
+        objs = (SessionObject("arm", 1, (1, 2, 3)),)
+        with b.open_session(v, objs) as s:
+            s.add_prompt(_click(oracle_mod, "red", 5, "arm"))
+            s.add_text(TextPrompt(frame=2, text="robot"))
+            fwd, bwd = dict(s.propagate(2)), dict(s.propagate(5, reverse=True))
+            assert "arm" in s.mapping.values()  # the click maps (or adds) the object
+        assert list(fwd) == list(range(2, FRAMES)) and list(bwd) == list(range(5, -1, -1))
+        assert fwd[5]["arm"].any()
+
+
+@pytest.mark.slow
+def test_sam2_and_sam3_jobs_through_the_cli(tmp_path, video, oracle_mod, capsys):
+    from masktrack.cli.main import main
+    from masktrack.masks.store import MaskStore
+
+    for backend, opts in (("sam2", {"random_weights": True}), ("sam3", {"random_weights": True})):
+        folder = tmp_path / backend
+        sessions = [
+            {"name": "arm", "backend": backend, "options": opts, "objects": ["red", "blue"]},
+            {"name": "gripper", "backend": backend, "options": opts, "objects": ["cham"]},
+        ]
+        objects = {"red": [oracle_mod.kf("red", 2)], "blue": [oracle_mod.kf("blue", 2)], "cham": [oracle_mod.kf("cham", 5)]}
+        cfg = oracle_mod.write_job(folder, sessions, objects, video="../frames")
+        capsys.readouterr()
+        assert main(["segment", str(cfg), "--no-progress"]) == 0, capsys.readouterr().err
+        store = MaskStore(folder / "out")
+        for name in ("arm", "gripper"):
+            assert store.session(name).verify() == []
+        alone = oracle_mod.write_job(folder / "alone", sessions[1:], {"cham": objects["cham"]}, video="../../frames")
+        assert main(["segment", str(alone), "--no-progress"]) == 0, capsys.readouterr().err
+        solo = MaskStore(folder / "alone" / "out").session("gripper")
+        together = store.session("gripper")
+        for f in range(FRAMES):
+            assert np.array_equal(solo.read_stack(f), together.read_stack(f)), (backend, f)
+        capsys.readouterr()
+        assert main(["segment", str(cfg), "--no-progress"]) == 0
+        assert capsys.readouterr().out.count("reused") == 2
