@@ -45,8 +45,8 @@ def robot_masks(t: int) -> dict[str, np.ndarray]:
     base = np.array([560.0, 720.0])
     elbow = np.array([360 + 80 * np.sin(0.7 * phase), 470.0])
     arm = np.zeros((H, W), np.uint8)
-    cv2.line(arm, tuple(base.astype(int)), tuple(elbow.astype(int)), 1, 190)
-    cv2.line(arm, tuple(elbow.astype(int)), tuple(tip.astype(int)), 1, 150)
+    cv2.line(arm, tuple(base.astype(int)), tuple(elbow.astype(int)), 1, 205)
+    cv2.line(arm, tuple(elbow.astype(int)), tuple(tip.astype(int)), 1, 165)
     cv2.circle(arm, tuple(elbow.astype(int)), 100, 1, -1)
     d = tip - elbow
     d /= np.linalg.norm(d)

@@ -173,6 +173,11 @@ def test_mismatched_sessions_and_missing_masks(job, tmp_path):
         run_compose(cfg2, progress=False)
     with pytest.raises(ConfigError, match="no compose output named 'zzz'"):
         run_compose(cfg, progress=False, names=["zzz"])
+    for bad in ("../escape", "summary"):
+        cfg.compose = {bad: ComposeOutput(expr="arm")}
+        with pytest.raises(ConfigError, match="they name folders"):
+            run_compose(cfg, progress=False)
+    assert not (cfg.output / "escape").exists()
 
 
 def _write_yaml(tmp_path: Path, cfg) -> Path:
@@ -206,3 +211,22 @@ def test_cli_compose_and_errors(job, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("masktrack: error: --expr bad: no session or object named 'gripr'")
     assert err[2].endswith(" " * len("dilate(arm, 3) | ") + "^^^^^")
+
+
+def test_fast_frame_reader_matches_np_load_and_rejects_corruption(job):
+    from masktrack.masks.export import read_packed
+    from masktrack.masks.store import decode_frame
+
+    cfg, m = job
+    st = MaskStore(cfg.output).session("gripper")
+    man = st.require_manifest()
+    for f in range(T):
+        packed = read_packed(st, f, man)
+        np.testing.assert_array_equal(np.unpackbits(packed, axis=-1, count=W).astype(bool), decode_frame(st.frame_path(f), W))
+    data = bytearray(st.frame_path(2).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    st.frame_path(2).write_bytes(bytes(data))
+    st.frame_path(3).write_bytes(st.frame_path(3).read_bytes()[:40])
+    for f in (2, 3):
+        with pytest.raises(StoreError, match="corrupt or truncated"):
+            read_packed(st, f, man)

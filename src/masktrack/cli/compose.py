@@ -71,12 +71,13 @@ def compose(config: Path, only: tuple[str, ...], exprs: tuple[str, ...], force: 
         cfg, names=names, force=force, progress=not no_progress, packed=True if packed else None, workers=workers, cli_names=list(extra)
     )
     table = Table(title=f"composed outputs ({report.summary_path})")
-    for col in ("output", "frames", "written", "skipped", "empty frames", "mean pixels", "folder"):
+    for col in ("output", "frames", "written", "skipped", "empty frames", "mean pixels"):
         table.add_column(col)
     for o in report.outputs:
-        table.add_row(o.name, str(o.num_frames), str(o.written), str(o.skipped), str(len(o.empty_frames)), f"{o.mean_pixels:.0f}", str(o.folder))
+        table.add_row(o.name, str(o.num_frames), str(o.written), str(o.skipped), str(len(o.empty_frames)), f"{o.mean_pixels:.0f}")
     Console().print(table)
     for o in report.outputs:
+        click.echo(f"{o.name}: {o.folder}")
         if len(o.empty_frames) == o.num_frames:
             click.echo(f"warning: output {o.name!r} is empty in every frame", err=True)
 

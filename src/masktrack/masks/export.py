@@ -42,6 +42,7 @@ from masktrack.masks.compose import Expression, ExpressionError, MaskValue, Ref,
 from masktrack.masks.store import MaskStore, SessionManifest, SessionStore, encode_frame
 
 COMPOSE_VERSION = 1
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
 def png_params() -> list[int]:
@@ -550,6 +551,9 @@ def run_compose(
     for n in selected:
         if n not in cfg.compose:
             raise ConfigError(f"no compose output named {n!r} (outputs: {', '.join(cfg.compose)})", path=cfg.source, field="compose")
+        if not _NAME.fullmatch(n) or n == "summary":
+            loc = _location(cfg, n, n in cli_names)
+            raise ConfigError("output names use letters, digits, '_' and '-' only (and not 'summary'): they name folders", path=loc["path"], field=loc["field"].removesuffix(".expr"))
     reports: list[OutputReport] = []
     ctx: Any = contextlib.nullcontext(None)
     if progress:
