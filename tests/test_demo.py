@@ -98,3 +98,16 @@ def test_demo_small_meets_quality_thresholds(tmp_path: Path):
         assert t.median_m <= THRESHOLDS["median_track_error_m"], summary
     again = run_demo(out, config=DEMO_SMALL, progress=False)
     assert again.reused_all, [(s.stage, s.target, s.status) for s in again.stages if s.status != "reused"]
+
+
+def test_demo_cli(tmp_path: Path, gt_backend: str, capsys):
+    from masktrack.cli.main import main
+
+    args = ["demo", str(tmp_path / "d"), "--size", "128x96", "--frames", "4", "--cameras", "1", "--backend", gt_backend]
+    assert main(args) in (0, 1)  # 1 = a quality check failed; both write the report
+    assert json.loads((tmp_path / "d" / "report.json").read_text())["config"]["width"] == 128
+    capsys.readouterr()
+    assert main(args) in (0, 1)
+    assert "everything reused" in capsys.readouterr().out
+    assert main(["demo", str(tmp_path / "e"), "--size", "12x"]) == 2
+    assert not (tmp_path / "e").exists()

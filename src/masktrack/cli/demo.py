@@ -15,8 +15,9 @@ import click
 @click.option("--size", type=str, default=None, metavar="WxH", help="Image size (default 320x240).")
 @click.option("--cameras", type=click.IntRange(1, 4), default=None, help="Number of cameras, 1..4 (default 4).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Scene seed (textures, object placement, camera jitter).")
+@click.option("--backend", default="classic", show_default=True, help="Segmentation backend of both sessions (see `masktrack backends`).")
 @click.option("--json", "json_out", is_flag=True, help="Print report.json to stdout instead of tables.")
-def demo(out: Path, small: bool, force: bool, frames: int | None, size: str | None, cameras: int | None, seed: int, json_out: bool) -> None:
+def demo(out: Path, small: bool, force: bool, frames: int | None, size: str | None, cameras: int | None, seed: int, backend: str, json_out: bool) -> None:
     """Render a synthetic multi-view RGB-D robot scene into OUT and run the whole job on it.
 
     \b
@@ -58,7 +59,7 @@ def demo(out: Path, small: bool, force: bool, frames: int | None, size: str | No
 
     cfg = dataclasses.replace(base, **kw)
     console = Console(stderr=True)
-    report = run_demo(out, config=cfg, force=force, progress=True, console=console)
+    report = run_demo(out, config=cfg, backend=backend, force=force, progress=True, console=console)
     if json_out:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
