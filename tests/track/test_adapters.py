@@ -123,3 +123,18 @@ def test_registry_is_lazy_and_reports_missing_code() -> None:
     assert get_tracker("flow").name == "flow"
     with pytest.raises(BackendError, match="SpaTrackerV2"):
         SpatialTrackerV2Tracker(code="/nonexistent").model()
+
+
+@pytest.mark.slow
+def test_real_cotracker3_code_with_random_weights(setup) -> None:
+    """Runs CoTracker3's own predictor (random weights) when a local clone is named by MASKTRACK_COTRACKER_REPO."""
+    import os
+
+    repo = os.environ.get("MASKTRACK_COTRACKER_REPO")
+    if not repo:
+        pytest.skip("set MASKTRACK_COTRACKER_REPO to a co-tracker clone to run its real code path")
+    scene, _, q = setup
+    tr = get_tracker("cotracker", repo=repo, source="local", pretrained=False, device="cpu").track(scene, q[:10])
+    assert tr.tracks.shape == (scene.num_frames, 10, 3)
+    before = np.arange(scene.num_frames)[:, None] < q[:10, 0].astype(int)[None]
+    assert np.isfinite(tr.tracks[~before]).all() and np.isnan(tr.tracks[before]).all()

@@ -47,7 +47,7 @@ from masktrack.track.instances import Instance
 @dataclass(frozen=True)
 class FlowOptions:
     method: str = "lk"  # "lk": sparse pyramidal Lucas-Kanade; "dis": dense DIS flow (cost per frame, not per point)
-    win: int = 11  # LK window (pixels, odd)
+    win: int = 9  # LK window (pixels, odd)
     levels: int = 3  # pyramid levels above the base
     iters: int = 10  # LK iterations per level
     fb_max_px: float = 1.0  # forward-backward disagreement allowed
@@ -190,8 +190,12 @@ class FlowTracker(Tracker):
     def fingerprint(self) -> dict[str, Any]:
         return {"tracker": self.name, "version": 1, **asdict(self.options)}
 
-    def _flow(self, a: _Frame, b: _Frame, c: int, p0: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: C901
-        """Track pixels p0 [n, 2] of camera c from frame a to b; returns (p1 [n, 2], forward-backward ok [n])."""
+    def _flow(self, a: _Frame, b: _Frame, c: int, p0: np.ndarray, guess: np.ndarray, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Track pixels p0 [n, 2] of camera c from frame a to b; returns (p1 [n, 2], ok [n]).
+
+        ``check``: ok also requires the backward track to return within
+        ``fb_max_px`` (otherwise only the forward status).
+        """
         import cv2
 
         opts = self.options
@@ -206,42 +210,46 @@ class FlowTracker(Tracker):
         lk = dict(winSize=(opts.win, opts.win), maxLevel=opts.levels, criteria=crit, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
         q0 = p0.astype(np.float32).reshape(-1, 1, 2)
         q1, st1, _ = cv2.calcOpticalFlowPyrLK(a.gray[c], b.gray[c], q0, guess.astype(np.float32).reshape(-1, 1, 2), **lk)
+        if not check:
+            return q1.reshape(-1, 2).astype(np.float64), st1.ravel() == 1
         qb, st2, _ = cv2.calcOpticalFlowPyrLK(b.gray[c], a.gray[c], q1, q0.copy(), **lk)
         p1 = q1.reshape(-1, 2).astype(np.float64)
         fb = np.linalg.norm(qb.reshape(-1, 2) - q0.reshape(-1, 2), axis=1)
         return p1, (st1.ravel() == 1) & (st2.ravel() == 1) & (fb <= opts.fb_max_px)
 
     def _reanchor(self, kf: list, kf_uv: np.ndarray, cur: _Frame, nxt: _Frame, c: int, active: np.ndarray, idx: np.ndarray,
-                  seen_c: np.ndarray, uv_c: np.ndarray, f: int, p1: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  seen_c: np.ndarray, uv_c: np.ndarray, f: int, p1: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Replace frame-to-frame results by tracks from camera c's keyframe where they agree.
 
         Chained frame-to-frame flow accumulates a small bias every frame;
-        tracking from the keyframe directly (started at the chained result)
-        does not.  Where the keyframe track fails its forward-backward check
-        or lands more than ``anchor_gate_px`` from the chained one, the
-        chained result is kept.  A point the chained flow lost but the
-        keyframe track finds is re-detected.
+        tracking from the keyframe directly (started at the motion
+        prediction ``p1``) does not.  Where the keyframe track fails its
+        forward-backward check or lands more than ``anchor_gate_px`` from
+        the prediction, the caller falls back to frame-to-frame flow.
+        Returns (pixels, ok, which points took the keyframe track).
         """
         opts = self.options
         k = kf[c]
+        used = np.zeros(len(idx), bool)
         if k is None or f - k.f >= opts.keyframe_every:
             kf[c] = cur
             kf_uv[c] = np.nan
             kf_uv[c, active[seen_c]] = uv_c[seen_c]
-            return p1, ok
+            return p1, ok, used
         anchors = kf_uv[c, active[idx]]
         sel = np.flatnonzero(np.isfinite(anchors[:, 0]))
         if sel.size == 0:
-            return p1, ok
+            return p1, ok, used
         start = np.where(np.isfinite(p1[sel]), p1[sel], uv_c[idx[sel]])
         pa, oka = self._flow(k, nxt, c, anchors[sel], start)
-        near = np.linalg.norm(pa - p1[sel], axis=1) <= opts.anchor_gate_px
-        use = oka & (near | ~ok[sel])
+        near = np.linalg.norm(pa - start, axis=1) <= opts.anchor_gate_px
+        use = oka & near
         p1 = p1.copy()
         ok = ok.copy()
         p1[sel[use]] = pa[use]
         ok[sel[use]] = True
-        return p1, ok
+        used[sel[use]] = True
+        return p1, ok, used
 
     def track(self, scene: Scene, queries: np.ndarray, *, instance: Instance | None = None) -> Tracks:
         opts = self.options
@@ -301,9 +309,14 @@ class FlowTracker(Tracker):
                 p0 = uvs[c, idx]
                 guess, _ = project(pred[idx], nxt.K[c], nxt.E[c])
                 guess = np.where(np.isfinite(guess), guess, p0)
-                p1, ok = self._flow(cur, nxt, c, p0, guess)
+                p1 = guess.copy()
+                ok = np.zeros(idx.size, bool)
+                used = ok.copy()
                 if opts.keyframe_every > 1:
-                    p1, ok = self._reanchor(kf, kf_uv, cur, nxt, c, active, idx, seen[c], uvs[c], f, p1, ok)
+                    p1, ok, used = self._reanchor(kf, kf_uv, cur, nxt, c, active, idx, seen[c], uvs[c], f, p1, ok)
+                rest = np.flatnonzero(~used)  # no keyframe track: frame-to-frame flow
+                if rest.size:
+                    p1[rest], ok[rest] = self._flow(cur, nxt, c, p0[rest], guess[rest])
                 ok &= in_image(p1, size, opts.margin_px)
                 if nxt.mask is not None:
                     ok &= bilinear(nxt.maskf[c], np.where(np.isfinite(p1), p1, 0)) > 0.25
