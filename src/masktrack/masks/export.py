@@ -38,7 +38,7 @@ import numpy as np
 from masktrack.config import ComposeOutput, PipelineConfig
 from masktrack.errors import ConfigError, StoreError
 from masktrack.io.atomic import atomic_write_bytes, atomic_write_json, clean_temp_files, hash_json
-from masktrack.masks.compose import Expression, ExpressionError, MaskValue, Ref, Window, compile_expression, evaluate, tighten
+from masktrack.masks.compose import Expression, ExpressionError, MaskValue, Ref, Window, compile_expression, evaluate
 from masktrack.masks.store import MaskStore, SessionManifest, SessionStore, encode_frame
 
 COMPOSE_VERSION = 1
