@@ -176,6 +176,14 @@ def test_legacy_file_loads_and_saves_as_v1_keeping_the_original(video, prompts_p
     assert json.loads(prompts_path.read_text())["format"] == "masktrack.prompts"
     assert saved.object("gripper_left").prompted_frames() == [2, 6]
     assert json.loads((prompts_path.parent / "prompts.legacy.json").read_text()) == legacy
+    # another legacy file dropped in its place later gets its own backup
+    legacy2 = {"GRIPPER_RIGHT_KEYFRAME_PROMPTS": [{"frame_index": 1, "obj_id": 1, "points": [[90, 40]], "labels": [1]}]}
+    prompts_path.write_text(json.dumps(legacy2))
+    st = c.get("/api/prompts").json()
+    assert _save(c, st["revision"], st["prompts"]["objects"]).status_code == 200
+    assert json.loads((prompts_path.parent / "prompts.legacy.json").read_text()) == legacy
+    assert json.loads((prompts_path.parent / "prompts.legacy-2.json").read_text()) == legacy2
+    assert load_prompts(prompts_path).names() == ["gripper_right"]
 
 
 def test_unreadable_prompt_file_fails_at_start(video, prompts_path):

@@ -199,13 +199,24 @@ class PromptStore:
             if pf.video is None:
                 pf.video = self.default_video_field()
             if data is not None and self._is_legacy_bytes(data):
-                backup = self.path.with_name(self.path.stem + ".legacy" + self.path.suffix)
-                if not backup.exists():
-                    atomic_write_bytes(backup, data)
+                self._keep_legacy(data)
             save_prompts(pf, self.path)
             new = _revision(self._read())
             self.known_masks = {k.mask for o in pf.objects for k in o.keyframes if k.mask}
             return new, new
+
+    def _keep_legacy(self, data: bytes) -> Path:
+        """Keep the legacy original beside the file (``NAME.legacy.json``, ``NAME.legacy-2.json``...) before v1 replaces it."""
+        n = 1
+        while True:
+            tag = ".legacy" if n == 1 else f".legacy-{n}"
+            backup = self.path.with_name(self.path.stem + tag + self.path.suffix)
+            if not backup.exists():
+                atomic_write_bytes(backup, data)
+                return backup
+            if backup.read_bytes() == data:
+                return backup
+            n += 1
 
     @staticmethod
     def _is_legacy_bytes(data: bytes) -> bool:
