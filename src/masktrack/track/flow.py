@@ -40,7 +40,7 @@ import numpy as np
 
 from masktrack.io.scene import Scene
 from masktrack.track.base import Tracker, Tracks
-from masktrack.track.geometry import bilinear, in_image, lift, project, sample_depth
+from masktrack.track.geometry import bilinear, in_image, lift, project_cameras, sample_depth
 from masktrack.track.instances import Instance
 
 
@@ -59,6 +59,7 @@ class FlowOptions:
     mask_dilate_px: int = 2
     mask_images: bool = True  # track on images with the background (outside the dilated mask) flattened
     mask_fill: int = 128
+    measure_cell_px: float = 1.0  # with rigidity: measure (2D-track) one point per cell of this size per camera; 0 = all
     fuse_outlier_m: float = 0.02
     rigidity: float = 1.0  # 0 = off
     neighbours: int = 24
@@ -83,58 +84,122 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), k).astype(bool)
 
 
+def _bbox(mask: np.ndarray, pad: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the mask's bounding box grown by ``pad``, clipped to the image; empty -> zeros."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return (0, 0, 0, 0)
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (max(rows[0] - pad, 0), min(rows[-1] + 1 + pad, h), max(cols[0] - pad, 0), min(cols[-1] + 1 + pad, w))
+
+
 class _Frame:
-    """What the tracker needs of one frame: gray images, pyramids, depth, masks per camera."""
+    """What the tracker needs of one frame: depth, masks (stacked over cameras) and gray images per camera.
+
+    With masks and ``mask_images``, a camera's gray image is only made for the
+    instance's region of interest (its bounding box grown by the LK reach):
+    outside it the flattened image is constant, so nothing there is computed.
+    Gray images are made lazily, only for cameras that track something.
+    """
 
     def __init__(self, scene: Scene, f: int, opts: FlowOptions, masks: np.ndarray | None) -> None:
         self.f = f
-        self.gray = [_gray(scene.rgbs[c, f]) for c in range(scene.num_cameras)]
-        self.depth = [np.asarray(scene.depths[c, f], np.float32) for c in range(scene.num_cameras)]
+        self.scene = scene
+        self.opts = opts
+        self.depth = np.asarray(scene.depths[:, f], np.float32)  # [C, H, W]
         self.K = np.asarray(scene.intrs[:, f], np.float64)
         self.E = np.asarray(scene.extrs[:, f], np.float64)
         self.mask = None if masks is None else [_dilate(masks[c], opts.mask_dilate_px) for c in range(scene.num_cameras)]
-        self.maskf = None if self.mask is None else [m.astype(np.float32) for m in self.mask]
-        if self.mask is not None and opts.mask_images:
-            # flatten everything off the instance: a static background inside the LK window
-            # would otherwise drag points near the silhouette towards zero motion
-            self.gray = [np.where(m, g, np.uint8(opts.mask_fill)) for g, m in zip(self.gray, self.mask)]
-        self._dense: dict[tuple[int, int], np.ndarray] = {}
+        self.maskf = None if self.mask is None else np.stack(self.mask).astype(np.float32)
+        self.flat = self.mask is not None and opts.mask_images
+        h, w = scene.size
+        # the LK window's reach at the coarsest level, plus the pyramid filter's
+        self.pad = (opts.win // 2 + 3) * 2**opts.levels
+        self.roi = [_bbox(m, self.pad) for m in self.mask] if self.flat else [(0, h, 0, w)] * scene.num_cameras
+        self._gray: dict[int, np.ndarray] = {}
+        self._dense: dict[tuple[int, int], tuple[np.ndarray, int, int]] = {}
 
-    def dis_to(self, other: _Frame, c: int, dis: Any) -> np.ndarray:
-        """Dense flow [H, W, 2] of camera c from this frame to ``other`` (cached)."""
-        key = (other.f, c)
-        if key not in self._dense:
-            self._dense[key] = dis.calc(self.gray[c], other.gray[c], None)
-        return self._dense[key]
+    def gray(self, c: int) -> np.ndarray:
+        """Camera c's gray image over ``roi[c]`` (background flattened when masked)."""
+        if c not in self._gray:
+            y0, y1, x0, x1 = self.roi[c]
+            g = _gray(self.scene.rgbs[c, self.f, y0:y1, x0:x1])
+            if self.flat:
+                # flatten everything off the instance: a static background inside the LK window
+                # would otherwise drag points near the silhouette towards zero motion
+                g = np.where(self.mask[c][y0:y1, x0:x1], g, np.uint8(self.opts.mask_fill))
+            self._gray[c] = g
+        return self._gray[c]
+
+    def canvas(self, c: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Camera c's gray image over ``box`` (which contains ``roi[c]``)."""
+        y0, y1, x0, x1 = self.roi[c]
+        if box == self.roi[c]:
+            return self.gray(c)
+        out = np.full((box[1] - box[0], box[3] - box[2]), np.uint8(self.opts.mask_fill))
+        if y1 > y0 and x1 > x0:
+            out[y0 - box[0] : y1 - box[0], x0 - box[2] : x1 - box[2]] = self.gray(c)
+        return out
 
 
-def _sees(fr: _Frame, c: int, X: np.ndarray, opts: FlowOptions, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(seen bool [N], uv [N, 2]) of world points X in camera c at frame fr."""
-    uv, z = project(X, fr.K[c], fr.E[c])
-    ok = in_image(uv, size, opts.margin_px) & (z > 0)
-    seen = np.zeros(len(X), bool)
-    idx = np.flatnonzero(ok)
+def _pair(a: _Frame, b: _Frame, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Camera c's images of frames a and b over one common box, and the box's (x0, y0) offset."""
+    ra, rb = a.roi[c], b.roi[c]
+    if ra[1] <= ra[0] or ra[3] <= ra[2]:
+        ra = rb
+    if rb[1] <= rb[0] or rb[3] <= rb[2]:
+        rb = ra
+    box = (min(ra[0], rb[0]), max(ra[1], rb[1]), min(ra[2], rb[2]), max(ra[3], rb[3]))
+    return a.canvas(c, box), b.canvas(c, box), np.array([box[2], box[0]], np.float64)
+
+
+def _sees(fr: _Frame, X: np.ndarray, opts: FlowOptions, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(seen bool [C, N], uv [C, N, 2]) of world points X in every camera at frame fr (one batched pass)."""
+    uv, z = project_cameras(X, fr.K, fr.E)
+    C, n = z.shape
+    ok = in_image(uv.reshape(-1, 2), size, opts.margin_px).reshape(C, n) & (z > 0)
+    seen = np.zeros((C, n), bool)
+    cam, idx = np.nonzero(ok)
     if idx.size:
-        d = sample_depth(fr.depth[c], uv[idx])
-        good = (d > 0) & (np.abs(d - z[idx]) <= opts.depth_tol_m + opts.depth_tol_rel * z[idx])
-        if fr.mask is not None:
-            good &= bilinear(fr.maskf[c], uv[idx]) > 0.25
-        seen[idx[good]] = True
+        p = uv[cam, idx]
+        zz = z[cam, idx]
+        d = sample_depth(fr.depth, p, cam=cam)
+        good = (d > 0) & (np.abs(d - zz) <= opts.depth_tol_m + opts.depth_tol_rel * zz)
+        if fr.maskf is not None:
+            good &= bilinear(fr.maskf, p, cam=cam) > 0.25
+        seen[cam[good], idx[good]] = True
     return seen, uv
+
+
+def _thin(uv: np.ndarray, prefer: np.ndarray, cell: float) -> np.ndarray:
+    """Indices of one point per ``cell`` x ``cell`` pixel block (``prefer``-ed points first, then the lowest index).
+
+    Points closer than the LK window in one image give nearly the same
+    measurement; the rigid step carries the others.
+    """
+    n = len(uv)
+    cu = np.floor(uv / cell).astype(np.int64)
+    key = (cu[:, 1] << 32) + cu[:, 0]
+    order = np.lexsort((np.arange(n), ~prefer, key))
+    ks = key[order]
+    first = np.ones(n, bool)
+    first[1:] = ks[1:] != ks[:-1]
+    return np.sort(order[first])
 
 
 def _kabsch(P: np.ndarray, Q: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Batched weighted rigid fit Q ~ R P + t. P, Q [B, k, 3], W [B, k] -> R [B, 3, 3], t [B, 3]."""
     ws = W.sum(axis=1, keepdims=True)
-    ws = np.where(ws > 0, ws, 1.0)
-    Wn = (W / ws)[..., None]
-    pc = (Wn * P).sum(axis=1)
-    qc = (Wn * Q).sum(axis=1)
-    H = np.matmul(((P - pc[:, None]) * Wn).transpose(0, 2, 1), Q - qc[:, None])
+    Wn = W / np.where(ws > 0, ws, 1.0)
+    pc = np.matmul(Wn[:, None, :], P)[:, 0]
+    qc = np.matmul(Wn[:, None, :], Q)[:, 0]
+    # weighted cross-covariance sum_i w_i (p_i - pc)(q_i - qc)^T, with sum w_i = 1
+    H = np.matmul(P.transpose(0, 2, 1) * Wn[:, None, :], Q) - pc[:, :, None] * qc[:, None, :]
     U, _, Vt = np.linalg.svd(H)
     V = Vt.transpose(0, 2, 1)
     Ut = U.transpose(0, 2, 1)
-    d = np.sign(np.linalg.det(np.matmul(V, Ut)))
+    d = np.sign(np.linalg.det(V) * np.linalg.det(U))
     V[:, :, 2] *= d[:, None]
     R = np.matmul(V, Ut)
     t = qc - np.matmul(R, pc[..., None])[..., 0]
@@ -188,68 +253,71 @@ class FlowTracker(Tracker):
         self.options = FlowOptions(**options)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"tracker": self.name, "version": 1, **asdict(self.options)}
+        return {"tracker": self.name, "version": 2, **asdict(self.options)}
 
     def _flow(self, a: _Frame, b: _Frame, c: int, p0: np.ndarray, guess: np.ndarray, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Track pixels p0 [n, 2] of camera c from frame a to b; returns (p1 [n, 2], ok [n]).
 
         ``check``: ok also requires the backward track to return within
-        ``fb_max_px`` (otherwise only the forward status).
+        ``fb_max_px`` (otherwise only the forward status).  Both directions
+        run on the same pair of images over the instance's region of interest.
         """
         import cv2
 
         opts = self.options
+        ga, gb, off = _pair(a, b, c)
+        if ga.size == 0:
+            return guess.copy(), np.zeros(len(p0), bool)
         if opts.method == "dis":
-            fw = a.dis_to(b, c, self._dis)
-            p1 = p0 + bilinear(fw, p0)
-            bw = b.dis_to(a, c, self._dis)
-            pb = p1 + bilinear(bw, p1)
+            key = (b.f, c)
+            if key not in a._dense:
+                a._dense[key] = (self._dis.calc(ga, gb, None), off)
+                b._dense[(a.f, c)] = (self._dis.calc(gb, ga, None), off)
+            (fw, o), (bw, _) = a._dense[key], b._dense[(a.f, c)]
+            p1 = p0 + bilinear(fw, p0 - o)
+            pb = p1 + bilinear(bw, p1 - o)
             fb = np.linalg.norm(pb - p0, axis=1)
             return p1, fb <= opts.fb_max_px
         crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, opts.iters, 0.01)
         lk = dict(winSize=(opts.win, opts.win), maxLevel=opts.levels, criteria=crit, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
-        q0 = p0.astype(np.float32).reshape(-1, 1, 2)
-        q1, st1, _ = cv2.calcOpticalFlowPyrLK(a.gray[c], b.gray[c], q0, guess.astype(np.float32).reshape(-1, 1, 2), **lk)
+        q0 = (p0 - off).astype(np.float32).reshape(-1, 1, 2)
+        q1, st1, _ = cv2.calcOpticalFlowPyrLK(ga, gb, q0, (guess - off).astype(np.float32).reshape(-1, 1, 2), **lk)
+        p1 = q1.reshape(-1, 2).astype(np.float64) + off
         if not check:
-            return q1.reshape(-1, 2).astype(np.float64), st1.ravel() == 1
-        qb, st2, _ = cv2.calcOpticalFlowPyrLK(b.gray[c], a.gray[c], q1, q0.copy(), **lk)
-        p1 = q1.reshape(-1, 2).astype(np.float64)
+            return p1, st1.ravel() == 1
+        qb, st2, _ = cv2.calcOpticalFlowPyrLK(gb, ga, q1, q0.copy(), **lk)
         fb = np.linalg.norm(qb.reshape(-1, 2) - q0.reshape(-1, 2), axis=1)
         return p1, (st1.ravel() == 1) & (st2.ravel() == 1) & (fb <= opts.fb_max_px)
 
-    def _reanchor(self, kf: list, kf_uv: np.ndarray, cur: _Frame, nxt: _Frame, c: int, active: np.ndarray, idx: np.ndarray,
-                  seen_c: np.ndarray, uv_c: np.ndarray, f: int, p1: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Replace frame-to-frame results by tracks from camera c's keyframe where they agree.
+    def _track_camera(self, c: int, cur: _Frame, nxt: _Frame, kf: list, kf_uv: np.ndarray, ids: np.ndarray, p0: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """2D tracks in camera c from ``cur`` to ``nxt`` of points ``ids`` (query indices) at pixels p0.
 
-        Chained frame-to-frame flow accumulates a small bias every frame;
-        tracking from the keyframe directly (started at the motion
-        prediction ``p1``) does not.  Where the keyframe track fails its
-        forward-backward check or lands more than ``anchor_gate_px`` from
-        the prediction, the caller falls back to frame-to-frame flow.
-        Returns (pixels, ok, which points took the keyframe track).
+        Keyframe first: chained frame-to-frame flow accumulates a small bias
+        every frame, tracking from camera c's keyframe directly (started at
+        the motion prediction ``guess``) does not.  Where the keyframe track
+        fails its forward-backward check or lands more than
+        ``anchor_gate_px`` from the prediction, frame-to-frame flow is used.
+        Returns (pixels [n, 2], ok [n]).
         """
         opts = self.options
+        p1 = guess.copy()
+        ok = np.zeros(len(ids), bool)
+        used = np.zeros(len(ids), bool)
         k = kf[c]
-        used = np.zeros(len(idx), bool)
-        if k is None or f - k.f >= opts.keyframe_every:
-            kf[c] = cur
-            kf_uv[c] = np.nan
-            kf_uv[c, active[seen_c]] = uv_c[seen_c]
-            return p1, ok, used
-        anchors = kf_uv[c, active[idx]]
-        sel = np.flatnonzero(np.isfinite(anchors[:, 0]))
-        if sel.size == 0:
-            return p1, ok, used
-        start = np.where(np.isfinite(p1[sel]), p1[sel], uv_c[idx[sel]])
-        pa, oka = self._flow(k, nxt, c, anchors[sel], start)
-        near = np.linalg.norm(pa - start, axis=1) <= opts.anchor_gate_px
-        use = oka & near
-        p1 = p1.copy()
-        ok = ok.copy()
-        p1[sel[use]] = pa[use]
-        ok[sel[use]] = True
-        used[sel[use]] = True
-        return p1, ok, used
+        if opts.keyframe_every > 1 and k is not None and k is not cur:
+            anchors = kf_uv[c, ids]
+            sel = np.flatnonzero(np.isfinite(anchors[:, 0]))
+            if sel.size:
+                start = guess[sel]
+                pa, oka = self._flow(k, nxt, c, anchors[sel], start)
+                use = oka & (np.linalg.norm(pa - start, axis=1) <= opts.anchor_gate_px)
+                p1[sel[use]] = pa[use]
+                ok[sel[use]] = True
+                used[sel[use]] = True
+        rest = np.flatnonzero(~used)  # no keyframe track: frame-to-frame flow
+        if rest.size:
+            p1[rest], ok[rest] = self._flow(cur, nxt, c, p0[rest], guess[rest])
+        return p1, ok
 
     def track(self, scene: Scene, queries: np.ndarray, *, instance: Instance | None = None) -> Tracks:
         opts = self.options
@@ -257,7 +325,6 @@ class FlowTracker(Tracker):
             import cv2
 
             self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-        opts = self.options
         q = np.asarray(queries, np.float64).reshape(-1, 4)
         T, C = scene.num_frames, scene.num_cameras
         size = scene.size
@@ -282,54 +349,56 @@ class FlowTracker(Tracker):
         cur = frame(first)
         kf: list[_Frame | None] = [None] * C  # per camera: the keyframe points are re-anchored to
         kf_uv = np.full((C, n, 2), np.nan)
+        thin = opts.measure_cell_px > 0 and opts.rigidity > 0
         for f in range(first, T):
             new = qt == f
             X[new] = q[new, 1:4]
             Xprev[new] = np.nan
             active = np.flatnonzero(qt <= f)
+            Xa = X[active]
             # who sees each active point at f (also the visibility output)
-            seen = np.zeros((C, active.size), bool)
-            uvs = np.zeros((C, active.size, 2))
-            for c in range(C):
-                seen[c], uvs[c] = _sees(cur, c, X[active], opts, size)
-            tracks[f, active] = X[active]
+            seen, uvs = _sees(cur, Xa, opts, size)
+            tracks[f, active] = Xa
             vis[f, active] = seen.any(axis=0)
             if f == T - 1:
                 break
             nxt = frame(f + 1)
             # constant-velocity prediction (world) for the LK start and for unseen points
-            vel = np.where(np.isfinite(Xprev[active]), X[active] - Xprev[active], 0.0)
-            pred = X[active] + vel
-            meas = np.full((C, active.size, 3), np.nan)
-            prec = np.zeros((C, active.size))  # inverse variance: (focal / depth)^2 = 1 / (metres per pixel)^2
+            pred = Xa + np.where(np.isfinite(Xprev[active]), Xa - Xprev[active], 0.0)
+            guesses, _ = project_cameras(pred, nxt.K, nxt.E)
+            cams, pts, p1s, oks = [], [], [], []
             for c in range(C):
                 idx = np.flatnonzero(seen[c])
                 if idx.size == 0:
                     continue
+                if opts.keyframe_every > 1 and (kf[c] is None or f - kf[c].f >= opts.keyframe_every):
+                    kf[c] = cur  # a new keyframe: anchor every point camera c sees now
+                    kf_uv[c] = np.nan
+                    kf_uv[c, active[idx]] = uvs[c, idx]
+                if thin and idx.size > 1:
+                    idx = idx[_thin(uvs[c, idx], np.isfinite(kf_uv[c, active[idx], 0]), opts.measure_cell_px)]
                 p0 = uvs[c, idx]
-                guess, _ = project(pred[idx], nxt.K[c], nxt.E[c])
-                guess = np.where(np.isfinite(guess), guess, p0)
-                p1 = guess.copy()
-                ok = np.zeros(idx.size, bool)
-                used = ok.copy()
-                if opts.keyframe_every > 1:
-                    p1, ok, used = self._reanchor(kf, kf_uv, cur, nxt, c, active, idx, seen[c], uvs[c], f, p1, ok)
-                rest = np.flatnonzero(~used)  # no keyframe track: frame-to-frame flow
-                if rest.size:
-                    p1[rest], ok[rest] = self._flow(cur, nxt, c, p0[rest], guess[rest])
+                guess = np.where(np.isfinite(guesses[c, idx]), guesses[c, idx], p0)
+                p1, ok = self._track_camera(c, cur, nxt, kf, kf_uv, active[idx], p0, guess)
+                cams.append(np.full(idx.size, c))
+                pts.append(idx)
+                p1s.append(p1)
+                oks.append(ok)
+            meas = np.full((C, active.size, 3), np.nan)
+            prec = np.zeros((C, active.size))  # inverse variance: (focal / depth)^2 = 1 / (metres per pixel)^2
+            if cams:
+                cam, idx, p1, ok = (np.concatenate(v) for v in (cams, pts, p1s, oks))
                 ok &= in_image(p1, size, opts.margin_px)
-                if nxt.mask is not None:
-                    ok &= bilinear(nxt.maskf[c], np.where(np.isfinite(p1), p1, 0)) > 0.25
-                if not ok.any():
-                    continue
-                d = sample_depth(nxt.depth[c], p1[ok])
+                if nxt.maskf is not None:
+                    ok &= bilinear(nxt.maskf, np.where(np.isfinite(p1), p1, 0), cam=cam) > 0.25
+                cam, idx, p1 = cam[ok], idx[ok], p1[ok]
+                d = sample_depth(nxt.depth, p1, cam=cam)
                 good = d > 0
-                Y = lift(p1[ok][good], d[good], nxt.K[c], nxt.E[c])
-                meas[c, idx[ok][good]] = Y
-                prec[c, idx[ok][good]] = (nxt.K[c, 0, 0] / d[good]) ** 2
+                cam, idx, p1, d = cam[good], idx[good], p1[good], d[good]
+                meas[cam, idx] = lift(p1, d, nxt.K[cam], nxt.E[cam])
+                prec[cam, idx] = (nxt.K[cam, 0, 0] / d) ** 2
             fused, weight = _fuse(meas, prec, opts.fuse_outlier_m)
             has = weight > 0
-            Xa = X[active]
             if opts.rigidity > 0:
                 rig, rok = rigid_smooth(Xa, np.where(has[:, None], fused, Xa), weight, opts.neighbours, opts.rigid_iters, opts.rigid_scale_m, opts.rigid_anchors)
                 new_pos = np.where(has[:, None], opts.rigidity * rig + (1 - opts.rigidity) * fused, rig)
