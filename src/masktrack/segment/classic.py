@@ -1,0 +1,252 @@
+"""``classic``: the weight-free default backend (OpenCV only: GrabCut + DIS optical flow).
+
+How a session segments a video:
+
+1. **Keyframes.** Each object's prompts on a frame (clicks, boxes, a mask)
+   are turned into a mask with GrabCut seeded by them
+   (:func:`~masktrack.segment.classic_ops.segment_keyframe`).
+2. **Propagation.** From frame to frame the previous masks are pulled along
+   dense optical flow (OpenCV DIS, computed once per frame pair and shared by
+   all objects), then each object is re-segmented with GrabCut in a band
+   around its warped boundary, so colour and edges pull the mask back onto
+   the object instead of letting flow errors accumulate.
+3. **Re-anchoring.** A frame with prompts for an object replaces the
+   propagated mask with the keyframe mask, in either direction.
+4. **One owner per pixel.** Where objects overlap, the pixel goes to the
+   object whose warped mask was most confident there (a prompted keyframe
+   beats propagation).
+
+All work happens at a working resolution (longest side ``max_side``) and
+masks are upscaled back; a mask prompt is returned exactly on its own frame.
+Text prompts are refused with the list of backends that take them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from masktrack.errors import BackendError, PromptError
+from masktrack.io.video import VideoSource
+from masktrack.segment.base import Backend, FrameMasks, FramePrompt, Session, SessionObject
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ClassicOptions:
+    """Options of the classic backend (config ``options:``)."""
+
+    flow: str = "medium"
+    """DIS optical-flow preset: ``ultrafast``, ``fast`` or ``medium`` (best; ~20 ms per pair at 480x270)."""
+    max_side: int = 480
+    """Working resolution: frames are downscaled so the longer side is at most this (0 = full size)."""
+    refine: bool = True
+    """Re-segment every frame with GrabCut around the warped mask (False: flow warping only)."""
+    band: float = 0.15
+    """Width of the re-segmented band around the warped boundary, as a fraction of the object's equivalent radius."""
+    iterations: int = 2
+    """GrabCut iterations per propagated frame."""
+    keyframe_iterations: int = 5
+    """GrabCut iterations on a prompted frame."""
+
+
+class ClassicBackend(Backend):
+    """GrabCut on keyframes + DIS optical flow with GrabCut re-segmentation in between. No weights, CPU only."""
+
+    name = "classic"
+    supports_text = False
+    supports_points = True
+
+    def __init__(self, **options: object) -> None:
+        try:
+            self.options = ClassicOptions(**options)  # type: ignore[arg-type]
+        except TypeError as e:
+            raise BackendError(f"bad option for backend 'classic': {e}", field="options") from None
+        from masktrack.segment.classic_ops import FLOW_PRESETS
+
+        o = self.options
+        if o.flow not in FLOW_PRESETS:
+            raise BackendError(f"flow must be one of {', '.join(FLOW_PRESETS)}, got {o.flow!r}", field="options.flow")
+        if not isinstance(o.max_side, int) or o.max_side < 0:
+            raise BackendError(f"max_side must be an integer >= 0, got {o.max_side!r}", field="options.max_side")
+        if not 0 < float(o.band) <= 1:
+            raise BackendError(f"band must be in (0, 1], got {o.band!r}", field="options.band")
+        for k in ("iterations", "keyframe_iterations"):
+            v = getattr(o, k)
+            if not isinstance(v, int) or v < 0:
+                raise BackendError(f"{k} must be an integer >= 0, got {v!r}", field=f"options.{k}")
+
+    def open_session(self, video: VideoSource, objects: Sequence[SessionObject]) -> ClassicSession:
+        return ClassicSession(video, objects, self.options)
+
+    def fingerprint(self) -> dict:
+        from dataclasses import asdict
+
+        return {"backend": self.name, "version": VERSION, **asdict(self.options)}
+
+
+class ClassicSession(Session):
+    """Per-session state: the prompts, keyframe masks and a small cache of working-resolution frames."""
+
+    def __init__(self, video: VideoSource, objects: Sequence[SessionObject], options: ClassicOptions) -> None:
+        import cv2
+
+        from masktrack.segment.classic_ops import FLOW_PRESETS, working_size
+
+        self.video = video
+        self.objects = tuple(objects)
+        self.options = options
+        self._names = [o.name for o in self.objects]
+        self._size = working_size(video.height, video.width, options.max_side)
+        self._scale = (self._size[1] / video.width, self._size[0] / video.height)
+        self._prompts: dict[tuple[int, str], FramePrompt] = {}
+        self._keymasks: dict[tuple[int, str], np.ndarray] = {}
+        self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._dis = cv2.DISOpticalFlow_create(FLOW_PRESETS[options.flow])
+
+    # -- prompts ----------------------------------------------------------
+    def add_prompt(self, prompt: FramePrompt) -> None:
+        """Add clicks/boxes/mask; a second prompt for the same object and frame adds to the first."""
+        if prompt.object not in self._names:
+            raise PromptError(f"unknown object {prompt.object!r} (session objects: {', '.join(self._names)})", field="object")
+        if not 0 <= prompt.frame < self.video.num_frames:
+            raise PromptError(f"frame {prompt.frame} out of range [0, {self.video.num_frames - 1}]", field="frame")
+        if prompt.mask is not None and prompt.mask.shape != self.video.size:
+            raise PromptError(
+                f"mask of {prompt.mask.shape[1]}x{prompt.mask.shape[0]} does not match the video's "
+                f"{self.video.width}x{self.video.height}", field="mask")
+        if len(prompt.points) != len(prompt.labels):
+            raise PromptError(f"{len(prompt.points)} points but {len(prompt.labels)} labels", field="labels")
+        key = (prompt.frame, prompt.object)
+        old = self._prompts.get(key)
+        if old is not None:
+            mask = prompt.mask if prompt.mask is not None else old.mask
+            if prompt.mask is not None and old.mask is not None:
+                mask = old.mask | prompt.mask
+            prompt = FramePrompt(
+                frame=prompt.frame, object=prompt.object,
+                points=np.concatenate([old.points, prompt.points]),
+                labels=np.concatenate([old.labels, prompt.labels]),
+                boxes=np.concatenate([old.boxes, prompt.boxes]),
+                mask=mask,
+            )
+        self._prompts[key] = prompt
+        self._keymasks.pop(key, None)
+
+    def _keyframes(self, name: str) -> list[int]:
+        return sorted(f for f, n in self._prompts if n == name)
+
+    def _keymask(self, frame: int, name: str) -> np.ndarray:
+        """Working-resolution mask of a prompted frame (computed once)."""
+        from masktrack.segment.classic_ops import KeyPrompt, resize_mask, segment_keyframe
+
+        key = (frame, name)
+        if key not in self._keymasks:
+            p = self._prompts[key]
+            sx, sy = self._scale
+            pts = np.asarray(p.points, np.float32).reshape(-1, 2)
+            pts = (pts + 0.5) * np.array([sx, sy], np.float32) - 0.5
+            boxes = np.asarray(p.boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
+            mask = resize_mask(p.mask, self._size) if p.mask is not None else None
+            kp = KeyPrompt(points=pts, labels=np.asarray(p.labels).reshape(-1), boxes=boxes, mask=mask)
+            bgr, _ = self._frame(frame)
+            self._keymasks[key] = segment_keyframe(bgr, kp, iterations=self.options.keyframe_iterations)
+        return self._keymasks[key]
+
+    # -- frames -----------------------------------------------------------
+    def _frame(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(BGR, gray) at working resolution; keeps only the last few frames."""
+        import cv2
+
+        if index not in self._frames:
+            rgb = self.video[index]
+            h, w = self._size
+            if rgb.shape[:2] != (h, w):
+                rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            self._frames[index] = (bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+            while len(self._frames) > 3:
+                self._frames.pop(next(iter(self._frames)))
+        return self._frames[index]
+
+    # -- propagation ------------------------------------------------------
+    def propagate(self, start_frame: int, *, reverse: bool = False) -> Iterator[tuple[int, FrameMasks]]:
+        """Yield every frame from ``start_frame`` to the end (or to 0 with ``reverse``).
+
+        An object whose nearest keyframe lies *behind* ``start_frame`` (in the
+        direction of travel) is first propagated silently from that keyframe,
+        so the result does not depend on where propagation starts.  Objects
+        with no keyframe behind them are empty until their first keyframe.
+        """
+        n = self.video.num_frames
+        if not 0 <= start_frame < n:
+            raise PromptError(f"start frame {start_frame} out of range [0, {n - 1}]", field="start_frame")
+        step = -1 if reverse else 1
+        begin = start_frame
+        for name in self._names:
+            behind = [f for f in self._keyframes(name) if (f <= start_frame if step > 0 else f >= start_frame)]
+            if behind:
+                nearest = max(behind) if step > 0 else min(behind)
+                begin = min(begin, nearest) if step > 0 else max(begin, nearest)
+        end = n if step > 0 else -1
+        state: dict[str, np.ndarray | None] = {name: None for name in self._names}
+        prev: int | None = None
+        for t in range(begin, end, step):
+            state = self._step(t, prev, state)
+            prev = t
+            if (t >= start_frame) if step > 0 else (t <= start_frame):
+                yield t, self._output(t, state)
+
+    def _step(self, t: int, prev: int | None, state: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
+        """Masks of frame ``t`` at working resolution from those of frame ``prev``."""
+        from masktrack.segment.classic_ops import dense_flow, refine_mask, resolve_overlaps, warp_mask
+
+        o = self.options
+        bgr, gray = self._frame(t)
+        flow = None
+        if prev is not None and any(m is not None and m.any() for m in state.values()):
+            flow = dense_flow(self._dis, gray, self._frame(prev)[1])  # once per frame pair, for all objects
+        masks, conf = [], []
+        for name in self._names:
+            if (t, name) in self._prompts:
+                m = self._keymask(t, name)
+                masks.append(m)
+                conf.append(np.full(m.shape, 2.0, np.float32))  # prompts beat propagation
+                continue
+            m_prev = state[name]
+            if m_prev is None or flow is None or not m_prev.any():
+                masks.append(np.zeros(self._size, bool))
+                conf.append(np.zeros(self._size, np.float32))
+                continue
+            warped = warp_mask(m_prev, flow)
+            masks.append(refine_mask(bgr, warped, band_fraction=o.band, iterations=o.iterations, refine=o.refine))
+            conf.append(warped)
+        return dict(zip(self._names, resolve_overlaps(masks, conf)))
+
+    def _output(self, t: int, state: dict[str, np.ndarray | None]) -> FrameMasks:
+        """Full-resolution masks; a mask prompt comes back exactly on its own frame."""
+        from masktrack.segment.classic_ops import resize_mask
+
+        size = self.video.size
+        out: FrameMasks = {}
+        exact: list[str] = []
+        for name in self._names:
+            p = self._prompts.get((t, name))
+            if p is not None and p.mask is not None and len(p.points) == 0:
+                out[name] = p.mask.astype(bool, copy=True)
+                exact.append(name)
+            else:
+                m = state[name]
+                out[name] = resize_mask(m, size) if m is not None else np.zeros(size, bool)
+        for name in exact:  # exact masks own their pixels; earlier exact masks win among themselves
+            for other in self._names:
+                if other != name and (other not in exact or self._names.index(other) > self._names.index(name)):
+                    out[other] &= ~out[name]
+        return out
+
+    def close(self) -> None:
+        self._frames.clear()
+        self._keymasks.clear()

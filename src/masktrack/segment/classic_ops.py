@@ -1,0 +1,254 @@
+"""Pure image operations of the ``classic`` backend (no session state).
+
+Everything here works at the backend's *working resolution* on BGR ``uint8``
+images and bool masks, so the session can share frames and flow between
+objects.  Segmentation is OpenCV's GrabCut (colour GMMs + graph cut): on a
+keyframe it is seeded by the prompts, on other frames by the flow-warped mask
+of the previous frame, re-estimated only in a band around the warped boundary
+so that errors are corrected frame by frame instead of accumulating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+FLOW_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(h, w) with the longer side capped at ``max_side`` (0 = keep the size)."""
+    if max_side <= 0 or max(height, width) <= max_side:
+        return height, width
+    s = max_side / max(height, width)
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+@lru_cache(maxsize=64)
+def disk(radius: int) -> np.ndarray:
+    r = max(0, int(radius))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a bool mask to (h, w) through a float image, so thin parts and edges stay smooth.
+
+    Bilinear weights are non-negative, so masks that are disjoint before
+    stay disjoint after (two values > 0.5 cannot sum to <= 1).
+    """
+    h, w = size
+    if mask.shape == (h, w):
+        return mask.astype(bool, copy=True)
+    shrink = h < mask.shape[0]
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(mask.astype(np.float32), (w, h), interpolation=interp) > 0.5
+
+
+def dense_flow(dis: cv2.DISOpticalFlow, gray_to: np.ndarray, gray_from: np.ndarray) -> np.ndarray:
+    """Flow f such that pixel x of ``gray_to`` came from x + f(x) in ``gray_from`` (float32 [H, W, 2])."""
+    return dis.calc(gray_to, gray_from, None)
+
+
+def warp_mask(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Pull a mask of the previous frame into the current one: soft float32 [H, W] in [0, 1]."""
+    h, w = mask.shape
+    gx, gy = _grid(h, w)
+    return cv2.remap(mask.astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+@lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return gx, gy
+
+
+def grabcut(image: np.ndarray, labels: np.ndarray, iterations: int) -> np.ndarray | None:
+    """GrabCut from a GC_* label map; the foreground as bool, or None when it cannot run.
+
+    GrabCut needs both foreground and background samples; a degenerate label
+    map (or an OpenCV failure on it) returns None so callers fall back to
+    their prior instead of crashing mid-video.
+    """
+    fg = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    if iterations <= 0 or not fg.any() or fg.all():
+        return None
+    lab = np.ascontiguousarray(labels, dtype=np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(np.ascontiguousarray(image), lab, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return None
+    return (lab == cv2.GC_FGD) | (lab == cv2.GC_PR_FGD)
+
+
+def keep_components(mask: np.ndarray, anchor: np.ndarray, min_fraction: float = 0.1) -> np.ndarray:
+    """Connected components of ``mask`` that overlap ``anchor`` (at least ``min_fraction`` of the best one's overlap).
+
+    Removes blobs a colour model grabbed far from where the object was.
+    """
+    n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return mask.astype(bool)
+    overlap = np.bincount(lab[anchor], minlength=n)
+    overlap[0] = 0
+    if overlap.max() == 0:
+        return np.zeros_like(mask, bool)
+    keep = overlap >= max(1, min_fraction * overlap.max())
+    keep[0] = False
+    return keep[lab]
+
+
+# -- keyframes -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyPrompt:
+    """One object's prompts on one frame, in working-resolution pixels."""
+
+    points: np.ndarray  # float [N, 2] (x, y)
+    labels: np.ndarray  # int [N]
+    boxes: np.ndarray  # float [M, 4]
+    mask: np.ndarray | None  # bool [h, w]
+
+
+def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 5) -> np.ndarray:
+    """The object's mask on a prompted frame.
+
+    - a mask alone is taken as given;
+    - a mask with clicks: GrabCut near the mask's boundary, clicks as hard seeds;
+    - boxes: classic GrabCut (outside every box is background), clicks as seeds;
+    - clicks only: the positive clicks' convex hull (grown a little) is probably
+      foreground; far outside the clicks' spread (Mahalanobis distance > 3 with
+      a floor of 5% of the diagonal) is background - a spatial prior that stops
+      GrabCut from leaking into same-coloured regions across the image.
+    Components not touching a positive click (or the box/mask) are dropped.
+    """
+    h, w = image.shape[:2]
+    diag = float(np.hypot(h, w))
+    pts = np.asarray(prompt.points, np.float32).reshape(-1, 2)
+    labs = np.asarray(prompt.labels).reshape(-1)
+    pos, neg = pts[labs == 1], pts[labs == 0]
+    has_box = len(prompt.boxes) > 0
+    if prompt.mask is not None and len(pts) == 0:
+        return prompt.mask.astype(bool, copy=True)
+    if prompt.mask is None and not has_box and len(pos) == 0:
+        return np.zeros((h, w), bool)  # negative clicks alone select nothing
+
+    lab = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    anchor = np.zeros((h, w), bool)
+    if prompt.mask is not None:
+        m = prompt.mask.astype(np.uint8)
+        band = max(2, int(0.02 * diag))
+        lab[:] = cv2.GC_BGD
+        lab[cv2.dilate(m, disk(band)) > 0] = cv2.GC_PR_BGD
+        lab[m > 0] = cv2.GC_PR_FGD
+        lab[cv2.erode(m, disk(band)) > 0] = cv2.GC_FGD
+        anchor |= m > 0
+    elif has_box:
+        lab[:] = cv2.GC_BGD
+        for x0, y0, x1, y1 in np.asarray(prompt.boxes, np.float32).reshape(-1, 4):
+            xa, ya = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+            xb, yb = min(w, int(np.ceil(x1)) + 1), min(h, int(np.ceil(y1)) + 1)
+            lab[ya:yb, xa:xb] = cv2.GC_PR_FGD
+            anchor[ya:yb, xa:xb] = True
+    else:
+        lab[_outside_click_spread(pos, h, w, diag)] = cv2.GC_BGD
+        grow = max(2, int(0.03 * diag))
+        if len(pos) >= 3:
+            cv2.fillConvexPoly(lab, cv2.convexHull(np.rint(pos).astype(np.int32)), int(cv2.GC_PR_FGD))
+        for x, y in pos:
+            cv2.circle(lab, (int(round(x)), int(round(y))), grow, int(cv2.GC_PR_FGD), -1)
+
+    # Clicks are hard seeds, kept small: a click near the boundary must not claim the other side.
+    seed = max(1, int(round(0.004 * diag)))
+    for (x, y), lb in zip(pts, labs):
+        c = (int(round(x)), int(round(y)))
+        cv2.circle(lab, c, seed, int(cv2.GC_FGD if lb == 1 else cv2.GC_BGD), -1)
+        if lb == 1:
+            cv2.circle(anchor.view(np.uint8), c, seed, 1, -1)
+
+    out = grabcut(image, lab, iterations)
+    if out is None:
+        out = (lab == cv2.GC_FGD) | (lab == cv2.GC_PR_FGD)
+    return keep_components(out, anchor, min_fraction=0.0)
+
+
+def _outside_click_spread(pos: np.ndarray, h: int, w: int, diag: float, k: float = 3.0) -> np.ndarray:
+    """Pixels further than ``k`` standard deviations from the positive clicks' spread."""
+    c = pos.mean(axis=0)
+    cov = np.cov(pos.T) if len(pos) > 1 else np.zeros((2, 2))
+    cov = np.atleast_2d(cov) + np.eye(2) * (0.05 * diag) ** 2
+    inv = np.linalg.inv(cov)
+    gx, gy = _grid(h, w)
+    dx, dy = gx - c[0], gy - c[1]
+    md = inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy
+    return md > k * k
+
+
+# -- propagation ---------------------------------------------------------
+
+
+def refine_mask(image: np.ndarray, warped: np.ndarray, *, band_fraction: float = 0.15, iterations: int = 2,
+                refine: bool = True) -> np.ndarray:
+    """Re-segment a frame around the flow-warped mask of the previous frame.
+
+    The warped mask is trusted deep inside (definite foreground) and far
+    outside (definite background); in a band whose width scales with the
+    object's size (``band_fraction`` of its equivalent radius) GrabCut
+    decides from colour models learnt on this frame, inside a box around the
+    band so the cost follows the object, not the image.
+    """
+    h, w = warped.shape
+    wb = warped > 0.5
+    area = int(wb.sum())
+    if area < 4:
+        return np.zeros((h, w), bool)
+    if not refine:
+        return wb
+    diag = float(np.hypot(h, w))
+    radius = np.sqrt(area / np.pi)
+    band = int(np.clip(band_fraction * radius, 3, 0.05 * diag))
+    m = wb.astype(np.uint8)
+    outer = cv2.dilate(m, disk(band))
+    core = cv2.erode(m, disk(band))
+    lab = np.full((h, w), cv2.GC_BGD, np.uint8)
+    lab[outer > 0] = cv2.GC_PR_BGD
+    lab[wb] = cv2.GC_PR_FGD
+    lab[core > 0] = cv2.GC_FGD
+    ys, xs = np.nonzero(outer)
+    margin = 2 * band
+    y0, y1 = max(0, ys.min() - margin), min(h, ys.max() + 1 + margin)
+    x0, x1 = max(0, xs.min() - margin), min(w, xs.max() + 1 + margin)
+    cut = grabcut(image[y0:y1, x0:x1], lab[y0:y1, x0:x1], iterations)
+    if cut is None:
+        return wb
+    out = np.zeros((h, w), bool)
+    out[y0:y1, x0:x1] = cut
+    return keep_components(out, wb)
+
+
+def resolve_overlaps(masks: list[np.ndarray], confidence: list[np.ndarray]) -> list[np.ndarray]:
+    """Give every pixel claimed by several objects to the most confident one (ties: earlier object)."""
+    if len(masks) <= 1:
+        return [m.astype(bool) for m in masks]
+    stack = np.stack(masks).astype(bool)
+    claims = stack.sum(axis=0)
+    if not (claims > 1).any():
+        return list(stack)
+    conf = np.where(stack, np.stack(confidence).astype(np.float32), -np.inf)
+    winner = np.argmax(conf, axis=0)
+    contested = claims > 1
+    out = []
+    for i in range(len(masks)):
+        mi = stack[i].copy()
+        mi[contested & (winner != i)] = False
+        out.append(mi)
+    return out
