@@ -33,8 +33,11 @@ def video(tmp_path, oracle_mod):
 
 
 def _allocated() -> int:
+    """Bytes held by tensors (cuBLAS keeps a workspace in PyTorch's allocator: not counted)."""
     gc.collect()
     torch.cuda.synchronize()
+    if hasattr(torch._C, "_cuda_clearCublasWorkspaces"):
+        torch._C._cuda_clearCublasWorkspaces()
     return torch.cuda.memory_allocated()
 
 
@@ -111,15 +114,23 @@ def test_sam3_points_session_no_text_bootstrap(video, oracle_mod):
 
 
 def test_sam3_points_objects_starting_on_different_frames(video, oracle_mod):
+    """Objects prompted on different frames get separate tracker states (the sam3 0.1.4 workaround):
+    object b's masks are exactly those of a session holding b alone, driven the same way."""
     with open_video(video) as v, _sam3() as b:
         objs = (SessionObject("a", 1, (1, 2, 3)), SessionObject("b", 2, (4, 5, 6)))
         with b.open_session(v, objs) as s:
             s.add_prompt(_click(oracle_mod, "red", 2, "a"))
             s.add_prompt(_click(oracle_mod, "blue", 6, "b"))
             fwd, bwd = dict(s.propagate(2)), dict(s.propagate(6, reverse=True))
-            assert len(s._groups) == 2  # one tracker state per start frame (sam3 0.1.4 workaround)
-        assert list(fwd) == list(range(2, FRAMES)) and list(bwd) == list(range(6, -1, -1))
-        assert fwd[6]["b"].any() or bwd[6]["b"].any(), "the later object must be tracked from its prompt frame"
+            assert len(s._groups) == 2
+        with b.open_session(v, objs[1:]) as s:
+            s.add_prompt(_click(oracle_mod, "blue", 6, "b"))
+            fwd_b, bwd_b = dict(s.propagate(2)), dict(s.propagate(6, reverse=True))
+    assert list(fwd) == list(range(2, FRAMES)) and list(bwd) == list(range(6, -1, -1))
+    for f in fwd:
+        assert np.array_equal(fwd[f]["b"], fwd_b[f]["b"]), f
+    for f in bwd:
+        assert np.array_equal(bwd[f]["b"], bwd_b[f]["b"]), f
 
 
 def test_sam3_text_session_then_points_session_share_features(video, oracle_mod):
@@ -134,13 +145,16 @@ def test_sam3_text_session_then_points_session_share_features(video, oracle_mod)
             assert all(n in ("arm", "arm_2") for n in mapped.values())
             assert s.dropped_detections == len(s.dropped)
         _check_cover(fwd, bwd, 3, ["arm", "arm_2"])
-        trunk = b.cache.stats.misses
-        assert trunk > 0
-        after_text = _allocated()
+        assert b.cache.stats.misses > 0
+        computed = []
+        put = b.cache.put
+        b.cache.put = lambda key, value: (computed.append(key[1]), put(key, value))[1]
         fwd2, bwd2 = _points_run(b, v, oracle_mod)  # the gripper session: reads the text session's trunk output
-        assert b.cache.stats.misses == trunk
+        assert "sam3-trunk" not in computed and "frame" not in computed
         _check_cover(fwd2, bwd2, 4, ["g_left", "g_right"])
-        assert _allocated() == after_text
+        after_points = _allocated()  # (the first points session fills model-level constant caches)
+        _points_run(b, v, oracle_mod)
+        assert _allocated() <= after_points  # sessions leave nothing behind
         b.close()
     assert _allocated() - before < 64 * MiB
 
@@ -154,11 +168,12 @@ def test_sam3_text_session_with_refinement_clicks(video, oracle_mod):
             fwd, bwd = dict(s.propagate(2)), dict(s.propagate(5, reverse=True))
             assert "arm" in s.mapping.values()  # the click maps (or adds) the object
         assert list(fwd) == list(range(2, FRAMES)) and list(bwd) == list(range(5, -1, -1))
-        assert fwd[5]["arm"].any()
 
 
 @pytest.mark.slow
 def test_sam2_and_sam3_jobs_through_the_cli(tmp_path, video, oracle_mod, capsys):
+    import cv2
+
     from masktrack.cli.main import main
     from masktrack.masks.store import MaskStore
 
@@ -168,13 +183,21 @@ def test_sam2_and_sam3_jobs_through_the_cli(tmp_path, video, oracle_mod, capsys)
             {"name": "arm", "backend": backend, "options": opts, "objects": ["red", "blue"]},
             {"name": "gripper", "backend": backend, "options": opts, "objects": ["cham"]},
         ]
-        objects = {"red": [oracle_mod.kf("red", 2)], "blue": [oracle_mod.kf("blue", 2)], "cham": [oracle_mod.kf("cham", 5)]}
+        # mask prompts: with random weights only a mask prompt guarantees a non-empty object
+        # (SAM uses an input mask as the prompt frame's output), which the runner requires
+        folder.mkdir(parents=True)
+        objects = {}
+        for name, frame in (("red", 2), ("blue", 2), ("cham", 5)):
+            cv2.imwrite(str(folder / f"{name}.png"), oracle_mod.square_mask(name, frame, (120, 200)).astype(np.uint8) * 255)
+            objects[name] = [{"frame": frame, "mask": f"{name}.png"}]
         cfg = oracle_mod.write_job(folder, sessions, objects, video="../frames")
         capsys.readouterr()
         assert main(["segment", str(cfg), "--no-progress"]) == 0, capsys.readouterr().err
         store = MaskStore(folder / "out")
         for name in ("arm", "gripper"):
             assert store.session(name).verify() == []
+        (folder / "alone").mkdir()
+        (folder / "alone" / "cham.png").write_bytes((folder / "cham.png").read_bytes())
         alone = oracle_mod.write_job(folder / "alone", sessions[1:], {"cham": objects["cham"]}, video="../../frames")
         assert main(["segment", str(alone), "--no-progress"]) == 0, capsys.readouterr().err
         solo = MaskStore(folder / "alone" / "out").session("gripper")

@@ -389,12 +389,7 @@ class Sam2Session(Session):
     def close(self) -> None:
         if self.state is None:
             return
-        import torch
-
         self.backend.predictor.reset_state(self.state)
         self.state.clear()
         self.state = None
         self.images = None
-        gc.collect()
-        if self.backend.device.type == "cuda":
-            torch.cuda.empty_cache()

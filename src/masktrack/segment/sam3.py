@@ -32,7 +32,8 @@ How a session runs depends on its prompts, decided when it first propagates:
 
 The image encoder (the ViT trunk, the bulk of SAM3's cost) runs once per
 frame per backend: its output is cached by video content hash and frame, and
-both the detector (text sessions) and the tracker (points sessions) read it.
+both the detector (text sessions) and the tracker (points sessions) read it;
+the tracker's own neck output is cached the same way.
 """
 
 from __future__ import annotations
@@ -192,6 +193,7 @@ class Sam3Backend(Backend):
         self.frames = FrameStore(self.cache, torch.device("cpu") if offload_video_to_cpu else self.device)
         # frames handed to the model, by data pointer: lets the trunk know which frame it encodes
         self._served: OrderedDict[int, tuple[str, int, Any]] = OrderedDict()
+        self._tracker_pos: list | None = None
         self._install_trunk_cache()
         self._weights_hash: str | None = None
 
@@ -262,10 +264,25 @@ class Sam3Backend(Backend):
         return seq
 
     def tracker_features(self, seq: FrameSequence, index: int) -> tuple[Any, dict]:
-        """The tracker's (SAM2-style) backbone output for one frame, from the shared trunk output."""
+        """The tracker's (SAM2-style) backbone output for one frame: shared across sessions like the trunk's.
+
+        Position encodings depend only on the input size: one copy is kept.
+        """
+        image = seq[index].unsqueeze(0)
+        if not self.share_features:
+            return image, self._tracker_features(image)
+        key = (seq.video.content_hash(), "sam3-tracker", self.image_size, index)
+        fpn = self.cache.get(key)
+        if fpn is None or self._tracker_pos is None:
+            out = self._tracker_features(image)
+            self._tracker_pos = out["vision_pos_enc"]
+            self.cache.put(key, out["backbone_fpn"])
+            return image, out
+        return image, {"vision_features": fpn[-1], "vision_pos_enc": self._tracker_pos, "backbone_fpn": fpn}
+
+    def _tracker_features(self, image: Any) -> dict:
         backbone = self.model.detector.backbone
         neck = backbone.vision_backbone
-        image = seq[index].unsqueeze(0)
         if getattr(neck, "sam2_convs", None) is None:  # unexpected sam3 layout: the library's own path
             out = backbone.forward_image(image)["sam2_backbone_out"]
             fpn, pos = list(out["backbone_fpn"]), list(out["vision_pos_enc"])
@@ -282,7 +299,7 @@ class Sam3Backend(Backend):
         decoder = self.model.tracker.sam_mask_decoder
         fpn[0] = decoder.conv_s0(fpn[0])
         fpn[1] = decoder.conv_s1(fpn[1])
-        return image, {"vision_features": fpn[-1], "vision_pos_enc": pos, "backbone_fpn": fpn}
+        return {"vision_features": fpn[-1], "vision_pos_enc": pos, "backbone_fpn": fpn}
 
     def autocast(self) -> Any:
         return autocast_for(self.device, True)
@@ -314,6 +331,7 @@ class Sam3Backend(Backend):
         self.frames.close()
         self.cache.clear()
         self._served.clear()
+        self._tracker_pos = None
         if self.multi_gpu:
             self.predictor.shutdown()
         self.predictor = None
@@ -615,8 +633,6 @@ class Sam3Session(Session):
     def close(self) -> None:
         if self._closed:
             return
-        import torch
-
         self._closed = True
         if self._sid is not None and self.backend.predictor is not None:
             self.backend.predictor.handle_request({"type": "close_session", "session_id": self._sid})
@@ -625,5 +641,3 @@ class Sam3Session(Session):
             state.clear()
         self._groups.clear()
         self.seq = None
-        gc.collect()
-        torch.cuda.empty_cache()
