@@ -47,7 +47,7 @@ SESSIONS = {"arm": "gt_arm", "gripper": "gt_gripper"}  # session (= its one obje
 COMPOSE = {"arm_only": "dilate(arm, 15) - dilate(gripper, 15)"}
 TRACKED = ["arm", "gripper"]
 THRESHOLDS = {"jf": 0.8, "median_track_error_m": 0.01}
-DEMO_SMALL = SynthConfig(width=256, height=192, frames=24, cameras=3)  # `masktrack demo --small`, the end-to-end test
+DEMO_SMALL = SynthConfig(width=256, height=192, frames=40, cameras=3)  # `masktrack demo --small`, the end-to-end test
 
 
 @dataclass
@@ -150,7 +150,7 @@ def _spread(cands: np.ndarray, k: int, start: np.ndarray) -> list[tuple[int, int
     return [(int(cands[i, 0]), int(cands[i, 1])) for i in idx]
 
 
-def click_points(masks: dict[str, np.ndarray], target: str, parts: list[str], avoid: list[str], width: int) -> tuple[list[tuple[int, int]], list[int]]:
+def click_points(masks: dict[str, np.ndarray], target: str, parts: list[str], avoid: list[str], width: int, negatives: int = 3) -> tuple[list[tuple[int, int]], list[int]]:
     """Clicks a person would make on one frame: positives well inside each visible part, negatives just outside.
 
     ``masks`` are one frame's GT masks by name; ``parts`` split the target into
@@ -179,7 +179,7 @@ def click_points(masks: dict[str, np.ndarray], target: str, parts: list[str], av
     ring = cv2.dilate(u8, k2).astype(bool) & ~cv2.dilate(u8, k1).astype(bool)
     ys, xs = np.nonzero(ring)
     centre = np.array(np.nonzero(m)[::-1]).mean(axis=1)
-    neg = _spread(np.stack([xs, ys], 1), 3, centre)
+    neg = _spread(np.stack([xs, ys], 1), negatives, centre)
     for a in avoid:
         other = masks[a] & ~m
         if other.any():
@@ -187,13 +187,23 @@ def click_points(masks: dict[str, np.ndarray], target: str, parts: list[str], av
             near = cv2.dilate(u8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * r2 + 1, 4 * r2 + 1))).astype(bool)
             pt = _interior_point(other & near, d_o)
             if pt is not None:
-                neg.append(pt)
+                # two clicks on a neighbour that touches the target: its centre and its far side
+                ys, xs = np.nonzero(other & near & (d_o >= 2))
+                neg.extend(_spread(np.stack([xs, ys], 1), 2, np.array(pt)) if len(xs) else [pt])
     return pos + neg, [1] * len(pos) + [0] * len(neg)
 
 
-def keyframes(num_frames: int) -> list[int]:
-    """The first frame and one later keyframe (when the gripper has closed on the object)."""
-    return sorted({0, int(round(0.65 * (num_frames - 1)))})
+def drag_box(mask: np.ndarray, width: int) -> list[float]:
+    """The box a person drags around an object: its extent plus a few pixels, inside the image."""
+    ys, xs = np.nonzero(mask)
+    pad = max(2.0, 3 * _scale(width))
+    h, w = mask.shape
+    return [float(max(0, xs.min() - pad)), float(max(0, ys.min() - pad)), float(min(w - 1, xs.max() + pad)), float(min(h - 1, ys.max() + pad))]
+
+
+def keyframes(num_frames: int, at: tuple[float, ...] = (0.0, 0.65)) -> list[int]:
+    """Prompted frames at fractions ``at`` of the video: by default the first frame and one where the gripper pushes."""
+    return sorted({int(round(a * (num_frames - 1))) for a in at})
 
 
 def make_prompts(scene_path: Path, camera: int, num_frames: int, width: int) -> dict[str, Any]:
@@ -203,17 +213,22 @@ def make_prompts(scene_path: Path, camera: int, num_frames: int, width: int) -> 
     names = ["gt_arm", "gt_gripper", "gt_arm_only", "gt_base", "gt_turret", "gt_upper_arm", "gt_forearm", "gt_wrist", "gt_palm", "gt_finger_left", "gt_finger_right", "gt_object"]
     objects = []
     specs = {
-        "arm": ("gt_arm", ["gt_base", "gt_turret", "gt_upper_arm", "gt_forearm", "gt_wrist", "gt_palm"], []),
-        "gripper": ("gt_gripper", ["gt_palm", "gt_finger_left", "gt_finger_right"], ["gt_wrist", "gt_object"]),
+        # name: (GT mask, parts worth a positive click each, neighbours worth negative clicks, ring negatives, keyframes)
+        "arm": ("gt_arm", ["gt_base", "gt_turret", "gt_upper_arm", "gt_forearm", "gt_wrist", "gt_palm"], [], 6, (0.0, 0.65), False),
+        # the small, fast gripper gets a box, and a keyframe before and one after it meets the object
+        "gripper": ("gt_gripper", ["gt_palm", "gt_finger_left", "gt_finger_right"], ["gt_wrist", "gt_object"], 3, (0.0, 0.4, 0.75), True),
     }
     insts = {n: load_instance(scene_path, n) for n in names}
-    for oid, (obj, (target, parts, avoid)) in enumerate(specs.items(), 1):
+    for oid, (obj, (target, parts, avoid, nneg, at, box)) in enumerate(specs.items(), 1):
         kfs = []
-        for f in keyframes(num_frames):
+        for f in keyframes(num_frames, at):
             frame_masks = {n: i.masks(camera, f) for n, i in insts.items()}
-            pts, labels = click_points(frame_masks, target, parts, avoid, width)
+            pts, labels = click_points(frame_masks, target, parts, avoid, width, nneg)
             if pts:
-                kfs.append({"frame": f, "points": [[float(x), float(y)] for x, y in pts], "labels": labels})
+                kf: dict[str, Any] = {"frame": f, "points": [[float(x), float(y)] for x, y in pts], "labels": labels}
+                if box:
+                    kf["boxes"] = [drag_box(frame_masks[target], width)]
+                kfs.append(kf)
         objects.append({"name": obj, "id": oid, "keyframes": kfs})
     return {"format": "masktrack.prompts", "version": 1, "objects": objects}
 

@@ -9,9 +9,9 @@ import click
 
 @click.command("demo")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default=Path("masktrack-demo"))
-@click.option("--small", is_flag=True, help="A smaller, quicker scene (3 cameras, 256x192, 24 frames).")
+@click.option("--small", is_flag=True, help="A smaller, quicker scene (3 cameras, 256x192, 40 frames).")
 @click.option("--force", is_flag=True, help="Redo every stage even if its outputs are current.")
-@click.option("--frames", type=click.IntRange(2, 2000), default=None, help="Number of frames (default 48; --small: 24).")
+@click.option("--frames", type=click.IntRange(2, 2000), default=None, help="Number of frames (default 48; --small: 40).")
 @click.option("--size", type=str, default=None, metavar="WxH", help="Image size (default 320x240).")
 @click.option("--cameras", type=click.IntRange(1, 4), default=None, help="Number of cameras, 1..4 (default 4).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Scene seed (textures, object placement, camera jitter).")

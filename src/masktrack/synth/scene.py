@@ -70,10 +70,10 @@ class ArmGeometry:
     wrist_width: float = 0.045
     palm_h: float = 0.03
     palm_depth: float = 0.05  # along the radial direction
-    palm_span: float = 0.12  # along the finger opening direction
-    finger_len: float = 0.07
-    finger_depth: float = 0.022  # along the radial direction
-    finger_thick: float = 0.016  # along the opening direction
+    palm_span: float = 0.14  # along the finger opening direction
+    finger_len: float = 0.08
+    finger_depth: float = 0.026  # along the radial direction
+    finger_thick: float = 0.02  # along the opening direction
     object_half: tuple[float, float, float] = (0.04, 0.04, 0.035)
 
     @property
@@ -199,12 +199,13 @@ def build_primitives(traj: Trajectory, geo: ArmGeometry, rng: np.random.Generato
     et = np.stack([-np.sin(traj.yaw), np.cos(traj.yaw), np.zeros(t)], -1)
 
     wood = _random_material(rng, (0.55, 0.38, 0.22), tint=(0.08, 0.04, -0.02), wavelengths=(0.02, 0.12), contrast=0.3, checker=0.05, checker_contrast=0.06)
-    floor = _random_material(rng, (0.30, 0.32, 0.36), wavelengths=(0.05, 0.4), contrast=0.35, checker=0.25, checker_contrast=0.12)
+    floor = _random_material(rng, (0.24, 0.21, 0.19), wavelengths=(0.05, 0.4), contrast=0.3, checker=0.25, checker_contrast=0.12)
+    wall = _random_material(rng, (0.34, 0.42, 0.36), wavelengths=(0.1, 0.6), contrast=0.2)
     arm_white = _random_material(rng, (0.86, 0.86, 0.88), tint=(-0.05, 0.0, 0.06), wavelengths=(0.02, 0.07), contrast=0.28, checker=0.035, checker_contrast=0.08)
     joint_mat = _random_material(rng, (0.72, 0.74, 0.80), wavelengths=(0.018, 0.05), contrast=0.28)
     base_mat = _random_material(rng, (0.78, 0.78, 0.80), wavelengths=(0.02, 0.06), contrast=0.25, checker=0.035, checker_contrast=0.06)
     dark = _random_material(rng, (0.16, 0.16, 0.19), tint=(0.08, 0.08, 0.12), wavelengths=(0.018, 0.05), contrast=0.55, checker=0.022, checker_contrast=0.25)
-    obj_mat = _random_material(rng, (0.15, 0.62, 0.35), tint=(0.15, 0.1, -0.1), wavelengths=(0.018, 0.05), contrast=0.4, checker=0.025, checker_contrast=0.2)
+    obj_mat = _random_material(rng, (0.20, 0.68, 0.38), tint=(0.12, 0.08, -0.08), wavelengths=(0.018, 0.05), contrast=0.3, checker=0.025, checker_contrast=0.12)
 
     def seg(a: np.ndarray, b: np.ndarray, width: float, depth: float, name: str, mat: Material, inst: str = "arm", extra: float = 0.0) -> Primitive:
         """A box from point a to b (per frame), its local y along the pitch axis et."""
@@ -218,6 +219,9 @@ def build_primitives(traj: Trajectory, geo: ArmGeometry, rng: np.random.Generato
     # environment
     prims.append(Primitive("table", BOX, (0.65, 0.62, 0.02), "table", "table", wood, _pose(eye, np.tile([0.30, 0.0, -0.02], (t, 1)))))
     prims.append(Primitive("floor", BOX, (4.0, 4.0, 0.02), "floor", "floor", floor, _pose(eye, np.tile([0.3, 0.0, -0.77], (t, 1)))))
+    # the room's walls, so no pixel lacks depth
+    for k, (c, h) in enumerate([((2.9, 0, 0.5), (0.02, 3.0, 1.3)), ((-2.3, 0, 0.5), (0.02, 3.0, 1.3)), ((0.3, 2.6, 0.5), (3.0, 0.02, 1.3)), ((0.3, -2.6, 0.5), (3.0, 0.02, 1.3))]):
+        prims.append(Primitive(f"wall{k}", BOX, h, "room", "room", wall, _pose(eye, np.tile(c, (t, 1)))))
     # static base, turning turret
     prims.append(Primitive("base", CYLINDER, (geo.base_radius, geo.base_radius, geo.base_height / 2), "arm", "base", base_mat,
                            _pose(eye, np.tile([0, 0, geo.base_height / 2], (t, 1)))))
