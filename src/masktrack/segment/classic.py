@@ -45,7 +45,7 @@ class ClassicOptions:
     """Working resolution: frames are downscaled so the longer side is at most this (0 = full size)."""
     refine: bool = True
     """Re-segment every frame with GrabCut around the warped mask (False: flow warping only)."""
-    band: float = 0.15
+    band: float = 0.1
     """Width of the re-segmented band around the warped boundary, as a fraction of the object's equivalent radius."""
     iterations: int = 2
     """GrabCut iterations per propagated frame."""

@@ -196,7 +196,7 @@ def _outside_click_spread(pos: np.ndarray, h: int, w: int, diag: float, k: float
 # -- propagation ---------------------------------------------------------
 
 
-def refine_mask(image: np.ndarray, warped: np.ndarray, *, band_fraction: float = 0.15, iterations: int = 2,
+def refine_mask(image: np.ndarray, warped: np.ndarray, *, band_fraction: float = 0.1, iterations: int = 2,
                 refine: bool = True) -> np.ndarray:
     """Re-segment a frame around the flow-warped mask of the previous frame.
 
