@@ -163,9 +163,12 @@ def click_points(masks: dict[str, np.ndarray], target: str, parts: list[str], av
     dist = cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, 5)
     pos = []
     for p in parts:
-        pt = _interior_point(masks[p] & m, dist)
-        if pt is not None:
-            pos.append(pt)
+        # one click inside each visible piece of the part (an occluder may split it), the two largest at most
+        n, comp, stats, _ = cv2.connectedComponentsWithStats((masks[p] & m).astype(np.uint8), connectivity=8)
+        for k in sorted(range(1, n), key=lambda k: -stats[k, cv2.CC_STAT_AREA])[:2]:
+            pt = _interior_point(comp == k, dist)
+            if pt is not None:
+                pos.append(pt)
     if not pos:
         pt = _interior_point(m, dist)
         if pt is None:
@@ -216,7 +219,7 @@ def make_prompts(scene_path: Path, camera: int, num_frames: int, width: int) -> 
         # name: (GT mask, parts worth a positive click each, neighbours worth negative clicks, ring negatives, keyframes)
         "arm": ("gt_arm", ["gt_base", "gt_turret", "gt_upper_arm", "gt_forearm", "gt_wrist", "gt_palm"], [], 6, (0.0, 0.65), False),
         # the small, fast gripper gets a box, and a keyframe before and one after it meets the object
-        "gripper": ("gt_gripper", ["gt_palm", "gt_finger_left", "gt_finger_right"], ["gt_wrist", "gt_object"], 3, (0.0, 0.4, 0.75), True),
+        "gripper": ("gt_gripper", ["gt_palm", "gt_finger_left", "gt_finger_right"], ["gt_wrist", "gt_forearm", "gt_object"], 3, (0.0, 0.4, 0.75), True),
     }
     insts = {n: load_instance(scene_path, n) for n in names}
     for oid, (obj, (target, parts, avoid, nneg, at, box)) in enumerate(specs.items(), 1):
