@@ -9,10 +9,12 @@ G = ``gripper_matrix`` (world-from-gripper).  Reported: median and 90th
 percentile of the 3D error over all points and frames (frame 0 included, it
 is exact), and throughput in point-frames per second of the tracking call
 (the scene import and query sampling are not timed; the best of ``--repeat``
-runs is kept, since the dev machine is shared).
+runs is kept, since the dev machine is shared; the JSON records the load
+average before the runs next to the numbers).
 
     python bench/track.py --json bench_track.json
     python bench/track.py --voxel 0.005 --max-queries 1024     # the CLI's default query density
+    python bench/track.py --exclude-camera wrist               # robustness: no close-up view
     python bench/track.py --option method=dis
 """
 
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--voxel", type=float, default=0.0, help="query de-dup voxel (m); 0 = every eroded mask pixel with depth")
     ap.add_argument("--max-queries", type=int, default=0)
     ap.add_argument("--exclude-camera", action="append", default=[], help="drop a camera (robustness check), e.g. wrist")
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if not args.npz.exists():
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.exclude_camera:
             scene, inst = _drop_cameras(scene, inst, cams, Path(tmp))
         tracker = get_tracker(args.tracker, **opts)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         best = float("inf")
         tracks = None
         for _ in range(max(1, args.repeat)):
@@ -101,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(best, 3),
             "point_frames_per_s": float(pf / best),
             "cpu_count": os.cpu_count(),
+            "load_average_1min": load,
+            "repeats": max(1, args.repeat),
         }
     print(json.dumps(res, indent=2))
     if args.json:

@@ -1,8 +1,9 @@
+import cv2
 import numpy as np
 
 from masktrack.io.scene import load_scene
 from masktrack.track.base import Tracks, track_batched
-from masktrack.track.flow import FlowTracker, _fuse, rigid_smooth
+from masktrack.track.flow import FlowOptions, FlowTracker, _Frame, _fuse, _matmul, _pair, _thin, rigid_smooth
 from masktrack.track.instances import load_instance
 from masktrack.track.queries import QueryOptions, sample_queries
 
@@ -79,3 +80,67 @@ def test_tracks_save_load_pickle_free(tmp_path) -> None:
     with np.load(tmp_path / "t.npz", allow_pickle=False) as z:
         assert {k: z[k].dtype.kind for k in z.files}["provenance"] == "U"
     assert Tracks.load(tmp_path / "t.npz").provenance == {"a": 1}
+
+
+def test_rigid_smooth_kernel_mode_is_exact_for_rigid_motion_and_rejects_outliers() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-0.1, 0.1, (200, 3)) + [0.4, -0.3, 0.9]  # off the origin: the centring matters
+    a = 0.2
+    R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    Y = X @ R.T + [0.05, 0.0, 0.02]
+    out, ok = rigid_smooth(X, Y, np.ones(200), 24, 2, 0.01, 32, radius=0.05)
+    assert ok.all() and np.abs(out - Y).max() < 1e-9
+    Ybad = Y.copy()
+    Ybad[::10] += 0.2  # 10% gross outliers
+    out, ok = rigid_smooth(X, Ybad, np.ones(200), 24, 3, 0.01, 32, radius=0.05)
+    assert np.median(np.linalg.norm(out - Y, axis=1)) < 1e-3
+
+
+def test_rigid_smooth_kernel_lets_coarse_views_borrow_precise_motion_nearby() -> None:
+    # region A (precise, e.g. a close camera) and region B 5 cm away seen only coarsely (1 cm noise)
+    rng = np.random.default_rng(1)
+    A = rng.uniform(-0.02, 0.02, (150, 3))
+    B = rng.uniform(-0.02, 0.02, (150, 3)) + [0.05, 0.0, 0.0]
+    X = np.concatenate([A, B])
+    a = 0.05
+    R = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    Y = X @ R.T + [0.01, 0.02, 0.0]
+    meas = Y + np.concatenate([rng.normal(0, 2e-4, (150, 3)), rng.normal(0, 1e-2, (150, 3))])
+    w = np.concatenate([np.full(150, 100.0), np.full(150, 1.0)])  # precision ~ 1 / noise^2
+    out, _ = rigid_smooth(X, meas, w, 24, 2, 0.01, 64, radius=0.05)
+    knn, _ = rigid_smooth(X, meas, w, 24, 2, 0.01, 64)
+    err_b = np.linalg.norm(out[150:] - Y[150:], axis=1)
+    assert np.median(err_b) < 1.5e-3, np.median(err_b)
+    assert np.median(np.linalg.norm(knn[150:] - Y[150:], axis=1)) > 2 * np.median(err_b)  # the local fit cannot
+
+
+def test_thin_keeps_one_point_per_cell_preferring_keyframe_anchored_points() -> None:
+    uv = np.array([[0.2, 0.2], [0.7, 0.4], [1.5, 0.5], [1.2, 0.9], [5.0, 5.0]])
+    prefer = np.array([False, True, False, False, False])
+    keep = _thin(uv, prefer, 1.0)
+    assert keep.tolist() == [1, 2, 4]  # cell (0,0): the anchored one; cell (1,0): the lowest index
+    assert _thin(uv, np.zeros(5, bool), 2.0).tolist() == [0, 4]
+
+
+def test_blocked_matmul_equals_matmul() -> None:
+    rng = np.random.default_rng(2)
+    for sa, sb in [((64, 3000), (3000, 16)), ((64, 16), (16, 3000)), ((3, 3), (3, 3)), ((300, 900), (900, 16))]:
+        a, b = rng.normal(size=sa), rng.normal(size=sb)
+        assert np.allclose(_matmul(a, b), a @ b, rtol=1e-12, atol=1e-10)
+
+
+def test_lk_runs_on_the_instance_region_of_interest_with_a_flat_background(cube_scene) -> None:
+    path, _ = cube_scene
+    scene = load_scene(path)
+    masks = load_instance(path, "cube").masks()
+    opts = FlowOptions(levels=1, win=5)  # small reach: a crop smaller than the 112 px image
+    a, b = _Frame(scene, 0, opts, masks[:, 0]), _Frame(scene, 5, opts, masks[:, 5])
+    ga, gb, off = _pair(a, b, 0)
+    y0, y1, x0, x1 = a.roi[0]
+    assert ga.shape == gb.shape and ga.shape[0] < scene.size[0]
+    assert (off <= [x0, y0]).all()
+    full = cv2.cvtColor(np.ascontiguousarray(scene.rgbs[0, 0]), cv2.COLOR_RGB2GRAY)
+    mask = a.mask[0]
+    crop = ga[y0 - int(off[1]) : y1 - int(off[1]), x0 - int(off[0]) : x1 - int(off[0])]
+    assert np.array_equal(crop[mask[y0:y1, x0:x1]], full[y0:y1, x0:x1][mask[y0:y1, x0:x1]])
+    assert (crop[~mask[y0:y1, x0:x1]] == opts.mask_fill).all()

@@ -11,20 +11,38 @@ Per frame step ``f -> f+1``, for every active query (``t <= f``):
    re-anchored in every view by the fused 3D estimate.
 2. **2D tracking.** Pyramidal LK from ``f`` to ``f+1`` in each seeing camera,
    started at a constant-velocity prediction, kept only if the backward track
-   returns within ``fb_max_px`` and (with masks) lands on the instance.
+   returns within ``fb_max_px`` and (with masks) lands on the instance.  Each
+   camera tracks from its keyframe (re-anchoring, no chained drift) and falls
+   back to frame-to-frame flow where that fails.  With masks, LK runs on the
+   instance's region of interest only, background flattened.  With the
+   rigidity step on, one point per ``measure_cell_px`` pixel cell is tracked
+   per camera: queries closer than that in an image share one LK window (a
+   small far view of a densely sampled object holds many per pixel), and
+   the rigidity step carries the others.
 3. **Lift.** Depth at the tracked pixel (bilinear between pixel centres;
    across a depth discontinuity the nearest pixel's depth, never a blend).
 4. **Fuse.** Robust median of the per-camera 3D estimates; estimates farther
-   than ``fuse_outlier_m`` from the median are dropped, the rest averaged.
+   than ``fuse_outlier_m`` from the median are dropped, the rest averaged
+   by precision ``(focal / depth)^2``: a close view's pixel is a smaller step
+   in metres.
 5. **Local rigidity (optional, ``rigidity > 0``).** Each point is moved by the
-   robust (IRLS, Cauchy-weighted) rigid transform that best maps its ``k``
-   nearest active neighbours from ``f`` to their fused estimates at ``f+1``.
-   This is a general prior - surfaces move locally rigidly - not a model of
-   any object: an articulated or deforming instance is fine as long as it is
-   rigid at the scale of ``k`` neighbours.  It averages LK noise over the
-   neighbourhood and carries points through frames where no camera sees them.
-   ``rigidity`` blends the rigid prediction with the point's own fused
-   measurement (1 = rigid prediction only).
+   robust (IRLS, Cauchy-weighted) rigid transform that best maps nearby
+   measured points from ``f`` to their fused estimates at ``f+1``.  "Nearby"
+   is a Gaussian of scale ``rigid_radius_m`` times each measurement's
+   precision: where only far, coarse views see a region (1 px can be 1 cm
+   there), it borrows the motion of precisely measured surface a few cm
+   away, and where precise measurements are local they dominate.  (With
+   ``rigid_radius_m = 0``: the ``neighbours`` nearest measurements.)  This is
+   a general prior - surfaces move rigidly at the scale of a few cm - not a
+   model of any object.  Parts that move relative to each other are only
+   partly separated by the robust weights: per frame, an articulated part is
+   pulled by up to about its relative motion in that frame (synthetic
+   two-part check: 5 mm/frame relative motion -> ~1-2 mm error, 3 cm/frame
+   -> ~6-8 mm); set ``rigid_radius_m = 0`` for strongly articulated or
+   deforming instances.  It averages LK noise and
+   carries points through frames where no camera sees them.  ``rigidity``
+   blends the rigid prediction with the point's own fused measurement
+   (1 = rigid prediction only).
 
 Visibility at ``f`` is "at least one camera sees the point" (step 1).  Frames
 before a query's ``t`` are NaN and not visible.
@@ -62,9 +80,10 @@ class FlowOptions:
     measure_cell_px: float = 1.0  # with rigidity: measure (2D-track) one point per cell of this size per camera; 0 = all
     fuse_outlier_m: float = 0.02
     rigidity: float = 1.0  # 0 = off
-    neighbours: int = 24
+    rigid_radius_m: float = 0.05  # rigid neighbourhood: Gaussian of this scale over all measurements, confidence-weighted; 0 = k nearest
+    neighbours: int = 24  # (with rigid_radius_m = 0)
     rigid_iters: int = 2
-    rigid_anchors: int = 256  # fit at most this many neighbourhoods per frame; other points take their nearest anchor's motion
+    rigid_anchors: int = 64  # fit at most this many neighbourhoods per frame; other points take their nearest anchor's motion
     rigid_scale_m: float = 0.01  # Cauchy scale of the robust rigid fit
     margin_px: float = 2.0
 
@@ -206,10 +225,53 @@ def _kabsch(P: np.ndarray, Q: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np
     return R, t
 
 
-def rigid_smooth(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, k: int, iters: int, scale: float, anchors: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Move each point of X [N,3] by the robust rigid fit of its k nearest neighbours' X -> Y.
+_GEMM_BLOCK = 1 << 17  # multiply-adds per BLAS call
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in blocks small enough that BLAS runs them on one thread.
+
+    OpenBLAS splits products above a few 1e5 multiply-adds over threads; at
+    the sizes here ([A, m] x [m, 16]) the threads' start-up costs 100x the
+    product itself on a busy machine, and they compete with OpenCV's.
+    """
+    (A, k), m = a.shape, b.shape[1]
+    if A * k * m <= _GEMM_BLOCK:
+        return a @ b
+    if k >= m:  # long contraction: sum over blocks of it
+        step = max(1, _GEMM_BLOCK // max(1, A * m))
+        out = a[:, :step] @ b[:step]
+        for i in range(step, k, step):
+            out += a[:, i : i + step] @ b[i : i + step]
+        return out
+    step = max(1, _GEMM_BLOCK // max(1, A * k))  # many columns: blocks of them
+    return np.concatenate([a @ b[:, i : i + step] for i in range(0, m, step)], axis=1)
+
+
+def _rotation_from_moments(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted rigid fits q ~ R p + t from moments M [A, 16] = sum_i w_i [1, p_i, q_i, p_i q_i^T]."""
+    sw = np.where(M[:, 0] > 0, M[:, 0], 1.0)[:, None]
+    pc = M[:, 1:4] / sw
+    qc = M[:, 4:7] / sw
+    H = (M[:, 7:16] / sw).reshape(-1, 3, 3) - pc[:, :, None] * qc[:, None, :]
+    U, _, Vt = np.linalg.svd(H)
+    V = Vt.transpose(0, 2, 1)
+    Ut = U.transpose(0, 2, 1)
+    d = np.sign(np.linalg.det(V) * np.linalg.det(U))
+    V[:, :, 2] *= d[:, None]
+    R = np.matmul(V, Ut)
+    t = qc - np.matmul(R, pc[..., None])[..., 0]
+    return R, t
+
+
+def rigid_smooth(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, k: int, iters: int, scale: float, anchors: int = 0, *, radius: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Move each point of X [N,3] by the robust rigid fit of its neighbours' X -> Y.
 
     ``weight`` [N] is each measurement's confidence (0 = no measurement Y).
+    Neighbourhoods: with ``radius`` > 0, every measurement, weighted by its
+    confidence times a Gaussian of its distance (sigma = ``radius``), so a
+    region that only poor views see borrows the motion of well-measured
+    surface nearby; with ``radius`` = 0, the ``k`` nearest measurements.
     ``anchors`` > 0 fits only that many neighbourhoods (an even subset of the
     points) and moves every point with its nearest anchor's transform.
     Returns (new positions [N,3], ok [N]: the neighbourhood had enough measurements).
@@ -226,22 +288,48 @@ def rigid_smooth(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, k: int, iters
     centres = np.arange(n)
     if anchors and n > anchors:
         centres = np.linspace(0, n - 1, anchors).round().astype(np.int64)
-    _, nb = cKDTree(X[src]).query(X[centres], k=kk)
-    nb = src[nb.reshape(len(centres), kk)]
-    P = X[nb]
-    Q = Y[nb]
-    W0 = weight[nb] / weight[has].max()
-    W = W0
-    for i in range(max(1, iters)):
-        R, t = _kabsch(P, Q, W)
-        if i + 1 < iters:
-            r = np.linalg.norm(np.matmul(P, R.transpose(0, 2, 1)) + t[:, None] - Q, axis=2)
-            W = W0 / (1.0 + (r / scale) ** 2)
+    if radius > 0:
+        # every (anchor, measurement) pair, but only through products of [A, 16] x [16, m]:
+        # a weighted rigid fit needs only the moments sum w [1, p, q, p q^T]
+        o = X[src].mean(axis=0)  # centred: the expanded products below lose no precision
+        P, Q, C = X[src] - o, Y[src] - o, X[centres] - o
+        one = np.ones((m, 1))
+        Fm = np.concatenate([one, P, Q, (P[:, :, None] * Q[:, None, :]).reshape(-1, 9)], axis=1)
+        Fr = np.concatenate([one, Q, P, (Q[:, :, None] * P[:, None, :]).reshape(-1, 9)], axis=1)
+        pp = (P * P).sum(1)
+        d2 = (C * C).sum(1)[:, None] + pp[None] - 2 * _matmul(C, P.T)
+        d2 = np.maximum(d2, 0)
+        wn = (weight[src] / weight[src].max())[None]
+        K = np.exp(-d2 / (2 * radius**2)) * wn
+        W = K
+        base = pp + (Q * Q).sum(1)
+        for i in range(max(1, iters)):
+            R, t = _rotation_from_moments(_matmul(W, Fm))
+            if i + 1 < iters:
+                # |R p + t - q|^2 = |p|^2 + |q|^2 + |t|^2 - 2 t.q + 2 (R^T t).p - 2 vec(R).vec(q p^T)
+                G = np.concatenate([(t * t).sum(1)[:, None], -2 * t, 2 * np.matmul(R.transpose(0, 2, 1), t[..., None])[..., 0], -2 * R.reshape(-1, 9)], axis=1)
+                r2 = base[None] + _matmul(G, Fr.T)
+                W = K / (1.0 + np.maximum(r2, 0) / scale**2)
+        t = t + o - np.matmul(R, o)  # back from centred coordinates
+        ok = K.sum(axis=1) > 0  # per anchor: some measurement within reach
+    else:
+        _, nb = cKDTree(X[src]).query(X[centres], k=kk)
+        nb = src[nb.reshape(len(centres), kk)]
+        P = X[nb]
+        Q = Y[nb]
+        W0 = weight[nb] / weight[has].max()
+        W = W0
+        for i in range(max(1, iters)):
+            R, t = _kabsch(P, Q, W)
+            if i + 1 < iters:
+                r = np.linalg.norm(np.matmul(P, R.transpose(0, 2, 1)) + t[:, None] - Q, axis=2)
+                W = W0 / (1.0 + (r / scale) ** 2)
+        ok = np.full(len(centres), kk >= 3)
     if len(centres) < n:
         _, near = cKDTree(X[centres]).query(X, k=1)
-        R, t = R[near], t[near]
+        R, t, ok = R[near], t[near], ok[near]
     out = np.matmul(R, X[..., None])[..., 0] + t
-    return out, np.full(n, kk >= 3)
+    return out, ok
 
 
 class FlowTracker(Tracker):
@@ -400,7 +488,7 @@ class FlowTracker(Tracker):
             fused, weight = _fuse(meas, prec, opts.fuse_outlier_m)
             has = weight > 0
             if opts.rigidity > 0:
-                rig, rok = rigid_smooth(Xa, np.where(has[:, None], fused, Xa), weight, opts.neighbours, opts.rigid_iters, opts.rigid_scale_m, opts.rigid_anchors)
+                rig, rok = rigid_smooth(Xa, np.where(has[:, None], fused, Xa), weight, opts.neighbours, opts.rigid_iters, opts.rigid_scale_m, opts.rigid_anchors, radius=opts.rigid_radius_m)
                 new_pos = np.where(has[:, None], opts.rigidity * rig + (1 - opts.rigidity) * fused, rig)
                 new_pos = np.where(rok[:, None], new_pos, np.where(has[:, None], fused, pred))
             else:
