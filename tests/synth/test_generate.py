@@ -100,7 +100,6 @@ def test_visible_points_land_on_their_mask_with_their_depth(small):
 def test_exact_projection_convention(small):
     """Shift the principal point so a GT point falls exactly on a pixel centre: depth and mask must match exactly."""
     cfg = small.config
-    masks = small.masks()
     rng = np.random.default_rng(0)
     checked = 0
     for name in ("arm", "gripper", "object"):
