@@ -135,7 +135,7 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
     diag = float(np.hypot(h, w))
     pts = np.asarray(prompt.points, np.float32).reshape(-1, 2)
     labs = np.asarray(prompt.labels).reshape(-1)
-    pos, neg = pts[labs == 1], pts[labs == 0]
+    pos = pts[labs == 1]
     has_box = len(prompt.boxes) > 0
     if prompt.mask is not None and len(pts) == 0:
         return prompt.mask.astype(bool, copy=True)
