@@ -104,15 +104,12 @@ def _run_stages(unit: Unit, pipeline: dict[str, Any], stages: list[str], base: P
         statuses = {r.status for r in reports}
         result.stages["segment"] = "reused" if statuses == {"reused"} else "computed"
     if "compose" in stages and cfg.compose:
-        from masktrack.masks.compose import run_compose
+        from masktrack.masks.export import run_compose
 
         report = run_compose(cfg, progress=False)
         result.stages["compose"] = _compose_status(report)
 
 
 def _compose_status(report: Any) -> str:
-    written = getattr(report, "frames_written", None)
-    if written is None:
-        outputs = getattr(report, "outputs", None) or []
-        written = sum(getattr(o, "frames_written", 0) for o in outputs)
-    return "computed" if written else "reused"
+    """A ComposeReport (masktrack.masks.export) as one status word."""
+    return "computed" if any(o.written for o in report.outputs) else "reused"

@@ -64,6 +64,17 @@ def warp_mask(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
+def flow_error(flow: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """Forward-backward inconsistency in pixels: |f(x) + b(x + f(x))|, large where a pixel is occluded or flow fails.
+
+    ``flow`` maps the current frame into the previous one, ``back`` the previous into the current.
+    """
+    h, w = flow.shape[:2]
+    gx, gy = _grid(h, w)
+    b = cv2.remap(back, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.sqrt(((flow + b) ** 2).sum(axis=2))
+
+
 @lru_cache(maxsize=4)
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
@@ -82,6 +93,9 @@ def grabcut(image: np.ndarray, labels: np.ndarray, iterations: int) -> np.ndarra
         return None
     lab = np.ascontiguousarray(labels, dtype=np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    # GrabCut seeds its GMMs with k-means on OpenCV's (thread-global) RNG: fix it per call so a
+    # session's masks never depend on what ran before it in the process (session isolation).
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(np.ascontiguousarray(image), lab, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
@@ -195,16 +209,93 @@ def _outside_click_spread(pos: np.ndarray, h: int, w: int, diag: float, k: float
 
 # -- propagation ---------------------------------------------------------
 
+BINS = 16
+import os
+def _E(k, d):
+    return float(os.environ.get("MT_" + k, d))
+"""Colour-histogram bins per BGR channel (16^3 = 4096 colours)."""
 
-def refine_mask(image: np.ndarray, warped: np.ndarray, *, band_fraction: float = 0.1, iterations: int = 2,
-                refine: bool = True) -> np.ndarray:
+
+def colour_index(image: np.ndarray) -> np.ndarray:
+    """Quantised colour of every pixel as an int32 bin index of a 16x16x16 BGR histogram."""
+    q = (image >> 4).astype(np.int32)
+    return (q[..., 0] << 8) | (q[..., 1] << 4) | q[..., 2]
+
+
+def colour_histogram(index: np.ndarray, where: np.ndarray) -> np.ndarray | None:
+    """Smoothed colour distribution of the pixels ``where`` is True (float32 [4096], sums to 1), or None if too few.
+
+    Blurring across neighbouring bins makes a few thousand samples enough for
+    4096 bins: an unseen shade next to seen ones is not treated as impossible.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    n = int(np.count_nonzero(where))
+    if n < 16:
+        return None
+    h = np.bincount(index[where], minlength=BINS ** 3).astype(np.float32).reshape(BINS, BINS, BINS)
+    h = gaussian_filter(h, 0.8, mode="nearest").ravel()
+    h += 1e-3 * h.sum() / h.size  # a floor: no colour is impossible
+    return h / h.sum()
+
+
+@dataclass
+class Appearance:
+    """One object's colour models: the keyframe's foreground (the anchor against drift) and running estimates."""
+
+    key_fg: np.ndarray
+    fg: np.ndarray
+    bg: np.ndarray | None = None
+
+    @classmethod
+    def from_mask(cls, index: np.ndarray, mask: np.ndarray) -> Appearance | None:
+        fg = colour_histogram(index, mask)
+        if fg is None:
+            return None
+        return cls(key_fg=fg, fg=fg, bg=None)
+
+
+def signed_distance(mask: np.ndarray) -> np.ndarray:
+    """Distance to the mask's boundary in pixels, positive inside, negative outside (float32)."""
+    m = mask.astype(np.uint8)
+    inside = cv2.distanceTransform(m, cv2.DIST_L2, 3)
+    outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, 3)
+    return inside - outside
+
+
+def box_mean(x: np.ndarray, r: int) -> np.ndarray:
+    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter with a gray guide in [0, 1]: smooths ``src`` except across the guide's edges."""
+    mi, mp = box_mean(guide, r), box_mean(src, r)
+    cov = box_mean(guide * src, r) - mi * mp
+    var = box_mean(guide * guide, r) - mi * mi
+    a = cov / (var + eps)
+    b = mp - a * mi
+    return box_mean(a, r) * guide + box_mean(b, r)
+
+
+def refine_mask(image: np.ndarray, index: np.ndarray, warped: np.ndarray, appearance: Appearance | None, *,
+                flow_error: np.ndarray | None = None, sigma: float = 2.0, colour_weight: float = 1.0,
+                smooth_radius: int = 2, refine: bool = True) -> np.ndarray:
     """Re-segment a frame around the flow-warped mask of the previous frame.
 
-    The warped mask is trusted deep inside (definite foreground) and far
-    outside (definite background); in a band whose width scales with the
-    object's size (``band_fraction`` of its equivalent radius) GrabCut
-    decides from colour models learnt on this frame, inside a box around the
-    band so the cost follows the object, not the image.
+    Each pixel gets a foreground log-odds that adds two pieces of evidence:
+
+    - *where the object should be*: the signed distance to the warped mask's
+      boundary over the flow's uncertainty (``sigma`` pixels, plus the
+      forward-backward flow error where flow is unreliable, e.g. at
+      occlusions).  It is symmetric: the warped mask is the unbiased prior,
+      so thin parts are not eroded frame after frame;
+    - *what it looks like*: the log-ratio of the object's and its
+      surroundings' colour histograms (object: keyframe + recent frames;
+      surroundings: a ring around the warped mask on this frame).
+
+    The posterior is smoothed with a guided filter (edge-aware, so the mask
+    snaps to image edges without shaving thin parts) and thresholded at 1/2.
+    Pieces not connected to the warped mask are dropped.
     """
     h, w = warped.shape
     wb = warped > 0.5
@@ -215,24 +306,65 @@ def refine_mask(image: np.ndarray, warped: np.ndarray, *, band_fraction: float =
         return wb
     diag = float(np.hypot(h, w))
     radius = np.sqrt(area / np.pi)
-    band = int(np.clip(band_fraction * radius, 3, 0.05 * diag))
-    m = wb.astype(np.uint8)
-    outer = cv2.dilate(m, disk(band))
-    core = cv2.erode(m, disk(band))
-    lab = np.full((h, w), cv2.GC_BGD, np.uint8)
-    lab[outer > 0] = cv2.GC_PR_BGD
-    lab[wb] = cv2.GC_PR_FGD
-    lab[core > 0] = cv2.GC_FGD
-    ys, xs = np.nonzero(outer)
-    margin = 2 * band
+    margin = int(np.clip(0.5 * radius, 8, 0.1 * diag))
+    ys, xs = np.nonzero(wb)
     y0, y1 = max(0, ys.min() - margin), min(h, ys.max() + 1 + margin)
     x0, x1 = max(0, xs.min() - margin), min(w, xs.max() + 1 + margin)
-    cut = grabcut(image[y0:y1, x0:x1], lab[y0:y1, x0:x1], iterations)
-    if cut is None:
-        return wb
+    crop = (slice(y0, y1), slice(x0, x1))
+    sd = signed_distance(wb[crop])
+    unc = np.full(sd.shape, float(sigma), np.float32)
+    if flow_error is not None:
+        unc += flow_error[crop]
+    logit = np.clip(sd / unc, -8.0, 8.0)
+    idx = index[crop]
+    if appearance is not None:
+        ring = (sd < -2 * sigma - 2)
+        bg = colour_histogram(idx, ring)
+        if bg is not None:
+            appearance.bg = bg if appearance.bg is None else 0.5 * bg + 0.5 * appearance.bg
+        if appearance.bg is not None:
+            clip = _E('CLIP', 4.0)
+            llr = np.clip(np.log(appearance.fg) - np.log(appearance.bg), -clip, clip)[idx].astype(np.float32)
+            logit = logit + colour_weight * llr * colour_trust(llr, sd, radius)
+    prob = 1.0 / (1.0 + np.exp(-logit))
+    if smooth_radius > 0:
+        gray = cv2.cvtColor(image[crop], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
+        prob = guided_filter(gray, prob.astype(np.float32), smooth_radius, 1e-3)
     out = np.zeros((h, w), bool)
-    out[y0:y1, x0:x1] = cut
+    out[crop] = prob > 0.5
     return keep_components(out, wb)
+
+
+def colour_trust(llr: np.ndarray, sd: np.ndarray, radius: float) -> np.ndarray:
+    """Where colour can be believed: the local rate at which it agrees with the warped mask near its boundary.
+
+    A global colour model is often right on one side of an object and
+    ambiguous on another (a dark swan over dark water).  Around every pixel,
+    the boundary pixels of the warped mask vote +1 where the colour log-odds
+    has the warped mask's sign and -1 where not; the mean vote, floored at 0,
+    scales the colour term, so in ambiguous places the location prior decides
+    and colour cannot drag the mask along, frame after frame.
+    """
+    band = np.abs(sd) < _E('TBAND', 6.0)
+    vote = np.where(band, np.sign(llr) * np.sign(sd + 0.5), 0.0).astype(np.float32)
+    r = int(np.clip(_E('TWIN', 0.2) * radius, 4, 24))
+    num = box_mean(vote, r)
+    den = box_mean(band.astype(np.float32), r)
+    return np.clip(num / np.maximum(den, 1e-3), 0.0, 1.0) * (den > 1e-3)
+
+
+def update_appearance(appearance: Appearance | None, index: np.ndarray, mask: np.ndarray, *,
+                      rate: float = 0.5) -> None:
+    """Blend the colours of the mask's confident interior into the object's model, anchored to the keyframe."""
+    if appearance is None or not mask.any():
+        return
+    core = cv2.erode(mask.astype(np.uint8), disk(1)) > 0
+    fg = colour_histogram(index, core)
+    if fg is None:
+        return
+    rate = _E('RATE', rate)
+    recent = (1 - rate) * appearance.fg + rate * fg
+    appearance.fg = 0.5 * appearance.key_fg + 0.5 * recent
 
 
 def resolve_overlaps(masks: list[np.ndarray], confidence: list[np.ndarray]) -> list[np.ndarray]:
