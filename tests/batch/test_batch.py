@@ -98,7 +98,7 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_nothing_finished(tmp_path, 
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
-            done = [p for p in units_dir.glob("*.json") if json.loads(p.read_text())["status"] == "done"] if units_dir.exists() else []
+            done = [p for p in units_dir.glob("[!.]*.json") if json.loads(p.read_text())["status"] == "done"] if units_dir.exists() else []
             if len(done) >= 1:
                 break
             assert proc.poll() is None, f"batch finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
@@ -110,7 +110,7 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_nothing_finished(tmp_path, 
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    finished = {p.name: p.stat().st_mtime_ns for p in units_dir.glob("*.json") if json.loads(p.read_text())["status"] == "done"}
+    finished = {p.name: p.stat().st_mtime_ns for p in units_dir.glob("[!.]*.json") if json.loads(p.read_text())["status"] == "done"}  # [!.]: not temp files
     assert 1 <= len(finished) < 4
     manifests = {p: p.stat().st_mtime_ns for p in out.glob("pick_cube/*/*/sessions/arm/manifest.json") if json.loads(p.read_text())["complete"]}
     assert len(manifests) >= len(finished)
