@@ -9,10 +9,18 @@ How a session segments a video:
    dense optical flow (OpenCV DIS, computed once per frame pair and shared by
    all objects), then each object is re-segmented with GrabCut in a band
    around its warped boundary, so colour and edges pull the mask back onto
-   the object instead of letting flow errors accumulate.
-3. **Re-anchoring.** A frame with prompts for an object replaces the
+   the object instead of letting flow errors accumulate.  GrabCut's
+   smoothness shaves thin parts a little every frame; a keyframe-anchored
+   colour model of the object, combined with the warped location (less
+   certain where forward and backward flow disagree), gives those pixels
+   back, so masks do not shrink away.
+3. **Recovery.** An occluder crossing the object (a pole, an arm) cuts
+   pieces off that flow never brings back; when the area falls well below
+   its running value, the object is re-detected with GrabCut seeded by its
+   colour model in its last good box, moved with it.
+4. **Re-anchoring.** A frame with prompts for an object replaces the
    propagated mask with the keyframe mask, in either direction.
-4. **One owner per pixel.** Where objects overlap, the pixel goes to the
+5. **One owner per pixel.** Where objects overlap, the pixel goes to the
    object whose warped mask was most confident there (a prompted keyframe
    beats propagation).
 
@@ -32,7 +40,7 @@ from masktrack.errors import BackendError, PromptError
 from masktrack.io.video import VideoSource
 from masktrack.segment.base import Backend, FrameMasks, FramePrompt, Session, SessionObject
 
-VERSION = 1
+VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,21 @@ class ClassicOptions:
     max_side: int = 480
     """Working resolution: frames are downscaled so the longer side is at most this (0 = full size)."""
     refine: bool = True
-    """Re-segment every frame with GrabCut around the warped mask (False: flow warping only)."""
+    """Re-segment every frame around the warped mask (False: flow warping only)."""
     band: float = 0.1
-    """Width of the re-segmented band around the warped boundary, as a fraction of the object's equivalent radius."""
+    """Width of the GrabCut band around the warped boundary, as a fraction of the object's equivalent radius."""
     iterations: int = 2
     """GrabCut iterations per propagated frame."""
+    sigma: float = 2.0
+    """Uncertainty of the warped boundary in working-resolution pixels, for the location term of the colour posterior."""
+    colour_weight: float = 1.0
+    """Weight of the colour log-odds against location in that posterior."""
+    rescue: float = 1.0
+    """Warped pixels GrabCut dropped are kept where the posterior's log-odds exceed this (0 = off)."""
+    fb_check: bool = True
+    """Forward-backward flow check: where the two flows disagree (occlusions), the warped boundary is less certain."""
+    recover: float = 0.75
+    """Re-detect an object whose area falls below this fraction of its running area (0 = off)."""
     keyframe_iterations: int = 5
     """GrabCut iterations on a prompted frame."""
 
@@ -74,6 +92,14 @@ class ClassicBackend(Backend):
             raise BackendError(f"max_side must be an integer >= 0, got {o.max_side!r}", field="options.max_side")
         if not 0 < float(o.band) <= 1:
             raise BackendError(f"band must be in (0, 1], got {o.band!r}", field="options.band")
+        for k in ("sigma", "colour_weight"):
+            v = getattr(o, k)
+            if not isinstance(v, (int, float)) or not v > 0:
+                raise BackendError(f"{k} must be a number > 0, got {v!r}", field=f"options.{k}")
+        if not isinstance(o.rescue, (int, float)) or o.rescue < 0:
+            raise BackendError(f"rescue must be a number >= 0, got {o.rescue!r}", field="options.rescue")
+        if not isinstance(o.recover, (int, float)) or not 0 <= o.recover < 1:
+            raise BackendError(f"recover must be in [0, 1), got {o.recover!r}", field="options.recover")
         for k in ("iterations", "keyframe_iterations"):
             v = getattr(o, k)
             if not isinstance(v, int) or v < 0:
@@ -105,6 +131,8 @@ class ClassicSession(Session):
         self._prompts: dict[tuple[int, str], FramePrompt] = {}
         self._keymasks: dict[tuple[int, str], np.ndarray] = {}
         self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._appearance: dict[str, object] = {}
+        self._track: dict[str, dict] = {}
         self._dis = cv2.DISOpticalFlow_create(FLOW_PRESETS[options.flow])
 
     # -- prompts ----------------------------------------------------------
@@ -202,17 +230,24 @@ class ClassicSession(Session):
 
     def _step(self, t: int, prev: int | None, state: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
         """Masks of frame ``t`` at working resolution from those of frame ``prev``."""
-        from masktrack.segment.classic_ops import dense_flow, refine_mask, resolve_overlaps, warp_mask
+        from masktrack.segment.classic_ops import (
+            Appearance, colour_index, dense_flow, flow_error, refine_mask, resolve_overlaps, update_appearance, warp_mask)
 
         o = self.options
         bgr, gray = self._frame(t)
-        flow = None
+        index = colour_index(bgr)
+        flow = err = None
         if prev is not None and any(m is not None and m.any() for m in state.values()):
-            flow = dense_flow(self._dis, gray, self._frame(prev)[1])  # once per frame pair, for all objects
+            gray_prev = self._frame(prev)[1]
+            flow = dense_flow(self._dis, gray, gray_prev)  # once per frame pair, for all objects
+            if o.fb_check and o.refine and o.rescue > 0:
+                err = flow_error(flow, dense_flow(self._dis, gray_prev, gray))
         masks, conf = [], []
         for name in self._names:
             if (t, name) in self._prompts:
                 m = self._keymask(t, name)
+                self._appearance[name] = Appearance.from_mask(index, m)  # a keyframe restarts the colour model
+                self._track.pop(name, None)
                 masks.append(m)
                 conf.append(np.full(m.shape, 2.0, np.float32))  # prompts beat propagation
                 continue
@@ -222,9 +257,54 @@ class ClassicSession(Session):
                 conf.append(np.zeros(self._size, np.float32))
                 continue
             warped = warp_mask(m_prev, flow)
-            masks.append(refine_mask(bgr, warped, band_fraction=o.band, iterations=o.iterations, refine=o.refine))
+            app = self._appearance.get(name)
+            m = refine_mask(bgr, index, warped, app, flow_error=err, band_fraction=o.band, iterations=o.iterations,
+                            sigma=o.sigma, colour_weight=o.colour_weight, rescue=o.rescue, refine=o.refine)
+            if o.refine and o.recover > 0:
+                m = self._check_collapse(name, bgr, index, m, warped, flow)
+            update_appearance(app, index, m)
+            masks.append(m)
             conf.append(warped)
         return dict(zip(self._names, resolve_overlaps(masks, conf)))
+
+    def _check_collapse(self, name: str, bgr: np.ndarray, index: np.ndarray, m: np.ndarray, warped: np.ndarray,
+                        flow: np.ndarray) -> np.ndarray:
+        """Keep a running area and box of the object; when the mask suddenly shrinks, try to re-detect it.
+
+        Occluders crossing an object (a pole, a hand) cut pieces off the mask
+        that flow never brings back, because the uncovered pixels had no
+        object pixels to come from.  Colour knows what the object looks like:
+        GrabCut seeded by it, in the last good box moved with the object,
+        gets those pieces back; the result is kept only if its area is closer
+        to the running area.
+        """
+        from masktrack.segment.classic_ops import mask_box, recover_mask
+
+        area = int(m.sum())
+        tr = self._track.get(name)
+        if tr is None:
+            self._track[name] = tr = {"area": float(area), "box": mask_box(m)}
+            return m
+        thr = float(self.options.recover)
+        if area < thr * tr["area"] and tr["box"] is not None:
+            tr["tries"] = tr.get("tries", 0) + 1
+            if tr["tries"] > 10:  # gone for good (left the view, fully hidden): stop paying for GrabCut
+                return m
+            x0, y0, x1, y1 = tr["box"]
+            sel = warped > 0.5
+            d = np.median(-flow[sel], axis=0) if sel.any() else np.zeros(2)  # backward flow: minus the motion
+            pad = 0.15  # the object may have turned or stretched a little since
+            bw, bh = (x1 - x0), (y1 - y0)
+            box = (int(x0 + d[0] - pad * bw), int(y0 + d[1] - pad * bh), int(x1 + d[0] + pad * bw), int(y1 + d[1] + pad * bh))
+            tr["box"] = box
+            cand = recover_mask(bgr, index, m, self._appearance.get(name), box)
+            if cand is not None and thr * tr["area"] <= cand.sum() <= tr["area"] / thr:
+                tr["box"], tr["tries"] = mask_box(cand), 0
+                return cand  # recovered: the running area stays that of unaided frames
+            return m  # still collapsed: keep the running estimates
+        tr["area"] = 0.8 * tr["area"] + 0.2 * area
+        tr["box"], tr["tries"] = mask_box(m), 0
+        return m
 
     def _output(self, t: int, state: dict[str, np.ndarray | None]) -> FrameMasks:
         """Full-resolution masks; a mask prompt comes back exactly on its own frame."""
@@ -250,3 +330,4 @@ class ClassicSession(Session):
     def close(self) -> None:
         self._frames.clear()
         self._keymasks.clear()
+        self._appearance.clear()

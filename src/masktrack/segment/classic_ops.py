@@ -5,7 +5,10 @@ images and bool masks, so the session can share frames and flow between
 objects.  Segmentation is OpenCV's GrabCut (colour GMMs + graph cut): on a
 keyframe it is seeded by the prompts, on other frames by the flow-warped mask
 of the previous frame, re-estimated only in a band around the warped boundary
-so that errors are corrected frame by frame instead of accumulating.
+so that errors are corrected frame by frame instead of accumulating.  A
+persistent, keyframe-anchored colour model of each object (smoothed
+histograms) gives back the thin parts GrabCut's smoothness would shave off
+and re-detects objects whose mask collapses behind an occluder.
 """
 
 from __future__ import annotations
@@ -210,9 +213,6 @@ def _outside_click_spread(pos: np.ndarray, h: int, w: int, diag: float, k: float
 # -- propagation ---------------------------------------------------------
 
 BINS = 16
-import os
-def _E(k, d):
-    return float(os.environ.get("MT_" + k, d))
 """Colour-histogram bins per BGR channel (16^3 = 4096 colours)."""
 
 
@@ -230,8 +230,7 @@ def colour_histogram(index: np.ndarray, where: np.ndarray) -> np.ndarray | None:
     """
     from scipy.ndimage import gaussian_filter
 
-    n = int(np.count_nonzero(where))
-    if n < 16:
+    if int(np.count_nonzero(where)) < 16:
         return None
     h = np.bincount(index[where], minlength=BINS ** 3).astype(np.float32).reshape(BINS, BINS, BINS)
     h = gaussian_filter(h, 0.8, mode="nearest").ravel()
@@ -250,51 +249,69 @@ class Appearance:
     @classmethod
     def from_mask(cls, index: np.ndarray, mask: np.ndarray) -> Appearance | None:
         fg = colour_histogram(index, mask)
-        if fg is None:
+        return None if fg is None else cls(key_fg=fg, fg=fg)
+
+    def log_odds(self) -> np.ndarray | None:
+        """Per colour bin: log p(colour | object) - log p(colour | surroundings), clipped to [-4, 4]."""
+        if self.bg is None:
             return None
-        return cls(key_fg=fg, fg=fg, bg=None)
+        return np.clip(np.log(self.fg) - np.log(self.bg), -4.0, 4.0).astype(np.float32)
+
+
+def update_appearance(appearance: Appearance | None, index: np.ndarray, mask: np.ndarray, *, rate: float = 0.5) -> None:
+    """Blend the colours of the mask's interior into the object's model, half of it always the keyframe's."""
+    if appearance is None or not mask.any():
+        return
+    fg = colour_histogram(index, cv2.erode(mask.astype(np.uint8), disk(1)) > 0)
+    if fg is not None:
+        appearance.fg = 0.5 * appearance.key_fg + 0.5 * ((1 - rate) * appearance.fg + rate * fg)
 
 
 def signed_distance(mask: np.ndarray) -> np.ndarray:
     """Distance to the mask's boundary in pixels, positive inside, negative outside (float32)."""
     m = mask.astype(np.uint8)
-    inside = cv2.distanceTransform(m, cv2.DIST_L2, 3)
-    outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, 3)
-    return inside - outside
+    return cv2.distanceTransform(m, cv2.DIST_L2, 3) - cv2.distanceTransform(1 - m, cv2.DIST_L2, 3)
 
 
 def box_mean(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
 
 
-def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter with a gray guide in [0, 1]: smooths ``src`` except across the guide's edges."""
-    mi, mp = box_mean(guide, r), box_mean(src, r)
-    cov = box_mean(guide * src, r) - mi * mp
-    var = box_mean(guide * guide, r) - mi * mi
-    a = cov / (var + eps)
-    b = mp - a * mi
-    return box_mean(a, r) * guide + box_mean(b, r)
+def colour_trust(llr: np.ndarray, sd: np.ndarray, radius: float, band: float = 6.0) -> np.ndarray:
+    """Where colour can be believed: the local rate at which it agrees with the warped mask near its boundary.
+
+    A global colour model is often right on one side of an object and
+    ambiguous on another (a dark swan over dark water).  Around every pixel,
+    the warped mask's boundary pixels vote +1 where the colour log-odds has
+    the warped mask's sign and -1 where not; the mean vote (floored at 0,
+    shrunk towards the global vote where there are few voters) scales the
+    colour term, so in ambiguous places location decides.
+    """
+    near = np.abs(sd) < band
+    vote = np.where(near, np.sign(llr) * np.sign(sd + 0.5), 0.0).astype(np.float32)
+    r = int(np.clip(0.2 * radius, 4, 24))
+    num, den = box_mean(vote, r), box_mean(near.astype(np.float32), r)
+    g, k = float(vote.sum() / max(1, int(near.sum()))), 0.05
+    return np.clip((num + k * g) / (den + k), 0.0, 1.0)
 
 
 def refine_mask(image: np.ndarray, index: np.ndarray, warped: np.ndarray, appearance: Appearance | None, *,
-                flow_error: np.ndarray | None = None, sigma: float = 2.0, colour_weight: float = 1.0,
-                smooth_radius: int = 2, refine: bool = True) -> np.ndarray:
+                flow_error: np.ndarray | None = None, band_fraction: float = 0.1, iterations: int = 2,
+                sigma: float = 2.0, colour_weight: float = 1.0, rescue: float = 1.0, refine: bool = True) -> np.ndarray:
     """Re-segment a frame around the flow-warped mask of the previous frame.
 
-    Each pixel gets a foreground log-odds that adds two pieces of evidence:
-
-    - *where the object should be*: the signed distance to the warped mask's
-      boundary over the flow's uncertainty (``sigma`` pixels, plus the
-      forward-backward flow error where flow is unreliable, e.g. at
-      occlusions).  It is symmetric: the warped mask is the unbiased prior,
-      so thin parts are not eroded frame after frame;
-    - *what it looks like*: the log-ratio of the object's and its
-      surroundings' colour histograms (object: keyframe + recent frames;
-      surroundings: a ring around the warped mask on this frame).
-
-    The posterior is smoothed with a guided filter (edge-aware, so the mask
-    snaps to image edges without shaving thin parts) and thresholded at 1/2.
+    1. GrabCut in a band around the warped boundary (deep inside: definite
+       foreground; far outside: definite background; colour models learnt on
+       this frame), inside a box around the band so the cost follows the
+       object.  It snaps the mask to edges, but its smoothness term cuts thin
+       parts (legs, tails, handles) a little more every frame.
+    2. So warped pixels GrabCut dropped are given back where an independent
+       posterior still calls them object: location (signed distance to the
+       warped boundary over the flow's uncertainty, ``sigma`` px plus the
+       forward-backward flow error) plus the object-vs-surroundings colour
+       log-odds (keyframe-anchored model, surroundings sampled on this frame),
+       weighted by where colour is locally trustworthy.  Only warped pixels
+       are rescued, so this removes GrabCut's shrinkage without adding growth.
     Pieces not connected to the warped mask are dropped.
     """
     h, w = warped.shape
@@ -306,65 +323,93 @@ def refine_mask(image: np.ndarray, index: np.ndarray, warped: np.ndarray, appear
         return wb
     diag = float(np.hypot(h, w))
     radius = np.sqrt(area / np.pi)
-    margin = int(np.clip(0.5 * radius, 8, 0.1 * diag))
+    band = int(np.clip(band_fraction * radius, 3, 0.05 * diag))
     ys, xs = np.nonzero(wb)
-    y0, y1 = max(0, ys.min() - margin), min(h, ys.max() + 1 + margin)
-    x0, x1 = max(0, xs.min() - margin), min(w, xs.max() + 1 + margin)
-    crop = (slice(y0, y1), slice(x0, x1))
-    sd = signed_distance(wb[crop])
-    unc = np.full(sd.shape, float(sigma), np.float32)
-    if flow_error is not None:
-        unc += flow_error[crop]
-    logit = np.clip(sd / unc, -8.0, 8.0)
-    idx = index[crop]
-    if appearance is not None:
-        ring = (sd < -2 * sigma - 2)
-        bg = colour_histogram(idx, ring)
-        if bg is not None:
-            appearance.bg = bg if appearance.bg is None else 0.5 * bg + 0.5 * appearance.bg
-        if appearance.bg is not None:
-            clip = _E('CLIP', 4.0)
-            llr = np.clip(np.log(appearance.fg) - np.log(appearance.bg), -clip, clip)[idx].astype(np.float32)
-            logit = logit + colour_weight * llr * colour_trust(llr, sd, radius)
-    prob = 1.0 / (1.0 + np.exp(-logit))
-    if smooth_radius > 0:
-        gray = cv2.cvtColor(image[crop], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
-        prob = guided_filter(gray, prob.astype(np.float32), smooth_radius, 1e-3)
     out = np.zeros((h, w), bool)
-    out[crop] = prob > 0.5
+    # GrabCut only needs the band (cost follows the object); colour statistics want more surroundings.
+    crop = _box_crop(ys, xs, 2 * band, h, w)
+    m = wb[crop].astype(np.uint8)
+    lab = np.full(m.shape, cv2.GC_BGD, np.uint8)
+    lab[cv2.dilate(m, disk(band)) > 0] = cv2.GC_PR_BGD
+    lab[m > 0] = cv2.GC_PR_FGD
+    lab[cv2.erode(m, disk(band)) > 0] = cv2.GC_FGD
+    cut = grabcut(image[crop], lab, iterations)
+    out[crop] = m > 0 if cut is None else cut
+    if rescue > 0:
+        crop = _box_crop(ys, xs, max(2 * band, int(np.clip(0.5 * radius, 8, 0.1 * diag))), h, w)
+        inside = wb[crop]
+        logit = location_colour_logit(index[crop], inside, appearance, radius, sigma=sigma, colour_weight=colour_weight,
+                                      flow_error=None if flow_error is None else flow_error[crop])
+        out[crop] |= inside & (logit > rescue)
     return keep_components(out, wb)
 
 
-def colour_trust(llr: np.ndarray, sd: np.ndarray, radius: float) -> np.ndarray:
-    """Where colour can be believed: the local rate at which it agrees with the warped mask near its boundary.
+def _box_crop(ys: np.ndarray, xs: np.ndarray, margin: int, h: int, w: int) -> tuple[slice, slice]:
+    return (slice(max(0, ys.min() - margin), min(h, ys.max() + 1 + margin)),
+            slice(max(0, xs.min() - margin), min(w, xs.max() + 1 + margin)))
 
-    A global colour model is often right on one side of an object and
-    ambiguous on another (a dark swan over dark water).  Around every pixel,
-    the boundary pixels of the warped mask vote +1 where the colour log-odds
-    has the warped mask's sign and -1 where not; the mean vote, floored at 0,
-    scales the colour term, so in ambiguous places the location prior decides
-    and colour cannot drag the mask along, frame after frame.
+
+def location_colour_logit(index: np.ndarray, warped: np.ndarray, appearance: Appearance | None, radius: float, *,
+                          sigma: float, flow_error: np.ndarray | None, colour_weight: float) -> np.ndarray:
+    """Foreground log-odds of a crop from where the object should be and what it looks like.
+
+    Updates ``appearance.bg`` with the surroundings seen on this frame (a
+    ring around the warped mask beyond its uncertain boundary).
     """
-    band = np.abs(sd) < _E('TBAND', 6.0)
-    vote = np.where(band, np.sign(llr) * np.sign(sd + 0.5), 0.0).astype(np.float32)
-    r = int(np.clip(_E('TWIN', 0.2) * radius, 4, 24))
-    num = box_mean(vote, r)
-    den = box_mean(band.astype(np.float32), r)
-    return np.clip(num / np.maximum(den, 1e-3), 0.0, 1.0) * (den > 1e-3)
+    sd = signed_distance(warped)
+    unc = np.full(sd.shape, float(sigma), np.float32)
+    if flow_error is not None:
+        unc += flow_error  # where flow is unreliable (occlusions) the warped boundary is less certain
+    logit = np.clip(sd / unc, -8.0, 8.0)
+    if appearance is None:
+        return logit
+    bg = colour_histogram(index, sd < -2 * sigma - 2)
+    if bg is not None:
+        appearance.bg = bg if appearance.bg is None else 0.5 * bg + 0.5 * appearance.bg
+    lo = appearance.log_odds()
+    if lo is None:
+        return logit
+    llr = lo[index]
+    return logit + colour_weight * llr * colour_trust(llr, sd, radius)
 
 
-def update_appearance(appearance: Appearance | None, index: np.ndarray, mask: np.ndarray, *,
-                      rate: float = 0.5) -> None:
-    """Blend the colours of the mask's confident interior into the object's model, anchored to the keyframe."""
-    if appearance is None or not mask.any():
-        return
-    core = cv2.erode(mask.astype(np.uint8), disk(1)) > 0
-    fg = colour_histogram(index, core)
-    if fg is None:
-        return
-    rate = _E('RATE', rate)
-    recent = (1 - rate) * appearance.fg + rate * fg
-    appearance.fg = 0.5 * appearance.key_fg + 0.5 * recent
+def recover_mask(image: np.ndarray, index: np.ndarray, mask: np.ndarray, appearance: Appearance | None,
+                 box: tuple[int, int, int, int], *, iterations: int = 3) -> np.ndarray | None:
+    """Re-detect an object whose mask collapsed, in ``box`` (x0, y0, x1, y1): GrabCut seeded by the colour model.
+
+    Inside the box, pixels whose colour is more likely object than surroundings
+    are probably foreground, the rest probably background; what is left of the
+    mask is definite foreground.  Returns None when the model cannot say.
+    """
+    lo = None if appearance is None else appearance.log_odds()
+    if lo is None:
+        return None
+    h, w = mask.shape
+    x0, y0, x1, y1 = max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    m = max(4, (x1 - x0 + y1 - y0) // 8)
+    cx0, cy0, cx1, cy1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
+    lab = np.full((cy1 - cy0, cx1 - cx0), cv2.GC_BGD, np.uint8)
+    lab[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0] = np.where(lo[index[y0:y1, x0:x1]] > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD)
+    lab[mask[cy0:cy1, cx0:cx1]] = cv2.GC_FGD
+    cut = grabcut(image[cy0:cy1, cx0:cx1], lab, iterations)
+    if cut is None:
+        return None
+    out = np.zeros((h, w), bool)
+    out[cy0:cy1, cx0:cx1] = cut
+    anchor = mask.copy()
+    if not anchor.any():
+        anchor[y0:y1, x0:x1] = True
+    return keep_components(out, cv2.dilate(anchor.astype(np.uint8), disk(m)) > 0)
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of a mask, exclusive ends; None when empty."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 def resolve_overlaps(masks: list[np.ndarray], confidence: list[np.ndarray]) -> list[np.ndarray]:
