@@ -162,6 +162,10 @@ def test_bad_options_and_prompts(clip) -> None:
         load_backend("classic", flow="turbo")
     with pytest.raises(BackendError, match="options"):
         load_backend("classic", colour=3)
+    with pytest.raises(BackendError, match="recover"):
+        load_backend("classic", recover=1.5)
+    with pytest.raises(BackendError, match="sigma"):
+        load_backend("classic", sigma=0)
     with load_backend("classic").open_session(video, [OBJ]) as s:
         with pytest.raises(PromptError, match="unknown object"):
             s.add_prompt(FramePrompt(frame=0, object="cube", mask=gt[0]))
@@ -187,3 +191,36 @@ def test_davis_points_mode(davis_root: Path, tmp_path: Path) -> None:
     j = np.mean([jaccard(out[t]["square"], gt[t]) for t in range(1, 20)])
     assert j >= 0.5, j
     print(f"DAVIS {seq} points J over frames 1-19: {j:.3f}")
+
+
+def make_occluded_clip(folder: Path, frames: int = 16, h: int = 120, w: int = 160) -> tuple[Path, np.ndarray]:
+    """A textured square moving right while a grey bar sweeps left across it (a pole in front of a dog)."""
+    rng = np.random.default_rng(3)
+    bg = cv2.GaussianBlur(rng.integers(0, 120, (h, w, 3), dtype=np.uint8), (0, 0), 2)
+    bg[..., 1] = np.clip(bg[..., 1].astype(int) + 60, 0, 255)
+    folder.mkdir(parents=True)
+    gt = np.zeros((frames, h, w), bool)
+    for t in range(frames):
+        img = bg.copy()
+        x0 = 30 + 3 * t
+        tex = cv2.GaussianBlur(rng.integers(150, 255, (30, 30, 3), dtype=np.uint8), (0, 0), 1)
+        tex[..., 0] = 60
+        img[40:70, x0 : x0 + 30] = tex
+        gt[t, 40:70, x0 : x0 + 30] = True
+        px = 120 - 9 * t
+        img[:, max(0, px) : max(0, px + 8)] = (200, 200, 200)
+        gt[t, :, max(0, px) : max(0, px + 8)] = False
+        cv2.imwrite(str(folder / f"{t:05d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return folder, gt
+
+
+def test_recovers_after_an_occluder_sweeps_across(tmp_path: Path) -> None:
+    """Flow alone never brings back what the bar uncovers; re-detection by colour does."""
+    folder, gt = make_occluded_clip(tmp_path / "occ")
+    video = FrameFolder(folder)
+    prompt = FramePrompt(frame=0, object="square", mask=gt[0])
+    last = video.num_frames - 1
+    out = run(video, [prompt], 0)
+    assert jaccard(out[last]["square"], gt[last]) >= 0.8
+    without = run(video, [prompt], 0, recover=0)
+    assert jaccard(without[last]["square"], gt[last]) < 0.5  # the mechanism is what makes the difference
