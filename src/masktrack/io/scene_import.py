@@ -13,8 +13,8 @@ The NPZ layout users have today::
 
 Pickle runs arbitrary code from the file, so the NPZ is opened with
 ``allow_pickle=False`` and a key that needs pickle is an error naming the key,
-unless the caller passes ``allow_pickle=True`` (``--allow-pickle``) because
-they trust the file.
+unless the caller explicitly opts in (``--allow-pickle`` on the command line)
+because they trust the file.
 
 Masks whose size differs from the images are resized with nearest-neighbour
 sampling of pixel centres (``cv2.INTER_NEAREST``); the aspect ratio must
@@ -44,7 +44,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 PICKLE_WHY = (
     "is a pickled object array; loading it would run code stored in the file. "
-    "Re-save it as a plain array, or pass --allow-pickle (allow_pickle=True) if you trust the file"
+    "Re-save it as a plain array, or pass --allow-pickle if you trust the file"
 )
 
 
