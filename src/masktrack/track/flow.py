@@ -4,8 +4,11 @@ Per frame step ``f -> f+1``, for every active query (``t <= f``):
 
 1. **Who sees it.** The current 3D estimate is projected into every camera at
    ``f``; a camera sees the point if it lands inside the image, the depth
-   there agrees with the projected depth (so occluded views are rejected),
-   and - when the instance's masks are given - it lands on the instance.
+   there agrees with the projected depth within a few mm (``depth_tol_*``:
+   the camera measures the surface under the point's pixel, so a point on a
+   face turned away, a few cm behind that surface, must not be measured
+   there - it would be pulled onto the near face), and - when the
+   instance's masks are given - it lands on the instance.
    This re-projection happens every frame, so a camera that lost a point (or
    never had it) picks it up again as soon as it is visible: the tracks are
    re-anchored in every view by the fused 3D estimate.
@@ -14,7 +17,11 @@ Per frame step ``f -> f+1``, for every active query (``t <= f``):
    returns within ``fb_max_px`` and (with masks) lands on the instance.  Each
    camera tracks from its keyframe (re-anchoring, no chained drift) and falls
    back to frame-to-frame flow where that fails.  With masks, LK runs on the
-   instance's region of interest only, background flattened.  With the
+   instance's region of interest only, background flattened.  The window
+   is small (5 px): on an object a few tens of pixels across a wide window
+   is dominated by the silhouette, which under-measures the object's
+   rotation (synthetic gripper, 320 px: a 9 px window saw ~2/3 of its yaw,
+   ~1 cm error at its ends); the rigidity step averages the noise.  With the
    rigidity step on, one point per ``measure_cell_px`` pixel cell is tracked
    per camera: queries closer than that in an image share one LK window (a
    small far view of a densely sampled object holds many per pixel), and
@@ -34,11 +41,15 @@ Per frame step ``f -> f+1``, for every active query (``t <= f``):
    away, and where precise measurements are local they dominate.  (With
    ``rigid_radius_m = 0``: the ``neighbours`` nearest measurements.)  This is
    a general prior - surfaces move rigidly at the scale of a few cm - not a
-   model of any object.  Parts that move relative to each other are only
-   partly separated by the robust weights: per frame, an articulated part is
-   pulled by up to about its relative motion in that frame (synthetic
-   two-part check: 5 mm/frame relative motion -> ~1-2 mm error, 3 cm/frame
-   -> ~6-8 mm); set ``rigid_radius_m = 0`` for strongly articulated or
+   model of any object.  Parts that move relative to each other (joints):
+   the robust weights use a scale about the size of one part's per-frame
+   motion relative to the next (``rigid_scale_m``), so an anchor's fit
+   settles on one part; and a measured point takes, of its
+   ``rigid_choose`` nearest anchors' motions, the one that explains its own
+   measurement best (a point of a turning turret takes the turret's
+   anchor, not the static base's).  Fast relative motion of small parts
+   (closing fingers) is still partly pulled towards their neighbours; set
+   ``rigid_radius_m = 0`` for strongly articulated or
    deforming instances.  It averages LK noise and
    carries points through frames where no camera sees them.  ``rigidity``
    blends the rigid prediction with the point's own fused measurement
@@ -65,14 +76,14 @@ from masktrack.track.instances import Instance
 @dataclass(frozen=True)
 class FlowOptions:
     method: str = "lk"  # "lk": sparse pyramidal Lucas-Kanade; "dis": dense DIS flow (cost per frame, not per point)
-    win: int = 9  # LK window (pixels, odd)
+    win: int = 5  # LK window (pixels, odd); small: a wide window is dominated by the silhouette and under-measures rotation
     levels: int = 3  # pyramid levels above the base
     iters: int = 10  # LK iterations per level
     fb_max_px: float = 1.0  # forward-backward disagreement allowed
     keyframe_every: int = 8  # re-anchor: track from a per-camera keyframe this many frames back (1 = off)
     anchor_gate_px: float = 3.0
-    depth_tol_m: float = 0.02  # visibility: |depth - projected z| <= depth_tol_m + depth_tol_rel * z
-    depth_tol_rel: float = 0.02
+    depth_tol_m: float = 0.005  # visibility: |depth - projected z| <= depth_tol_m + depth_tol_rel * z (raise for noisy sensors)
+    depth_tol_rel: float = 0.005
     use_masks: bool = True  # use the instance masks (when the caller passes them)
     mask_dilate_px: int = 2
     mask_images: bool = True  # track on images with the background (outside the dilated mask) flattened
@@ -82,9 +93,10 @@ class FlowOptions:
     rigidity: float = 1.0  # 0 = off
     rigid_radius_m: float = 0.05  # rigid neighbourhood: Gaussian of this scale over all measurements, confidence-weighted; 0 = k nearest
     neighbours: int = 24  # (with rigid_radius_m = 0)
-    rigid_iters: int = 2
+    rigid_iters: int = 4
     rigid_anchors: int = 64  # fit at most this many neighbourhoods per frame; other points take their nearest anchor's motion
-    rigid_scale_m: float = 0.01  # Cauchy scale of the robust rigid fit
+    rigid_choose: int = 4  # a measured point takes the best-fitting motion of its this many nearest anchors (articulation)
+    rigid_scale_m: float = 0.003  # Cauchy scale of the robust rigid fit: about the per-frame motion of one part relative to the next
     margin_px: float = 2.0
 
 
@@ -264,7 +276,8 @@ def _rotation_from_moments(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return R, t
 
 
-def rigid_smooth(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, k: int, iters: int, scale: float, anchors: int = 0, *, radius: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def rigid_smooth(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, k: int, iters: int, scale: float, anchors: int = 0, *, radius: float = 0.0,
+                 choose: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Move each point of X [N,3] by the robust rigid fit of its neighbours' X -> Y.
 
     ``weight`` [N] is each measurement's confidence (0 = no measurement Y).
@@ -273,11 +286,15 @@ def rigid_smooth(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, k: int, iters
     region that only poor views see borrows the motion of well-measured
     surface nearby; with ``radius`` = 0, the ``k`` nearest measurements.
     ``anchors`` > 0 fits only that many neighbourhoods (an even subset of the
-    points) and moves every point with its nearest anchor's transform.
+    points) and moves every point with its nearest anchor's transform; with
+    ``choose`` > 1 a measured point instead takes the transform, of its
+    ``choose`` nearest anchors', that best maps it to its own measurement
+    (across a joint: its own part's motion).
     Returns (new positions [N,3], ok [N]: the neighbourhood had enough measurements).
     """
     from scipy.spatial import cKDTree
 
+    S = X
     has = weight > 0
     n = len(X)
     m = int(has.sum())
@@ -326,8 +343,19 @@ def rigid_smooth(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, k: int, iters
                 W = W0 / (1.0 + (r / scale) ** 2)
         ok = np.full(len(centres), kk >= 3)
     if len(centres) < n:
-        _, near = cKDTree(X[centres]).query(X, k=1)
-        R, t, ok = R[near], t[near], ok[near]
+        kc = min(choose, len(centres))
+        _, near = cKDTree(X[centres]).query(X, k=kc)
+        near = near.reshape(n, kc)
+        pick = near[:, 0]
+        if kc > 1:
+            # articulation: a measured point takes, of its nearest anchors' motions, the one that
+            # explains its own measurement best - across a joint, the anchor of its own part
+            mi = np.flatnonzero(has)
+            cand = near[mi]  # [m, kc]
+            pred = np.matmul(R[cand], S[mi][:, None, :, None])[..., 0] + t[cand]
+            r = np.linalg.norm(pred - Y[mi][:, None], axis=2)
+            pick[mi] = cand[np.arange(len(mi)), np.argmin(r, axis=1)]
+        R, t, ok = R[pick], t[pick], ok[pick]
     out = np.matmul(R, X[..., None])[..., 0] + t
     return out, ok
 
@@ -341,7 +369,7 @@ class FlowTracker(Tracker):
         self.options = FlowOptions(**options)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"tracker": self.name, "version": 2, **asdict(self.options)}
+        return {"tracker": self.name, "version": 3, **asdict(self.options)}
 
     def _flow(self, a: _Frame, b: _Frame, c: int, p0: np.ndarray, guess: np.ndarray, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Track pixels p0 [n, 2] of camera c from frame a to b; returns (p1 [n, 2], ok [n]).
@@ -488,7 +516,7 @@ class FlowTracker(Tracker):
             fused, weight = _fuse(meas, prec, opts.fuse_outlier_m)
             has = weight > 0
             if opts.rigidity > 0:
-                rig, rok = rigid_smooth(Xa, np.where(has[:, None], fused, Xa), weight, opts.neighbours, opts.rigid_iters, opts.rigid_scale_m, opts.rigid_anchors, radius=opts.rigid_radius_m)
+                rig, rok = rigid_smooth(Xa, np.where(has[:, None], fused, Xa), weight, opts.neighbours, opts.rigid_iters, opts.rigid_scale_m, opts.rigid_anchors, radius=opts.rigid_radius_m, choose=opts.rigid_choose)
                 new_pos = np.where(has[:, None], opts.rigidity * rig + (1 - opts.rigidity) * fused, rig)
                 new_pos = np.where(rok[:, None], new_pos, np.where(has[:, None], fused, pred))
             else:
