@@ -122,6 +122,7 @@ def bench_sam3(folder: Path, frames: int, out: dict) -> None:
     with Timer() as t:
         backend = load_backend("sam3", random_weights=True, device="cuda")
     out["sam3_build_s"] = round(t.s, 2)
+    out["sam3_tracker_speedups"] = getattr(backend, "tracker_speedups", [])
     model = backend.model
     tracker = model.tracker
     H, W = video.height, video.width

@@ -10,6 +10,7 @@ Options (``sessions[].options``)::
     feature_cache_gb: null           # bound of the frame/feature cache (default 30% of the GPU, max 24)
     share_features: true             # reuse frames + image-encoder output across sessions of this backend
     offload_video_to_cpu: false      # keep decoded frames in host memory
+    compile: false                   # torch.compile the tracker's memory attention (first session pays the compile)
 
 How a session runs depends on its prompts, decided when it first propagates:
 
@@ -33,7 +34,9 @@ How a session runs depends on its prompts, decided when it first propagates:
 The image encoder (the ViT trunk, the bulk of SAM3's cost) runs once per
 frame per backend: its output is cached by video content hash and frame, and
 both the detector (text sessions) and the tracker (points sessions) read it;
-the tracker's own neck output is cached the same way.
+the tracker's own neck output is cached the same way, and so is the first
+self-attention of its memory attention (a function of the frame alone).  The
+tracker's per-frame host syncs are cut to one (see :mod:`masktrack.segment.sam3_tracker`).
 """
 
 from __future__ import annotations
@@ -69,6 +72,13 @@ from masktrack.segment.features import (
     autocast_for,
     default_cache_bytes,
     resolve_device,
+)
+from masktrack.segment.sam3_tracker import (
+    ServedFeatures,
+    compile_memory_attention,
+    install_dense_pe_memo,
+    install_frame_filter,
+    install_shared_first_self_attention,
 )
 
 BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
@@ -187,18 +197,21 @@ class Sam3Backend(Backend):
         self.seed = int(seed)
         self.share_features = bool(share_features)
         self.multi_gpu = bool(self.gpus_to_use and len(self.gpus_to_use) > 1)
-        self.predictor, self.model = self._build(apply_temporal_disambiguation, compile)
+        self.compile = bool(compile)
+        self.predictor, self.model = self._build(apply_temporal_disambiguation)
         self.image_size = int(self.model.image_size)
         self.cache = FeatureCache(default_cache_bytes(self.device, feature_cache_gb))
         self.frames = FrameStore(self.cache, torch.device("cpu") if offload_video_to_cpu else self.device)
         # frames handed to the model, by data pointer: lets the trunk know which frame it encodes
         self._served: OrderedDict[int, tuple[str, int, Any]] = OrderedDict()
         self._tracker_pos: list | None = None
+        self._tracker_served = ServedFeatures()
         self._install_trunk_cache()
+        self.tracker_speedups = self._install_tracker_speedups()
         self._weights_hash: str | None = None
 
     # -- model -------------------------------------------------------------
-    def _build(self, apply_temporal_disambiguation: bool, compile: bool) -> tuple[Any, Any]:
+    def _build(self, apply_temporal_disambiguation: bool) -> tuple[Any, Any]:
         import torch
         from sam3.model_builder import build_sam3_video_model, build_sam3_video_predictor
 
@@ -214,7 +227,7 @@ class Sam3Backend(Backend):
                 torch.manual_seed(self.seed)
                 model = build_sam3_video_model(
                     checkpoint_path=ckpt, load_from_HF=False, bpe_path=str(self.bpe_path), device=str(self.device),
-                    apply_temporal_disambiguation=apply_temporal_disambiguation, compile=compile,
+                    apply_temporal_disambiguation=apply_temporal_disambiguation,
                 )
         except (RuntimeError, KeyError, OSError) as e:
             if ckpt is None:
@@ -237,6 +250,28 @@ class Sam3Backend(Backend):
             return backend.cache.get_or_compute(key, lambda: original(x))
 
         trunk.forward = MethodType(forward, trunk)
+
+    def _install_tracker_speedups(self) -> list[str]:
+        """Fewer host syncs and shared frame-pure work in the tracker (what got installed, for reports)."""
+        if self.multi_gpu:  # the model lives in other processes
+            return []
+        tracker = self.model.tracker
+        done = []
+        if install_frame_filter(tracker):
+            done.append("frame_filter")
+        if install_dense_pe_memo(tracker):
+            done.append("dense_pe")
+        if self.share_features or self.compile:
+            frame_of = self._sa0_key if self.share_features else (lambda _src: None)
+            if install_shared_first_self_attention(tracker, frame_of, self.cache, compile_memory_attention if self.compile else None):
+                done.append("shared_first_self_attention" if self.share_features else "memory_attention")
+        if self.compile and "memory_attention" not in done and "shared_first_self_attention" not in done:
+            raise BackendError("compile: true needs sam3's memory attention layout (sam3 0.1.4)", field="options.compile")
+        return done
+
+    def _sa0_key(self, src: Any) -> tuple | None:
+        key = self._tracker_served.key_of(src)
+        return None if key is None else (key[0], "sam3-sa0", self.image_size, key[1])
 
     def _on_serve(self, vkey: str) -> Any:
         def record(index: int, image: Any) -> None:
@@ -271,14 +306,17 @@ class Sam3Backend(Backend):
         image = seq[index].unsqueeze(0)
         if not self.share_features:
             return image, self._tracker_features(image)
-        key = (seq.video.content_hash(), "sam3-tracker", self.image_size, index)
+        vkey = seq.video.content_hash()
+        key = (vkey, "sam3-tracker", self.image_size, index)
         fpn = self.cache.get(key)
         if fpn is None or self._tracker_pos is None:
             out = self._tracker_features(image)
             self._tracker_pos = out["vision_pos_enc"]
             self.cache.put(key, out["backbone_fpn"])
-            return image, out
-        return image, {"vision_features": fpn[-1], "vision_pos_enc": self._tracker_pos, "backbone_fpn": fpn}
+        else:
+            out = {"vision_features": fpn[-1], "vision_pos_enc": self._tracker_pos, "backbone_fpn": fpn}
+        self._tracker_served.record((vkey, index), out["backbone_fpn"][-1])
+        return image, out
 
     def _tracker_features(self, image: Any) -> dict:
         backbone = self.model.detector.backbone
@@ -318,7 +356,14 @@ class Sam3Backend(Backend):
                 self._weights_hash = hash_file(self.checkpoint)
             else:
                 self._weights_hash = f"random-seed-{self.seed}"
-        return {"backend": self.name, "sam3": version("sam3"), "weights": self._weights_hash, "image_size": self.image_size}
+        shared_sa = "shared_first_self_attention" in self.tracker_speedups
+        return {
+            "backend": self.name,
+            "sam3": version("sam3"),
+            "weights": self._weights_hash,
+            "image_size": self.image_size,
+            "memory_attention": "first-self-attention-per-frame" if shared_sa else "sam3",
+        }
 
     def cache_stats(self) -> dict:
         return {"bytes": self.cache.bytes, "entries": len(self.cache), **self.cache.stats.as_dict()}
@@ -331,6 +376,7 @@ class Sam3Backend(Backend):
         self.frames.close()
         self.cache.clear()
         self._served.clear()
+        self._tracker_served.clear()
         self._tracker_pos = None
         if self.multi_gpu:
             self.predictor.shutdown()
