@@ -4,7 +4,7 @@
 
 Measures (wall clock, this machine):
   * ``generate``: rendering the default synthetic scene (4 cameras, 320x240,
-    48 frames; --small: 3 cameras, 256x192, 24 frames) with its ground truth;
+    48 frames; --small: 3 cameras, 256x192, 40 frames) with its ground truth;
   * ``demo``: ``run_demo`` from scratch on the same config (every stage
     computed), then again (every stage reused), with the report's J&F and
     track errors.
