@@ -1,6 +1,6 @@
 """Batch throughput: units per minute with 1 vs 2 local workers on synthetic scenes.
 
-    python bench/batch.py [--scenes 4] [--cameras 2] [--frames 16] [--json PATH]
+    python bench/batch.py [--scenes 4] [--cameras 2] [--frames 48] [--json PATH]
 
 Each unit is one camera of one synthetic scene (masktrack.synth) running the
 `arm` session with the default `classic` backend plus one composition.  The
@@ -43,9 +43,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenes", type=int, default=4)
     ap.add_argument("--cameras", type=int, default=2)
-    ap.add_argument("--frames", type=int, default=16)
-    ap.add_argument("--width", type=int, default=160)
-    ap.add_argument("--height", type=int, default=120)
+    ap.add_argument("--frames", type=int, default=48)
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
