@@ -36,18 +36,20 @@ class Toggles:
     def __init__(self, backend) -> None:
         tracker = backend.model.tracker
         self.slots = {
-            "frame_filter": (tracker, "frame_filter"),
-            "dense_pe": (tracker.sam_prompt_encoder, "get_dense_pe"),
-            "shared_first_self_attention": (tracker.transformer.encoder, "forward"),
+            "frame_filter": [(tracker, "frame_filter")],
+            "dense_pe": [(tracker.sam_prompt_encoder, "get_dense_pe")],
+            "no_prompt_embeddings": [(tracker, "_forward_sam_heads"), (tracker.sam_prompt_encoder, "forward")],
+            "shared_first_self_attention": [(tracker.transformer.encoder, "forward")],
         }
-        self.saved = {k: o.__dict__.get(a) for k, (o, a) in self.slots.items()}
+        self.saved = {k: [o.__dict__.get(a) for o, a in v] for k, v in self.slots.items()}
 
     def set(self, on: set[str]) -> None:
-        for name, (obj, attr) in self.slots.items():
-            if name in on and self.saved[name] is not None:
-                setattr(obj, attr, self.saved[name])
-            elif attr in obj.__dict__:
-                delattr(obj, attr)
+        for name, slots in self.slots.items():
+            for (obj, attr), saved in zip(slots, self.saved[name]):
+                if name in on and saved is not None:
+                    setattr(obj, attr, saved)
+                elif attr in obj.__dict__:
+                    delattr(obj, attr)
 
 
 def timed_session(backend, video, objs, prompts, start) -> float:
@@ -207,6 +209,7 @@ def main() -> None:
             ("none", set()),
             ("frame_filter", {"frame_filter"}),
             ("frame_filter+dense_pe", {"frame_filter", "dense_pe"}),
+            ("frame_filter+dense_pe+no_prompt", {"frame_filter", "dense_pe", "no_prompt_embeddings"}),
             ("all", everything),
         ):
             toggles.set(on)

@@ -143,3 +143,44 @@ def test_shared_first_self_attention_matches_sam3():
     assert torch.equal(again, got["memory"])
     assert torch.equal(other, expected)
     assert torch.equal(got["pos_embed"], src_pos)
+
+
+class _Heads:
+    """The part of sam3's ``_forward_sam_heads`` that feeds the prompt encoder (no prompt: one padding point)."""
+
+    training = False
+
+    def __init__(self, encoder):
+        self.sam_prompt_encoder = encoder
+
+    def _forward_sam_heads(self, backbone_features, point_inputs=None, mask_inputs=None, **_):
+        b = backbone_features.size(0)
+        if point_inputs is not None:
+            coords, labels = point_inputs["point_coords"], point_inputs["point_labels"]
+        else:
+            coords, labels = torch.zeros(b, 1, 2), -torch.ones(b, 1, dtype=torch.int32)
+        return self.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=mask_inputs)
+
+
+def test_no_prompt_embeddings_memoised_and_equal():
+    from masktrack.segment.sam3_tracker import install_no_prompt_memo
+
+    prompt_encoder = _sam3("sam3.sam.prompt_encoder")
+    torch.manual_seed(0)
+    enc = prompt_encoder.PromptEncoder(embed_dim=256, image_embedding_size=(72, 72), input_image_size=(1008, 1008), mask_in_chans=16)
+    heads = _Heads(enc)
+    feats = torch.zeros(2, 256, 72, 72)
+    click = {"point_coords": torch.tensor([[[100.0, 200.0]], [[300.0, 40.0]]]), "point_labels": torch.ones(2, 1, dtype=torch.int32)}
+    with torch.inference_mode():
+        expected = heads._forward_sam_heads(feats)
+        expected_click = heads._forward_sam_heads(feats, point_inputs=click)
+        assert install_no_prompt_memo(heads)
+        first = heads._forward_sam_heads(backbone_features=feats)
+        second = heads._forward_sam_heads(backbone_features=feats)
+        clicked = heads._forward_sam_heads(backbone_features=feats, point_inputs=click)
+        direct = enc(points=(torch.zeros(2, 1, 2), -torch.ones(2, 1, dtype=torch.int32)), boxes=None, masks=None)
+    for a, b in zip(first, expected):
+        assert torch.equal(a, b)
+    assert all(a is b for a, b in zip(first, second))  # served from the memo
+    assert all(torch.equal(a, b) for a, b in zip(clicked, expected_click))
+    assert direct[0] is not first[0]  # outside the SAM heads the encoder is not memoised

@@ -78,6 +78,7 @@ from masktrack.segment.sam3_tracker import (
     compile_memory_attention,
     install_dense_pe_memo,
     install_frame_filter,
+    install_no_prompt_memo,
     install_shared_first_self_attention,
 )
 
@@ -261,6 +262,8 @@ class Sam3Backend(Backend):
             done.append("frame_filter")
         if install_dense_pe_memo(tracker):
             done.append("dense_pe")
+        if install_no_prompt_memo(tracker):
+            done.append("no_prompt_embeddings")
         if self.share_features or self.compile:
             frame_of = self._sa0_key if self.share_features else (lambda _src: None)
             if install_shared_first_self_attention(tracker, frame_of, self.cache, compile_memory_attention if self.compile else None):
