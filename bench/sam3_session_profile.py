@@ -38,7 +38,6 @@ class Toggles:
         self.slots = {
             "frame_filter": [(tracker, "frame_filter")],
             "dense_pe": [(tracker.sam_prompt_encoder, "get_dense_pe")],
-            "no_prompt_embeddings": [(tracker, "_forward_sam_heads"), (tracker.sam_prompt_encoder, "forward")],
             "shared_first_self_attention": [(tracker.transformer.encoder, "forward")],
         }
         self.saved = {k: [o.__dict__.get(a) for o, a in v] for k, v in self.slots.items()}
@@ -209,7 +208,6 @@ def main() -> None:
             ("none", set()),
             ("frame_filter", {"frame_filter"}),
             ("frame_filter+dense_pe", {"frame_filter", "dense_pe"}),
-            ("frame_filter+dense_pe+no_prompt", {"frame_filter", "dense_pe", "no_prompt_embeddings"}),
             ("all", everything),
         ):
             toggles.set(on)

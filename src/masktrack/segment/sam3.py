@@ -10,7 +10,7 @@ Options (``sessions[].options``)::
     feature_cache_gb: null           # bound of the frame/feature cache (default 30% of the GPU, max 24)
     share_features: true             # reuse frames + image-encoder output across sessions of this backend
     offload_video_to_cpu: false      # keep decoded frames in host memory
-    compile: false                   # torch.compile the tracker's memory attention (first session pays the compile)
+    compile: false                   # torch.compile the tracker's memory attention (measured slower on H200: off)
 
 How a session runs depends on its prompts, decided when it first propagates:
 
@@ -78,7 +78,6 @@ from masktrack.segment.sam3_tracker import (
     compile_memory_attention,
     install_dense_pe_memo,
     install_frame_filter,
-    install_no_prompt_memo,
     install_shared_first_self_attention,
 )
 
@@ -262,8 +261,6 @@ class Sam3Backend(Backend):
             done.append("frame_filter")
         if install_dense_pe_memo(tracker):
             done.append("dense_pe")
-        if install_no_prompt_memo(tracker):
-            done.append("no_prompt_embeddings")
         if self.share_features or self.compile:
             frame_of = self._sa0_key if self.share_features else (lambda _src: None)
             if install_shared_first_self_attention(tracker, frame_of, self.cache, compile_memory_attention if self.compile else None):

@@ -10,8 +10,7 @@ own per-frame work.  Three parts of it need no session state:
   test once, all pending ones in one transfer, and remembers the answer on
   the score tensor itself: the same frames are chosen.
 * the prompt encoder's **dense positional encoding** depends on the weights
-  only; :func:`install_dense_pe_memo` computes it once, and on frames without
-  prompts so does its whole output (:func:`install_no_prompt_memo`).
+  only; :func:`install_dense_pe_memo` computes it once.
 * the **first self-attention of memory attention** reads only the current
   frame's features (memory enters in the cross-attention after it), so it is
   a pure function of the frame like the trunk output: :func:`install_shared_first_self_attention`
@@ -117,60 +116,6 @@ def install_dense_pe_memo(tracker: Any) -> bool:
         return value
 
     encoder.get_dense_pe = get_dense_pe
-    return True
-
-
-def _weights_key(module: Any) -> tuple:
-    return tuple((p.data_ptr(), p._version) for p in module.parameters())
-
-
-def install_no_prompt_memo(tracker: Any) -> bool:
-    """Memoise the prompt encoder's output on frames without prompts (a padding point, no mask).
-
-    On a propagated frame the SAM heads encode a fixed 'no prompt' input, so
-    the sparse and dense embeddings depend on the batch size and the weights
-    only; about thirty small kernels per frame.  Frames with clicks, boxes or
-    masks are encoded as usual.
-    """
-    import threading
-
-    import torch
-
-    encoder = getattr(tracker, "sam_prompt_encoder", None)
-    if encoder is None or not hasattr(tracker, "_forward_sam_heads") or not hasattr(encoder, "forward"):
-        return False
-    heads = tracker._forward_sam_heads
-    encode = encoder.forward
-    local = threading.local()
-    memo: OrderedDict[tuple, Any] = OrderedDict()
-
-    def forward_sam_heads(*args: Any, **kwargs: Any) -> Any:
-        point_inputs = kwargs.get("point_inputs", args[1] if len(args) > 1 else None)
-        mask_inputs = kwargs.get("mask_inputs", args[2] if len(args) > 2 else None)
-        local.no_prompt = point_inputs is None and mask_inputs is None and not tracker.training
-        try:
-            return heads(*args, **kwargs)
-        finally:
-            local.no_prompt = False
-
-    def forward(points: Any = None, boxes: Any = None, masks: Any = None) -> Any:
-        if not getattr(local, "no_prompt", False) or points is None or boxes is not None or masks is not None:
-            return encode(points=points, boxes=boxes, masks=masks)
-        coords, labels = points
-        key = (
-            tuple(coords.shape), tuple(labels.shape), coords.device, coords.dtype, labels.dtype,
-            torch.is_autocast_enabled(coords.device.type), torch.get_autocast_dtype(coords.device.type),
-            torch.is_grad_enabled(), torch.is_inference_mode_enabled(), _weights_key(encoder),
-        )
-        value = memo.get(key)
-        if value is None:
-            value = memo[key] = encode(points=points, boxes=boxes, masks=masks)
-            while len(memo) > 8:
-                memo.popitem(last=False)
-        return value
-
-    tracker._forward_sam_heads = forward_sam_heads
-    encoder.forward = forward
     return True
 
 
