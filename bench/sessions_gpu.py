@@ -6,6 +6,8 @@ One run, one synthetic video (default 300 frames, 1280x720, JPEG folder):
    for SAM3's tracker (points, 2 objects), SAM3's text predictor, and SAM2.1
    tiny (points, 2 objects).  Both cold: the masktrack session decodes its
    frames and runs the image encoder during the pass (target: <= 10% slower).
+   The raw SAM3 predictors run on the backend's model object, so they share
+   its tracker sync fix and dense-PE memo (not the shared features).
 2. **arm/gripper job**: a text session "robot and cable" (arm) + a points
    session (two grippers) as masktrack runs it (one backend, shared frames and
    encoder output, gripper session on SAM3's tracker with no bootstrap) vs the
