@@ -47,7 +47,7 @@ def write_prompt_file(path: Path, mask: np.ndarray) -> None:
 
 @pytest.fixture(scope="session")
 def synth_dataset(tmp_path_factory) -> Path:
-    """3 scenes x 2 cameras of a small synthetic robot scene; scene_2 has a broken prompt file."""
+    """3 scenes x 2 cameras of a small synthetic robot scene (+ its masktrack scene folder); scene_2 has a broken prompt file."""
     from masktrack.synth import SynthConfig, generate
     from masktrack.track.instances import load_instance
 
@@ -56,9 +56,10 @@ def synth_dataset(tmp_path_factory) -> Path:
         gen = generate(SynthConfig.small(width=96, height=72, frames=6, cameras=2, seed=i, points=20), root / "_gen" / f"s{i}")
         inst = load_instance(gen.scene_path, "gt_arm")
         for c, cam in enumerate(gen.camera_ids):
-            cam_dir = root / "pick_cube" / "train" / f"scene_{i}" / f"cam_{cam}"
+            cam_dir = root / "pick_cube" / "train" / f"scene_{i}" / cam  # camera folders named by the scene's camera ids
             shutil.copytree(gen.frames_dir(cam), cam_dir / "color")
             write_prompt_file(cam_dir / "prompts.json", inst.masks(c, 0))
+        shutil.copytree(gen.scene_path, root / "pick_cube" / "train" / f"scene_{i}" / "scene")
     bad = root / "pick_cube" / "train" / "scene_2"
     for cam_dir in bad.iterdir():
         (cam_dir / "prompts.json").write_text('{"format": "masktrack.prompts", "version": 1, "objects": [{"name": "arm", "id": 1, "keyframes": [{"frame": 0, "points": [[9999, 5]], "labels": [1]}]}]}')
@@ -73,12 +74,18 @@ def write_job(path: Path, root: Path) -> Path:
         "version": 1,
         "root": str(root),
         "scenes": "{task}/train/{scene}",
-        "cameras": "cam_*",
+        "cameras": "cam*",
         "video": "{scene_dir}/{camera}/color",
         "prompts": "{scene_dir}/{camera}/prompts.json",
         "output": "{out}/{task}/{scene}/{camera}",
-        "stages": ["segment", "compose"],
+        "stages": ["segment", "compose", "track"],
         "pipeline": PIPELINE,
+        "track": {
+            "scene": "{scene_dir}/scene",
+            "instances": {"arm": "arm.arm", "arm_wide": "composed:arm_wide"},
+            "output": "{out}/{task}/{scene}/tracks",
+            "query": {"window": "frame", "frame": 0, "max_queries": 64},
+        },
     }
     path.write_text(yaml.safe_dump(job), encoding="utf-8")
     return path

@@ -14,6 +14,7 @@ of the driver loses at most the units in flight).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -22,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from masktrack.batch.job import Unit
+from masktrack.batch.job import SceneUnit, Unit
 from masktrack.batch.unit import UnitResult, run_unit
 from masktrack.errors import ConfigError
 
@@ -31,15 +32,16 @@ from masktrack.errors import ConfigError
 class Task:
     """What a worker needs to run one unit (plain, picklable data)."""
 
-    unit: Unit
+    unit: Unit | SceneUnit
     pipeline: dict[str, Any]
     stages: list[str]
     log_path: str
     base: str
     key: str = ""
+    track: dict[str, Any] | None = None
 
     def run(self) -> UnitResult:
-        return run_unit(self.unit, self.pipeline, self.stages, self.log_path, self.base)
+        return run_unit(self.unit, self.pipeline, self.stages, self.log_path, self.base, self.track)
 
 
 def _die_with_parent() -> None:
@@ -104,18 +106,9 @@ def run_local(tasks: Sequence[Task], *, workers: int | None = None, gpus: Sequen
                     yield UnitResult(id=task.unit.id, status="failed", reason=f"worker crashed: {type(e).__name__}: {e}", log=task.log_path)
 
 
-def run_ray(
-    tasks: Sequence[Task],
-    *,
-    address: str | None = None,
-    num_gpus: float = 0.0,
-    num_cpus: float = 1.0,
-    max_retries: int = 3,
-    init_kwargs: dict[str, Any] | None = None,
-) -> Iterator[UnitResult]:
-    """Run tasks as Ray tasks; yields results as they finish."""
-    if not tasks:
-        return
+@contextlib.contextmanager
+def ray_cluster(address: str | None = None, init_kwargs: dict[str, Any] | None = None) -> Iterator[None]:
+    """Connect to (or start) Ray for the duration of a batch; shut down only what we started."""
     try:
         import ray
     except ImportError:
@@ -130,16 +123,25 @@ def run_ray(
         ray.init(**kwargs)
         started_here = True
     try:
-        remote = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=max_retries)(_run_task)
-        refs = {remote.remote(t): t for t in tasks}
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            for ref in done:
-                task = refs.pop(ref)
-                try:
-                    yield ray.get(ref)
-                except Exception as e:  # noqa: BLE001 - retries exhausted: record and go on
-                    yield UnitResult(id=task.unit.id, status="failed", reason=f"ray task failed: {type(e).__name__}: {e}", log=task.log_path)
+        yield
     finally:
         if started_here:
             ray.shutdown()
+
+
+def run_ray(tasks: Sequence[Task], *, num_gpus: float = 0.0, num_cpus: float = 1.0, max_retries: int = 3) -> Iterator[UnitResult]:
+    """Run tasks as Ray tasks (inside :func:`ray_cluster`); yields results as they finish."""
+    if not tasks:
+        return
+    import ray
+
+    remote = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=max_retries)(_run_task)
+    refs = {remote.remote(t): t for t in tasks}
+    while refs:
+        done, _ = ray.wait(list(refs), num_returns=1)
+        for ref in done:
+            task = refs.pop(ref)
+            try:
+                yield ray.get(ref)
+            except Exception as e:  # noqa: BLE001 - retries exhausted: record and go on
+                yield UnitResult(id=task.unit.id, status="failed", reason=f"ray task failed: {type(e).__name__}: {e}", log=task.log_path)

@@ -9,10 +9,17 @@ A job file is YAML::
     video: "{scene_dir}/{camera}/color" # templates; placeholders below
     prompts: "{scene_dir}/{camera}/prompts.json"
     output: "{out}/{task}/{scene}/{camera}"
-    stages: [segment, compose]
+    stages: [segment, compose, track]
     pipeline:                           # a pipeline config without video/output/prompts
       sessions: [...]
       compose: {...}
+    track:                              # per scene, once all its camera units are done
+      scene: "{scene_dir}/scene"        # masktrack scene folder (`masktrack scene import`)
+      instances: {arm: "composed:arm_only", gripper: "gripper.gripper"}
+      output: "{out}/{task}/{scene}/tracks"
+      tracker: flow
+      query: {window: frame, frame: 0}
+      rerun: true
 
 Placeholders: every ``{name}`` captured by ``scenes``, plus ``{scene_dir}``
 (the scene folder), ``{camera}`` (the camera folder name, empty without
@@ -30,12 +37,46 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from masktrack.errors import ConfigError, Problem
 
-Stage = Literal["segment", "compose"]
+Stage = Literal["segment", "compose", "track"]
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class TrackConfig(BaseModel):
+    """The per-scene tracking stage: instances from the camera units' outputs, then 3D tracks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scene: str
+    instances: dict[str, str]
+    cameras: dict[str, str] = Field(default_factory=dict)
+    output: str = "{out}/{scene}/tracks"
+    tracker: str = "flow"
+    options: dict[str, Any] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    rerun: bool = False
+
+    @field_validator("instances")
+    @classmethod
+    def _some(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("name at least one instance: {name: 'session.object' or 'composed:name'}")
+        return v
+
+    @field_validator("query")
+    @classmethod
+    def _query_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from dataclasses import fields
+
+        from masktrack.track.queries import QueryOptions
+
+        unknown = sorted(set(v) - {f.name for f in fields(QueryOptions)})
+        if unknown:
+            raise ValueError(f"unknown query option(s): {', '.join(unknown)}")
+        return v
 
 
 class JobConfig(BaseModel):
@@ -52,6 +93,7 @@ class JobConfig(BaseModel):
     output: str = "{out}/{scene}/{camera}"
     stages: list[Stage] = Field(default_factory=lambda: ["segment", "compose"])
     pipeline: dict[str, Any]
+    track: TrackConfig | None = None
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("pipeline")
@@ -63,6 +105,12 @@ class JobConfig(BaseModel):
         if "sessions" not in v:
             raise ValueError("pipeline needs sessions")
         return v
+
+    @model_validator(mode="after")
+    def _track_stage(self) -> JobConfig:
+        if "track" in self.stages and self.track is None:
+            raise ValueError("stage 'track' needs a `track:` section")
+        return self
 
 
 @dataclass(frozen=True)
@@ -76,6 +124,7 @@ class Unit:
     prompts: Path | None
     output: Path
     fields: dict[str, str] = field(default_factory=dict)
+    scene_dir: str = ""
 
     def pipeline_dict_from(self, pipeline: dict[str, Any]) -> dict[str, Any]:
         """The unit's pipeline config (the job's template plus this unit's paths), ready for ``parse_config``."""
@@ -85,6 +134,18 @@ class Unit:
         if self.prompts is not None:
             d["prompts"] = str(self.prompts)
         return d
+
+
+@dataclass(frozen=True)
+class SceneUnit:
+    """The per-scene tracking unit: runs after every camera unit of its scene is done."""
+
+    id: str
+    scene: str
+    scene_path: Path
+    outputs: dict[str, Path]  # scene camera id -> that camera unit's output folder
+    output: Path
+    camera_units: tuple[str, ...]
 
 
 def load_job(path: str | Path) -> JobConfig:
@@ -170,12 +231,30 @@ def expand_units(job: JobConfig, out: Path, scenes: str | list[str] | None = Non
             output = Path(_fill(job.output, values, what="output", job=job))
             scene_key = "/".join(v for k, v in fields.items()) or scene_dir.name
             uid = f"{scene_key}/{cam}" if cam else scene_key
-            units.append(Unit(id=uid, scene=scene_key, camera=cam, video=video, prompts=prompts, output=output, fields=fields))
+            units.append(Unit(id=uid, scene=scene_key, camera=cam, video=video, prompts=prompts, output=output, fields=fields, scene_dir=str(scene_dir)))
     ids = [u.id for u in units]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ConfigError(f"several scenes expand to the same unit id {dup[0]!r}; add placeholders to `scenes`", path=job.source, field="scenes")
     return units
+
+
+def expand_scene_units(job: JobConfig, out: Path, units: list[Unit]) -> list[SceneUnit]:
+    """One tracking unit per scene (when the job has a ``track`` stage), over its camera units."""
+    if job.track is None or "track" not in job.stages:
+        return []
+    by_scene: dict[str, list[Unit]] = {}
+    for u in units:
+        by_scene.setdefault(u.scene, []).append(u)
+    result = []
+    for scene, cams in by_scene.items():
+        first = cams[0]
+        values = {**first.fields, "scene_dir": first.scene_dir, "camera": "", "root": str(job.root), "out": str(out)}
+        scene_path = Path(_fill(job.track.scene, values, what="track.scene", job=job))
+        output = Path(_fill(job.track.output, values, what="track.output", job=job))
+        outputs = {job.track.cameras.get(u.camera, u.camera): u.output for u in cams}
+        result.append(SceneUnit(id=f"{scene}/track", scene=scene, scene_path=scene_path, outputs=outputs, output=output, camera_units=tuple(u.id for u in cams)))
+    return result
 
 
 def parse_scene_list(arg: str | None) -> str | list[str] | None:

@@ -6,15 +6,19 @@ State lives in ``<out>/batch/``::
     logs/<unit id>.log     everything the unit printed
     batch_report.json      the summary of this run (also at <out>/batch_report.json)
 
-A unit whose last result is ``done`` for the same key (job template, prompt
-file hash, video stamp, stages) is not dispatched again; a ``failed`` one is
-retried only with ``retry_failed``; a ``skipped`` one (bad or missing
-prompts) is retried as soon as its prompt file changes, since that changes
-its key.
+Camera units run first; then, with a ``track`` stage, one tracking unit per
+scene whose camera units all finished (a scene with a skipped or failed
+camera is reported as skipped).  A unit whose last result is ``done`` for
+the same key (job template, prompt file hash, video stamp, stages; for a
+scene unit, the tracking settings and its cameras' keys) is not dispatched
+again; a ``failed`` one is retried only with ``retry_failed``; a ``skipped``
+one (bad or missing prompts) is retried as soon as its prompt file changes,
+since that changes its key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -23,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from masktrack.batch.engines import Task, detect_gpus, run_local, run_ray
-from masktrack.batch.job import JobConfig, Unit, expand_units
-from masktrack.batch.unit import UnitResult, unit_key
+from masktrack.batch.engines import Task, detect_gpus, ray_cluster, run_local, run_ray
+from masktrack.batch.job import JobConfig, SceneUnit, Unit, expand_scene_units, expand_units
+from masktrack.batch.unit import UnitResult, scene_unit_key, unit_key
 from masktrack.io.atomic import atomic_write_json
 
 Engine = Literal["local", "ray"]
@@ -65,20 +69,53 @@ def _load_previous(path: Path) -> UnitResult | None:
         return None
 
 
+def _carry(out: Path, uid: str, key: str, retry_failed: bool) -> UnitResult | None:
+    """The earlier result of a unit with the same key, if it stands (done, skipped, or failed without --retry-failed)."""
+    prev = _load_previous(out / "batch" / "units" / f"{_safe(uid)}.json")
+    if prev is None or prev.key != key:
+        return None
+    if prev.status == "failed" and retry_failed:
+        return None
+    status = "reused" if prev.status == "done" else prev.status
+    return UnitResult(id=uid, status=status, reason=prev.reason or ("" if status == "reused" else "previous run"), stages=prev.stages, key=key, log=prev.log)
+
+
+def _task(job: JobConfig, out: Path, unit: Unit | SceneUnit, key: str) -> Task:
+    log = out / "batch" / "logs" / f"{_safe(unit.id)}.log"
+    base = str(job.source.parent if job.source else Path.cwd())
+    track = job.track.model_dump(mode="json") if job.track is not None else None
+    return Task(unit=unit, pipeline=job.pipeline, stages=list(job.stages), log_path=str(log), base=base, key=key, track=track)
+
+
 def plan(job: JobConfig, out: Path, units: list[Unit], *, retry_failed: bool) -> tuple[list[Task], list[UnitResult]]:
-    """Split units into tasks to run and results carried over from earlier runs."""
-    state = out / "batch"
+    """Split camera units into tasks to run and results carried over from earlier runs."""
     tasks, carried = [], []
     for u in units:
         key = unit_key(u, job.pipeline, list(job.stages))
-        prev = _load_previous(state / "units" / f"{_safe(u.id)}.json")
-        if prev is not None and prev.key == key and (prev.status in ("done", "skipped") or (prev.status == "failed" and not retry_failed)):
-            status = "reused" if prev.status == "done" else prev.status
-            carried.append(UnitResult(id=u.id, status=status, reason=prev.reason or ("previous run" if status != "reused" else ""), seconds=0.0, stages=prev.stages, key=key, log=prev.log))
+        prev = _carry(out, u.id, key, retry_failed)
+        if prev is not None:
+            carried.append(prev)
+        else:
+            tasks.append(_task(job, out, u, key))
+    return tasks, carried
+
+
+def plan_scenes(job: JobConfig, out: Path, scene_units: list[SceneUnit], camera_results: dict[str, UnitResult], *, retry_failed: bool) -> tuple[list[Task], list[UnitResult]]:
+    """Scene units whose camera units are all done; the others are skipped with the reason (not recorded)."""
+    tasks, carried = [], []
+    track = job.track.model_dump(mode="json") if job.track is not None else {}
+    for su in scene_units:
+        cams = [camera_results[c] for c in su.camera_units]
+        not_done = [c.id for c in cams if c.status not in ("done", "reused")]
+        if not_done:
+            carried.append(UnitResult(id=su.id, status="skipped", reason=f"camera unit(s) not done: {', '.join(not_done)}"))
             continue
-        log = state / "logs" / f"{_safe(u.id)}.log"
-        base = str(job.source.parent if job.source else Path.cwd())
-        tasks.append(Task(unit=u, pipeline=job.pipeline, stages=list(job.stages), log_path=str(log), base=base, key=key))
+        key = scene_unit_key(su, track, [c.key for c in cams])
+        prev = _carry(out, su.id, key, retry_failed)
+        if prev is not None:
+            carried.append(prev)
+        else:
+            tasks.append(_task(job, out, su, key))
     return tasks, carried
 
 
@@ -96,40 +133,52 @@ def run_batch(
     retry_failed: bool = False,
     on_result: Callable[[UnitResult, int, int], None] | None = None,
 ) -> BatchReport:
-    """Run a job over every unit; resumable, never stopped by one bad unit."""
+    """Run a job over every unit (camera units, then per-scene tracking units); resumable, never stopped by one bad unit."""
     out = Path(out).resolve()
     t0 = time.perf_counter()
     units = expand_units(job, out, scenes)
-    tasks, carried = plan(job, out, units, retry_failed=retry_failed)
-    keys = {t.unit.id: t.key for t in tasks}
+    scene_units = expand_scene_units(job, out, units)
+    total = len(units) + len(scene_units)
     report = BatchReport(engine=engine)
-    total = len(units)
-    for r in carried:
+    gpu_list = gpus if gpus is not None else (detect_gpus() if workers is None and engine == "local" else [])
+    report.workers = (len(gpu_list) or (workers or 1)) if engine == "local" else 0
+
+    def add(r: UnitResult, record: bool) -> None:
+        if record:
+            atomic_write_json(out / "batch" / "units" / f"{_safe(r.id)}.json", r.to_json())
         report.units.append(r)
         if on_result:
             on_result(r, len(report.units), total)
 
-    results: Iterator[UnitResult]
-    if engine == "local":
-        gpu_list = gpus if gpus is not None else (detect_gpus() if workers is None else [])
-        report.workers = len(gpu_list) or (workers or 1)
-        results = run_local(tasks, workers=workers, gpus=gpu_list or None)
-    else:
-        report.workers = 0
-        results = run_ray(tasks, address=ray_address, num_gpus=num_gpus if num_gpus is not None else 0.0, init_kwargs=ray_init)
+    def dispatch(tasks: list[Task]) -> Iterator[UnitResult]:
+        keys = {t.unit.id: t.key for t in tasks}
+        if engine == "local":
+            results = run_local(tasks, workers=workers, gpus=gpu_list or None)
+        else:
+            results = run_ray(tasks, num_gpus=num_gpus if num_gpus is not None else 0.0)
+        for r in results:
+            r.key = keys.get(r.id, "")
+            yield r
 
-    state = out / "batch"
-    for r in results:
-        r.key = keys.get(r.id, "")
-        atomic_write_json(state / "units" / f"{_safe(r.id)}.json", r.to_json())
-        report.units.append(r)
-        if on_result:
-            on_result(r, len(report.units), total)
+    cluster = ray_cluster(ray_address, ray_init) if engine == "ray" else contextlib.nullcontext()
+    with cluster:
+        tasks, carried = plan(job, out, units, retry_failed=retry_failed)
+        for r in carried:
+            add(r, record=False)
+        for r in dispatch(tasks):
+            add(r, record=True)
+        if scene_units:
+            by_id = {r.id: r for r in report.units}
+            tasks, carried = plan_scenes(job, out, scene_units, by_id, retry_failed=retry_failed)
+            for r in carried:
+                add(r, record=False)
+            for r in dispatch(tasks):
+                add(r, record=True)
 
-    order = {u.id: i for i, u in enumerate(units)}
+    order = {u.id: i for i, u in enumerate([*units, *scene_units])}
     report.units.sort(key=lambda r: order.get(r.id, 0))
     report.seconds = time.perf_counter() - t0
     data = report.to_json()
-    atomic_write_json(state / "batch_report.json", data)
+    atomic_write_json(out / "batch" / "batch_report.json", data)
     atomic_write_json(out / "batch_report.json", data)
     return report

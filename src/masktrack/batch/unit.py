@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masktrack.batch.job import Unit
+from masktrack.batch.job import SceneUnit, Unit
 from masktrack.errors import MasktrackError, PromptError, VideoError
 from masktrack.io.atomic import hash_file, hash_json
 
@@ -52,13 +52,22 @@ def _video_stamp(video: Path) -> list[Any]:
     return ["missing", str(video)]
 
 
+CAMERA_STAGES = ("segment", "compose")
+
+
 def unit_key(unit: Unit, pipeline: dict[str, Any], stages: list[str]) -> str:
     """Key of a unit's inputs: if it is unchanged and the unit is done, the batch does not dispatch it."""
     prompts = hash_file(unit.prompts) if unit.prompts is not None and unit.prompts.is_file() else None
-    return hash_json({"pipeline": unit.pipeline_dict_from(pipeline), "prompts": prompts, "video": _video_stamp(unit.video), "stages": stages})
+    camera_stages = [s for s in stages if s in CAMERA_STAGES]
+    return hash_json({"pipeline": unit.pipeline_dict_from(pipeline), "prompts": prompts, "video": _video_stamp(unit.video), "stages": camera_stages})
 
 
-def run_unit(unit: Unit, pipeline: dict[str, Any], stages: list[str], log_path: str, base: str) -> UnitResult:
+def scene_unit_key(unit: SceneUnit, track: dict[str, Any], camera_keys: list[str]) -> str:
+    """A scene unit is redone when its tracking settings or any of its camera units' inputs change."""
+    return hash_json({"track": track, "scene": str(unit.scene_path), "outputs": {k: str(v) for k, v in unit.outputs.items()}, "cameras": camera_keys})
+
+
+def run_unit(unit: Unit | SceneUnit, pipeline: dict[str, Any], stages: list[str], log_path: str, base: str, track: dict[str, Any] | None = None) -> UnitResult:
     """Run one unit's stages; never raises (the batch must go on)."""
     t0 = time.perf_counter()
     result = UnitResult(id=unit.id, status="done", worker=f"{os.uname().nodename}:{os.getpid()}", log=log_path)
@@ -71,7 +80,11 @@ def run_unit(unit: Unit, pipeline: dict[str, Any], stages: list[str], log_path: 
         logging.getLogger().addHandler(handler)
         print(f"=== unit {unit.id} ({time.strftime('%Y-%m-%d %H:%M:%S')}) worker {result.worker}", flush=True)
         try:
-            _run_stages(unit, pipeline, stages, Path(base), result)
+            if isinstance(unit, SceneUnit):
+                assert track is not None
+                _run_track(unit, track, result)
+            else:
+                _run_stages(unit, pipeline, stages, Path(base), result)
         except (PromptError, VideoError) as e:
             result.status, result.reason = "skipped", _one_line(e)
         except MasktrackError as e:
@@ -108,6 +121,29 @@ def _run_stages(unit: Unit, pipeline: dict[str, Any], stages: list[str], base: P
 
         report = run_compose(cfg, progress=False)
         result.stages["compose"] = _compose_status(report)
+
+
+def _run_track(unit: SceneUnit, track: dict[str, Any], result: UnitResult) -> None:
+    """Instances from the scene's camera outputs, then per-instance 3D tracks (both resumable)."""
+    from masktrack.io.scene_import import instances_from_outputs
+    from masktrack.track.pipeline import run_tracking
+    from masktrack.track.queries import QueryOptions
+
+    instances_from_outputs(unit.scene_path, unit.outputs, track["instances"])
+    query = dict(track.get("query") or {})
+    if isinstance(query.get("cameras"), list):
+        query["cameras"] = tuple(query["cameras"])
+    report = run_tracking(
+        unit.scene_path,
+        unit.output,
+        tracker=track.get("tracker", "flow"),
+        tracker_options=track.get("options") or {},
+        instances=list(track["instances"]),
+        query_options=QueryOptions(**query),
+        rerun=bool(track.get("rerun")),
+        progress=False,
+    )
+    result.stages["track"] = "computed" if report.tracked else "reused"
 
 
 def _compose_status(report: Any) -> str:

@@ -25,8 +25,9 @@ def batch(job_file: Path, scenes: str | None, out: Path, engine: str, workers: i
 
     \b
     Each unit (one camera video of one scene) runs the job's stages
-    (segment, compose) with their own resume logic; finished units are not
-    dispatched again.  A unit with missing or invalid prompts is reported as
+    (segment, compose) with their own resume logic; with a `track` stage,
+    each scene then gets one unit that turns its cameras' masks into scene
+    instances and tracks them in 3D.  Finished units are not dispatched again.  A unit with missing or invalid prompts is reported as
     skipped and the batch goes on.  Per-unit logs: OUT/batch/logs/; summary:
     OUT/batch_report.json.
 
@@ -44,7 +45,7 @@ def batch(job_file: Path, scenes: str | None, out: Path, engine: str, workers: i
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from masktrack.batch.job import expand_units, load_job, parse_scene_list
+    from masktrack.batch.job import expand_scene_units, expand_units, load_job, parse_scene_list
     from masktrack.batch.run import plan, run_batch
 
     console = Console(stderr=True)
@@ -61,6 +62,8 @@ def batch(job_file: Path, scenes: str | None, out: Path, engine: str, workers: i
         todo = {t.unit.id for t in tasks}
         for u in units:
             table.add_row(u.id, str(u.video), str(u.prompts or "-"), str(u.output), "run" if u.id in todo else "skip (done)")
+        for su in expand_scene_units(job, out.resolve(), units):
+            table.add_row(su.id, str(su.scene_path), "-", str(su.output), "track, after its cameras")
         Console().print(table)
         return
 
