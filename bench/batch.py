@@ -2,8 +2,10 @@
 
     python bench/batch.py [--scenes 4] [--cameras 2] [--frames 48] [--json PATH]
 
-Each unit is one camera of one synthetic scene (masktrack.synth) running the
-`arm` session with the default `classic` backend plus one composition.  The
+Camera units (one camera of one synthetic scene, masktrack.synth) run the
+`arm` session with the default `classic` backend plus one composition; then
+one tracking unit per scene builds the scene's instances from its cameras'
+masks and tracks them with `flow` (at most 64 queries per instance).  The
 dataset is generated once; each worker count runs into a fresh output folder
 so nothing is reused.
 """
@@ -33,9 +35,10 @@ def build_dataset(root: Path, scenes: int, cameras: int, frames: int, size: tupl
         gen = generate(cfg, root / "_gen" / f"s{i}")
         inst = load_instance(gen.scene_path, "gt_arm")
         for c, cam in enumerate(gen.camera_ids):
-            cam_dir = root / "task" / "train" / f"scene_{i}" / f"cam_{cam}"
+            cam_dir = root / "task" / "train" / f"scene_{i}" / cam
             shutil.copytree(gen.frames_dir(cam), cam_dir / "color")
             write_prompt_file(cam_dir / "prompts.json", inst.masks(c, 0))
+        shutil.copytree(gen.scene_path, root / "task" / "train" / f"scene_{i}" / "scene")
     shutil.rmtree(root / "_gen")
 
 
@@ -64,6 +67,7 @@ def main() -> None:
             dt = time.perf_counter() - t0
             n = report.count("done")
             assert report.count("failed") == 0 and report.count("skipped") == 0, report.to_json()
+            assert n == args.scenes * (args.cameras + 1)
             results[workers] = {"units": n, "seconds": round(dt, 2), "units_per_minute": round(60 * n / dt, 2)}
             print(f"{workers} worker(s): {n} units in {dt:.1f}s -> {60 * n / dt:.1f} units/min")
         out = {
