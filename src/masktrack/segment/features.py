@@ -241,6 +241,15 @@ class FrameStore:
         self.stop_prefetch()
 
 
+def weights_id(checkpoint: str | None, seed: int) -> str:
+    """What identifies a model's weights in a manifest: the checkpoint's content hash, or the random-weights seed."""
+    if checkpoint is None:
+        return f"random-seed-{seed}"
+    from masktrack.io.atomic import hash_file
+
+    return hash_file(checkpoint)
+
+
 def resolve_device(device: str) -> Any:
     """``auto`` -> cuda when available, else cpu; a clear error for a GPU that is not there."""
     import torch

@@ -33,7 +33,7 @@ import numpy as np
 from masktrack.errors import BackendError
 from masktrack.io.video import VideoSource
 from masktrack.segment.base import Backend, FramePrompt, FrameMasks, Session, SessionObject
-from masktrack.segment.features import FeatureCache, FrameSequence, FrameStore, autocast_for, default_cache_bytes, resolve_device
+from masktrack.segment.features import FeatureCache, FrameSequence, FrameStore, autocast_for, default_cache_bytes, resolve_device, weights_id
 
 DEFAULT_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 _IMG_MEAN = (0.485, 0.456, 0.406)
@@ -255,12 +255,7 @@ class Sam2Backend(Backend):
         from importlib.metadata import version
 
         if self._weights_hash is None:
-            if self.checkpoint is not None:
-                from masktrack.io.atomic import hash_file
-
-                self._weights_hash = hash_file(self.checkpoint)
-            else:
-                self._weights_hash = f"random-seed-{self.seed}"
+            self._weights_hash = weights_id(self.checkpoint, self.seed)
         return {
             "backend": self.name,
             "sam2": version("sam2"),

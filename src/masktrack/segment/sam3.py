@@ -72,6 +72,7 @@ from masktrack.segment.features import (
     autocast_for,
     default_cache_bytes,
     resolve_device,
+    weights_id,
 )
 from masktrack.segment.sam3_tracker import (
     ServedFeatures,
@@ -350,12 +351,7 @@ class Sam3Backend(Backend):
         from importlib.metadata import version
 
         if self._weights_hash is None:
-            if self.checkpoint is not None:
-                from masktrack.io.atomic import hash_file
-
-                self._weights_hash = hash_file(self.checkpoint)
-            else:
-                self._weights_hash = f"random-seed-{self.seed}"
+            self._weights_hash = weights_id(self.checkpoint, self.seed)
         shared_sa = "shared_first_self_attention" in self.tracker_speedups
         return {
             "backend": self.name,

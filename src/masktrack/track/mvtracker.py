@@ -16,52 +16,29 @@ needed.  Frames before a query's ``t`` are set to NaN.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from masktrack.errors import BackendError
 from masktrack.io.scene import Scene
-from masktrack.track.base import Tracker, Tracks
-from masktrack.track.cotracker import load_state
+from masktrack.track.base import Tracks
+from masktrack.track.hub import HubTracker, resolve_device
 
 
-class MVTrackerTracker(Tracker):
+class MVTrackerTracker(HubTracker):
     name: ClassVar[str] = "mvtracker"
+    label: ClassVar[str] = "MVTracker"
+    default_repo: ClassVar[str] = "ethz-vlg/mvtracker"
+    default_entry: ClassVar[str] = "mvtracker"
+    strict_checkpoint: ClassVar[bool] = False
     max_points_per_batch: ClassVar[int | None] = 1024
 
-    def __init__(self, *, repo: str = "ethz-vlg/mvtracker", source: str = "github", entry: str = "mvtracker",
-                 checkpoint: str | None = None, pretrained: bool = True, device: str | None = "auto",
-                 model: Callable[..., Any] | None = None) -> None:
-        self.repo, self.source, self.entry = repo, source, entry
-        self.checkpoint, self.pretrained, self.device = checkpoint, pretrained, device
-        self._model = model
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {"tracker": self.name, "repo": self.repo, "entry": self.entry, "checkpoint": self.checkpoint,
-                "pretrained": self.pretrained and self.checkpoint is None}
+    def hub_kwargs(self) -> dict[str, Any]:
+        return {"device": self._dev()}
 
     def _dev(self) -> str:
-        import torch
-
-        return self.device if self.device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
-
-    def model(self) -> Callable[..., Any]:
-        if self._model is None:
-            try:
-                import torch
-            except ImportError:
-                raise BackendError("the mvtracker tracker needs torch (pip install 'masktrack[trackers]')", field="tracker") from None
-            try:
-                m = torch.hub.load(self.repo, self.entry, source=self.source, pretrained=self.pretrained and self.checkpoint is None,
-                                   device=self._dev(), trust_repo=True)
-            except Exception as e:  # hub errors are many kinds (network, missing entry, bad repo)
-                raise BackendError(f"cannot load MVTracker from {self.repo!r} ({e.__class__.__name__}: {e})", field="tracker") from None
-            if self.checkpoint:
-                getattr(m, "model", m).load_state_dict(load_state(self.checkpoint), strict=False)
-            self._model = m
-        return self._model
+        return resolve_device(self.device)
 
     def track(self, scene: Scene, queries: np.ndarray, *, instance: Any = None) -> Tracks:
         import torch
