@@ -1,8 +1,11 @@
-"""Shared fixtures. ``shared_data`` is ../shared/data beside the repo (skips when absent)."""
+"""Shared fixtures. ``shared_data`` is ../shared/data beside the repo (skips when absent); the deterministic
+"oracle" test backend (tests/segment/masktrack_oracle.py) and its colour-square video."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +64,36 @@ def make_moving_square_video(folder: Path, *, frames: int = 12, size: tuple[int,
 @pytest.fixture()
 def square_video(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return make_moving_square_video(tmp_path / "frames")
+
+
+def load_oracle_module():
+    """Import tests/segment/masktrack_oracle.py under its own name (pytest uses --import-mode=importlib)."""
+    name = "masktrack_oracle"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "segment" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+@pytest.fixture()
+def oracle_mod():
+    return load_oracle_module()
+
+
+@pytest.fixture()
+def oracle(oracle_mod):
+    """Register the oracle backend as "oracle" for one test; unregister after."""
+    from masktrack.segment.registry import register_backend, unregister_backend
+
+    oracle_mod.OracleBackend.instances.clear()
+    register_backend("oracle", oracle_mod.OracleBackend)
+    yield oracle_mod.OracleBackend
+    unregister_backend("oracle")
+    oracle_mod.OracleBackend.instances.clear()
+
+
+@pytest.fixture()
+def colour_video(tmp_path, oracle_mod) -> Path:
+    return oracle_mod.make_colour_video(tmp_path / "frames")
