@@ -219,14 +219,8 @@ def _thin(uv: np.ndarray, prefer: np.ndarray, cell: float) -> np.ndarray:
     return np.sort(order[first])
 
 
-def _kabsch(P: np.ndarray, Q: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Batched weighted rigid fit Q ~ R P + t. P, Q [B, k, 3], W [B, k] -> R [B, 3, 3], t [B, 3]."""
-    ws = W.sum(axis=1, keepdims=True)
-    Wn = W / np.where(ws > 0, ws, 1.0)
-    pc = np.matmul(Wn[:, None, :], P)[:, 0]
-    qc = np.matmul(Wn[:, None, :], Q)[:, 0]
-    # weighted cross-covariance sum_i w_i (p_i - pc)(q_i - qc)^T, with sum w_i = 1
-    H = np.matmul(P.transpose(0, 2, 1) * Wn[:, None, :], Q) - pc[:, :, None] * qc[:, None, :]
+def _fit_from_covariance(H: np.ndarray, pc: np.ndarray, qc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rotation (reflections excluded) and translation of q ~ R p + t from the cross-covariance H [B, 3, 3] and centroids."""
     U, _, Vt = np.linalg.svd(H)
     V = Vt.transpose(0, 2, 1)
     Ut = U.transpose(0, 2, 1)
@@ -235,6 +229,17 @@ def _kabsch(P: np.ndarray, Q: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np
     R = np.matmul(V, Ut)
     t = qc - np.matmul(R, pc[..., None])[..., 0]
     return R, t
+
+
+def _kabsch(P: np.ndarray, Q: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batched weighted rigid fit Q ~ R P + t. P, Q [B, k, 3], W [B, k] -> R [B, 3, 3], t [B, 3]."""
+    ws = W.sum(axis=1, keepdims=True)
+    Wn = W / np.where(ws > 0, ws, 1.0)
+    pc = np.matmul(Wn[:, None, :], P)[:, 0]
+    qc = np.matmul(Wn[:, None, :], Q)[:, 0]
+    # weighted cross-covariance sum_i w_i (p_i - pc)(q_i - qc)^T, with sum w_i = 1
+    H = np.matmul(P.transpose(0, 2, 1) * Wn[:, None, :], Q) - pc[:, :, None] * qc[:, None, :]
+    return _fit_from_covariance(H, pc, qc)
 
 
 _GEMM_BLOCK = 1 << 17  # multiply-adds per BLAS call
@@ -266,14 +271,7 @@ def _rotation_from_moments(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pc = M[:, 1:4] / sw
     qc = M[:, 4:7] / sw
     H = (M[:, 7:16] / sw).reshape(-1, 3, 3) - pc[:, :, None] * qc[:, None, :]
-    U, _, Vt = np.linalg.svd(H)
-    V = Vt.transpose(0, 2, 1)
-    Ut = U.transpose(0, 2, 1)
-    d = np.sign(np.linalg.det(V) * np.linalg.det(U))
-    V[:, :, 2] *= d[:, None]
-    R = np.matmul(V, Ut)
-    t = qc - np.matmul(R, pc[..., None])[..., 0]
-    return R, t
+    return _fit_from_covariance(H, pc, qc)
 
 
 def rigid_smooth(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, k: int, iters: int, scale: float, anchors: int = 0, *, radius: float = 0.0,
