@@ -3,8 +3,8 @@
 Same video and prompts as ``bench/sessions_gpu.py`` (two grippers, the second
 session starting mid-video, both directions).  Reports:
 
-1. **A/B of the tracker speed-ups** (:mod:`masktrack.segment.sam3_tracker`),
-   each toggled on the same loaded model: warm (second) session seconds, and
+1. **A/B of the tracker speed-ups** (:mod:`masktrack.segment.sam3_tracker`
+   and the CUDA graphs of :mod:`masktrack.segment.cuda_graphs`), each toggled on the same loaded model: warm (second) session seconds, and
    the two-sessions-vs-one ratio with all of them off and all on;
 2. **per component** of one warm pass: wall time, GPU kernel time, host-device
    syncs, from ``torch.profiler`` ranges around the tracker's parts;
@@ -41,8 +41,12 @@ class Toggles:
             "shared_first_self_attention": [(tracker.transformer.encoder, "forward")],
         }
         self.saved = {k: [o.__dict__.get(a) for o, a in v] for k, v in self.slots.items()}
+        self.graphs = getattr(backend, "graphs", None)
+        self.names = set(self.slots) | ({"cuda_graphs"} if self.graphs is not None else set())
 
     def set(self, on: set[str]) -> None:
+        if self.graphs is not None:
+            self.graphs.enabled = "cuda_graphs" in on
         for name, slots in self.slots.items():
             for (obj, attr), saved in zip(slots, self.saved[name]):
                 if name in on and saved is not None:
@@ -185,7 +189,7 @@ def main() -> None:
         backend = load_backend("sam3", random_weights=True, device="cuda")
         out["installed"] = backend.tracker_speedups
         toggles = Toggles(backend)
-        everything = set(toggles.slots)
+        everything = set(toggles.names)
         objs, prompts = sg.gripper_prompts(0)
         objs2, prompts2 = sg.gripper_prompts(args.frames // 2)
 
@@ -208,6 +212,7 @@ def main() -> None:
             ("none", set()),
             ("frame_filter", {"frame_filter"}),
             ("frame_filter+dense_pe", {"frame_filter", "dense_pe"}),
+            ("all_but_cuda_graphs", everything - {"cuda_graphs"}),
             ("all", everything),
         ):
             toggles.set(on)
@@ -227,7 +232,8 @@ def main() -> None:
             out["warm_second_session_cudnn_attention_first_s"] = f"{type(e).__name__}: {e}"
         dump()
 
-        for label, on in (("all_on", everything), ("all_off", set())):
+        out["cuda_graphs"] = backend.cache_stats().get("cuda_graphs")
+        for label, on in (("all_on", everything), ("all_but_cuda_graphs", everything - {"cuda_graphs"})):
             toggles.set(on)
             try:
                 out[f"profile_{label}"] = component_profile(backend, video, objs2, prompts2, args.frames // 2, args.profile_frames)

@@ -170,6 +170,32 @@ def test_sam3_text_session_with_refinement_clicks(video, oracle_mod):
         assert list(fwd) == list(range(2, FRAMES)) and list(bwd) == list(range(5, -1, -1))
 
 
+@pytest.mark.parametrize("name", ["sam2", "sam3"])
+def test_cuda_graphs_replay_the_tracker_steps_and_match_eager(video, oracle_mod, name):
+    """Graphs on vs off: the steps really replay, nothing falls back, and the masks agree."""
+    before = _allocated()
+    runs, stats = {}, {}
+    with open_video(video) as v:
+        for graphs in (False, True):
+            b = load_backend(name, random_weights=True, device="cuda", cuda_graphs=graphs)
+            runs[graphs] = _points_run(b, v, oracle_mod)
+            stats[graphs] = b.cache_stats().get("cuda_graphs")
+            b.close()
+    assert stats[False] is None
+    g = stats[True]
+    assert g["failures"] == 0, g
+    assert g["by_step"]["mask_heads"]["replays"] > 0 and g["by_step"]["memory_encoder"]["replays"] > 0, g
+    differ = total = 0
+    for d in (0, 1):
+        for f, masks in runs[False][d].items():
+            for n, m in masks.items():
+                differ += int(np.count_nonzero(m != runs[True][d][f][n]))
+                total += m.size
+    print(f"{name}: {differ} of {total} mask pixels differ with CUDA graphs; {g}")
+    assert differ <= 0.001 * total
+    assert _allocated() - before < 64 * MiB, "closing the backend frees its graphs"
+
+
 @pytest.mark.slow
 def test_sam2_and_sam3_jobs_through_the_cli(tmp_path, video, oracle_mod, capsys):
     import cv2

@@ -12,17 +12,21 @@ Options (``sessions[].options`` in the pipeline config)::
     offload_state_to_cpu: false   # keep each session's memory bank in host memory
     feature_cache_gb: null  # bound of the frame/feature cache (default: 30% of the GPU, max 24)
     share_features: true    # reuse frames + image features across sessions of this backend
+    cuda_graphs: true       # replay the fixed-shape per-frame tracker steps as CUDA graphs (GPU only)
 
 The model and the frame/feature cache belong to the backend; every session
 gets a fresh SAM2 inference state (memory bank, object pointers), built from
 the backend's shared, already-decoded frames instead of a video path: a
-second session on the same video re-runs only the temporal part.
+second session on the same video re-runs only the temporal part, and on a
+GPU that part's memory attention, mask heads and memory encoder replay as
+CUDA graphs once their shapes repeat (:mod:`masktrack.segment.cuda_graphs`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import MethodType
@@ -33,6 +37,7 @@ import numpy as np
 from masktrack.errors import BackendError
 from masktrack.io.video import VideoSource
 from masktrack.segment.base import Backend, FramePrompt, FrameMasks, Session, SessionObject
+from masktrack.segment.cuda_graphs import StepGraphs, install_sam_step_graphs
 from masktrack.segment.features import FeatureCache, FrameSequence, FrameStore, autocast_for, default_cache_bytes, resolve_device, weights_id
 
 DEFAULT_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
@@ -108,6 +113,7 @@ class Sam2Backend(Backend):
         offload_state_to_cpu: bool = False,
         feature_cache_gb: float | None = None,
         share_features: bool = True,
+        cuda_graphs: bool = True,
     ) -> None:
         if checkpoint is None and not random_weights:
             raise BackendError(
@@ -135,6 +141,8 @@ class Sam2Backend(Backend):
         self.share_features = bool(share_features)
         self.predictor = self._build(image_size)
         self.image_size = int(self.predictor.image_size)
+        self.graphs = StepGraphs() if cuda_graphs and self.device.type == "cuda" else None
+        self.graph_steps = install_sam_step_graphs(self.predictor, self.graphs) if self.graphs is not None else []
         self.cache = FeatureCache(default_cache_bytes(self.device, feature_cache_gb))
         frames_device = torch.device("cpu") if self.offload_video_to_cpu else self.device
         self.frames = FrameStore(self.cache, frames_device)
@@ -263,14 +271,24 @@ class Sam2Backend(Backend):
             "weights": self._weights_hash,
             "image_size": self.image_size,
             "bf16": self.bf16 and self.device.type == "cuda",
+            "cuda_graphs": self.graphs is not None,
         }
 
     def cache_stats(self) -> dict:
-        return {"bytes": self.cache.bytes, "entries": len(self.cache), **self.cache.stats.as_dict()}
+        stats = {"bytes": self.cache.bytes, "entries": len(self.cache), **self.cache.stats.as_dict()}
+        if self.graphs is not None:
+            stats["cuda_graphs"] = {"held": len(self.graphs), **self.graphs.stats.as_dict()}
+        return stats
+
+    def graph_scope(self, counts: Counter) -> contextlib.AbstractContextManager:
+        """Tracker steps run under ``counts`` (one session's): graphs replace them once a shape repeats."""
+        return self.graphs.session(counts) if self.graphs is not None else contextlib.nullcontext()
 
     def close(self) -> None:
         import torch
 
+        if self.graphs is not None:
+            self.graphs.clear()
         self.frames.close()
         self.cache.clear()
         self._pos_enc = None
@@ -291,6 +309,7 @@ class Sam2Session(Session):
         self._clicks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
         self._masked: set[tuple[int, int]] = set()
         self._prompted: set[int] = set()
+        self._graph_counts: Counter = Counter()  # this session's step signatures (see cuda_graphs)
         self.images = backend.frame_sequence(video)
         predictor = backend.predictor
         vp = backend._vp
@@ -367,7 +386,7 @@ class Sam2Session(Session):
         h, w = self.video.height, self.video.width
         try:
             while True:
-                with backend.autocast():
+                with backend.autocast(), backend.graph_scope(self._graph_counts):
                     item = next(gen, None)
                     if item is None:
                         return

@@ -11,6 +11,7 @@ Options (``sessions[].options``)::
     share_features: true             # reuse frames + image-encoder output across sessions of this backend
     offload_video_to_cpu: false      # keep decoded frames in host memory
     compile: false                   # torch.compile the tracker's memory attention (measured slower on H200: off)
+    cuda_graphs: true                # replay the points tracker's fixed-shape per-frame steps as CUDA graphs
 
 How a session runs depends on its prompts, decided when it first propagates:
 
@@ -36,16 +37,21 @@ frame per backend: its output is cached by video content hash and frame, and
 both the detector (text sessions) and the tracker (points sessions) read it;
 the tracker's own neck output is cached the same way, and so is the first
 self-attention of its memory attention (a function of the frame alone).  The
-tracker's per-frame host syncs are cut to one (see :mod:`masktrack.segment.sam3_tracker`).
+tracker's per-frame host syncs are cut to one (see :mod:`masktrack.segment.sam3_tracker`),
+and in points sessions its memory attention, mask heads and memory encoder
+are replayed as CUDA graphs once their shapes repeat
+(:mod:`masktrack.segment.cuda_graphs`): a second session on a video is then
+no longer paced by the host CPU launching ~700 small kernels per frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import MethodType
@@ -65,6 +71,7 @@ from masktrack.segment.base import (
     TextPrompt,
     assign_detections,
 )
+from masktrack.segment.cuda_graphs import StepGraphs, install_sam_step_graphs
 from masktrack.segment.features import (
     FeatureCache,
     FrameSequence,
@@ -173,6 +180,7 @@ class Sam3Backend(Backend):
         offload_video_to_cpu: bool = False,
         apply_temporal_disambiguation: bool = True,
         compile: bool = False,
+        cuda_graphs: bool = True,
     ) -> None:
         if checkpoint is None and not random_weights:
             raise BackendError(
@@ -199,6 +207,7 @@ class Sam3Backend(Backend):
         self.share_features = bool(share_features)
         self.multi_gpu = bool(self.gpus_to_use and len(self.gpus_to_use) > 1)
         self.compile = bool(compile)
+        self.graphs = StepGraphs() if cuda_graphs and not self.multi_gpu else None
         self.predictor, self.model = self._build(apply_temporal_disambiguation)
         self.image_size = int(self.model.image_size)
         self.cache = FeatureCache(default_cache_bytes(self.device, feature_cache_gb))
@@ -262,12 +271,20 @@ class Sam3Backend(Backend):
             done.append("frame_filter")
         if install_dense_pe_memo(tracker):
             done.append("dense_pe")
-        if self.share_features or self.compile:
+        wrap = None
+        if self.compile:
+            wrap = compile_memory_attention
+        elif self.graphs is not None:
+            graphs = self.graphs
+            wrap = lambda fn: graphs.wrap("memory_attention", fn)  # noqa: E731
+        if self.share_features or wrap is not None:
             frame_of = self._sa0_key if self.share_features else (lambda _src: None)
-            if install_shared_first_self_attention(tracker, frame_of, self.cache, compile_memory_attention if self.compile else None):
+            if install_shared_first_self_attention(tracker, frame_of, self.cache, wrap):
                 done.append("shared_first_self_attention" if self.share_features else "memory_attention")
         if self.compile and "memory_attention" not in done and "shared_first_self_attention" not in done:
             raise BackendError("compile: true needs sam3's memory attention layout (sam3 0.1.4)", field="options.compile")
+        if self.graphs is not None:
+            done += [f"cuda_graph:{name}" for name in install_sam_step_graphs(tracker, self.graphs, memory_attention=False)]
         return done
 
     def _sa0_key(self, src: Any) -> tuple | None:
@@ -343,6 +360,10 @@ class Sam3Backend(Backend):
     def autocast(self) -> Any:
         return autocast_for(self.device, True)
 
+    def graph_scope(self, counts: Counter) -> Any:
+        """Tracker steps run under ``counts`` (one session's): graphs replace them once a shape repeats."""
+        return self.graphs.session(counts) if self.graphs is not None else contextlib.nullcontext()
+
     # -- Backend API -------------------------------------------------------
     def open_session(self, video: VideoSource, objects: Sequence[SessionObject]) -> Sam3Session:
         return Sam3Session(self, video, objects)
@@ -359,16 +380,22 @@ class Sam3Backend(Backend):
             "weights": self._weights_hash,
             "image_size": self.image_size,
             "memory_attention": "first-self-attention-per-frame" if shared_sa else "sam3",
+            "cuda_graphs": self.graphs is not None,
         }
 
     def cache_stats(self) -> dict:
-        return {"bytes": self.cache.bytes, "entries": len(self.cache), **self.cache.stats.as_dict()}
+        stats = {"bytes": self.cache.bytes, "entries": len(self.cache), **self.cache.stats.as_dict()}
+        if self.graphs is not None:
+            stats["cuda_graphs"] = {"held": len(self.graphs), **self.graphs.stats.as_dict()}
+        return stats
 
     def close(self) -> None:
         import torch
 
         if self.model is None:
             return
+        if self.graphs is not None:
+            self.graphs.clear()
         self.frames.close()
         self.cache.clear()
         self._served.clear()
@@ -428,6 +455,7 @@ class Sam3Session(Session):
         self._groups: list[tuple[list[str], dict]] = []
         self._keep: set[int] = set()
         self._at: dict[int, FrameMasks] = {}  # latest masks on prompted frames
+        self._graph_counts: Counter = Counter()  # this session's step signatures (see cuda_graphs)
         self.seq = backend.frame_sequence(video)
 
     # -- prompts -----------------------------------------------------------
@@ -652,7 +680,7 @@ class Sam3Session(Session):
             while True:
                 masks = {name: self._empty() for name in self._names}
                 frame = None
-                with backend.autocast():
+                with backend.autocast(), backend.graph_scope(self._graph_counts):
                     for (names, _), gen in zip(self._groups, gens):
                         item = next(gen, None)
                         if item is None:

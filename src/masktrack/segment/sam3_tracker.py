@@ -19,6 +19,11 @@ own per-frame work.  Three parts of it need no session state:
   this way when sharing is on, whether the cache has it or not, so a
   session's masks do not depend on what ran before it.
 
+* what is left per frame is a few hundred small kernels (memory attention,
+  mask decoder, memory encoder) whose shapes stop changing once the memory
+  bank is full: :func:`masktrack.segment.cuda_graphs.install_sam_step_graphs` replays
+  them as CUDA graphs.
+
 All of this touches private parts of ``sam3`` 0.1.4; each function checks
 that what it needs is there and otherwise leaves the model alone.
 """
@@ -97,7 +102,7 @@ def install_dense_pe_memo(tracker: Any) -> bool:
     if encoder is None or gauss is None or not hasattr(encoder, "get_dense_pe"):
         return False
     original = encoder.get_dense_pe
-    memo: dict[tuple, Any] = {}
+    memo: dict[tuple, Any] = {}  # never evicted: a CUDA graph may read an entry (a handful of keys at most)
 
     def get_dense_pe() -> Any:
         key = (
@@ -111,7 +116,6 @@ def install_dense_pe_memo(tracker: Any) -> bool:
         )
         value = memo.get(key)
         if value is None:
-            memo.clear()
             value = memo[key] = original()
         return value
 
@@ -150,20 +154,20 @@ def install_shared_first_self_attention(
     tracker: Any,
     frame_of: Callable[[Any], tuple | None],
     cache: Any,
-    compile_fn: Callable[[Callable], Callable] | None = None,
+    wrap_fn: Callable[[Callable], Callable] | None = None,
 ) -> bool:
     """Replace the tracker's memory-attention forward by one that shares its first self-attention.
 
     ``frame_of(src)`` returns the cache key of the frame whose features ``src``
     views (or None: then the library's forward runs, e.g. for text sessions,
-    whose features come from the detector).  ``compile_fn`` optionally wraps
-    :func:`memory_attention` (``torch.compile``).
+    whose features come from the detector).  ``wrap_fn`` optionally wraps
+    :func:`memory_attention` (``torch.compile``, or CUDA-graph replay).
     """
     encoder = getattr(getattr(tracker, "transformer", None), "encoder", None)
     if encoder is None or not _layers_ok(encoder) or not hasattr(encoder, "pos_enc_at_input"):
         return False
     original = encoder.forward
-    run = compile_fn(memory_attention) if compile_fn is not None else memory_attention
+    run = wrap_fn(memory_attention) if wrap_fn is not None else memory_attention
     first = encoder.layers[0]
 
     def forward(
