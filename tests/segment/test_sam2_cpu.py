@@ -146,6 +146,23 @@ def test_two_session_job_through_the_cli(tmp_path, video, oracle_mod, cli_main):
     assert rc == 0 and out.count("reused") == 1 and out.count("computed") == 1
 
 
+def test_a_checkpoint_file_loads_through_sam2s_loader(tmp_path, video, oracle_mod):
+    """A state dict saved as SAM2's released checkpoints are ({"model": ...}) gives back the model it came from."""
+    import torch
+
+    objects, prompts = _prompts(oracle_mod)
+    ckpt = tmp_path / "sam2.1_tiny_random.pt"
+    with open_video(video) as v:
+        with load_backend("sam2", **TINY) as random_model:
+            torch.save({"model": random_model.predictor.state_dict()}, ckpt)
+            expected = _run(random_model, v, objects, prompts, 3)
+        with load_backend("sam2", checkpoint=str(ckpt), device="cpu", image_size=64) as loaded:
+            got = _run(loaded, v, objects, prompts, 3)
+            assert loaded.fingerprint()["weights"] != random_model.fingerprint()["weights"]
+    assert got.keys() == expected.keys()
+    assert all(np.array_equal(got[k][n], expected[k][n]) for k in got for n in got[k])
+
+
 def test_checkpoint_errors_name_the_file(tmp_path):
     import torch
 

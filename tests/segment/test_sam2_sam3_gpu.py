@@ -170,6 +170,86 @@ def test_sam3_text_session_with_refinement_clicks(video, oracle_mod):
         assert list(fwd) == list(range(2, FRAMES)) and list(bwd) == list(range(5, -1, -1))
 
 
+def _held_after_points_run(backend, v, oracle_mod):
+    """(forward, backward masks, GPU bytes held by the open session + caches after propagating)."""
+    objs = (SessionObject("g_left", 1, (1, 2, 3)), SessionObject("g_right", 2, (4, 5, 6)))
+    with backend.open_session(v, objs) as s:
+        s.add_prompt(_click(oracle_mod, "red", 4, "g_left"))
+        s.add_prompt(_click(oracle_mod, "blue", 4, "g_right"))
+        fwd, bwd = _both(s, 4)
+        return fwd, bwd, _allocated()
+
+
+@pytest.mark.parametrize(
+    ("name", "offload"),
+    [("sam2", {"offload_video_to_cpu": True, "offload_state_to_cpu": True}), ("sam3", {"offload_video_to_cpu": True})],
+)
+def test_offload_to_host_keeps_the_masks_and_holds_less_gpu_memory(video, oracle_mod, name, offload):
+    runs = {}
+    with open_video(video) as v:
+        for off in (False, True):
+            before = _allocated()
+            b = load_backend(name, random_weights=True, device="cuda", **(offload if off else {}))
+            loaded = _allocated()
+            fwd, bwd, held = _held_after_points_run(b, v, oracle_mod)
+            runs[off] = (fwd, bwd, held - loaded)
+            b.close()
+            assert _allocated() - before < 64 * MiB
+    print(f"{name}: GPU bytes held after a 10-frame session: {runs[False][2] / MiB:.1f} MiB, offloaded {runs[True][2] / MiB:.1f} MiB")
+    assert _same(runs[False][0], runs[True][0]) and _same(runs[False][1], runs[True][1])
+    assert runs[True][2] < runs[False][2]
+
+
+@pytest.fixture(scope="module")
+def sam3_checkpoint(tmp_path_factory):
+    """The random-weights model saved as a checkpoint file ({"model": state dict}, as sam3's loader reads)."""
+    path = tmp_path_factory.mktemp("sam3_ckpt") / "sam3_random.pt"
+    b = _sam3()
+    torch.save({"model": b.model.state_dict()}, path)
+    b.close()
+    return path
+
+
+def _text_run(backend, v, oracle_mod):
+    """A text session with a refinement click (random weights detect nothing; the click maps "arm" to an instance)."""
+    objs = (SessionObject("arm", 1, (1, 2, 3)), SessionObject("arm_2", 2, (4, 5, 6)))
+    with backend.open_session(v, objs) as s:
+        s.add_prompt(_click(oracle_mod, "red", 5, "arm"))
+        s.add_text(TextPrompt(frame=2, text="robot and cable"))
+        fwd, bwd = dict(s.propagate(2)), dict(s.propagate(5, reverse=True))
+        return fwd, bwd, dict(s.mapping)
+
+
+def test_sam3_checkpoint_file_loads_through_sam3s_builder(video, oracle_mod, sam3_checkpoint):
+    with open_video(video) as v:
+        with _sam3() as b:
+            expected = _points_run(b, v, oracle_mod)
+        with load_backend("sam3", checkpoint=str(sam3_checkpoint), device="cuda") as b:
+            got = _points_run(b, v, oracle_mod)
+    assert _same(expected[0], got[0]) and _same(expected[1], got[1])
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_sam3_text_session_on_two_gpus_matches_one(video, oracle_mod, sam3_checkpoint):
+    """``gpus_to_use: [0, 1]`` runs SAM3's multi-GPU predictor (worker process, NCCL) end to end."""
+    with open_video(video) as v:
+        with load_backend("sam3", checkpoint=str(sam3_checkpoint), device="cuda") as one:
+            fwd1, bwd1, map1 = _text_run(one, v, oracle_mod)
+        two = load_backend("sam3", checkpoint=str(sam3_checkpoint), device="cuda", gpus_to_use=[0, 1])
+        assert two.multi_gpu and two.predictor.world_size == 2
+        try:
+            fwd2, bwd2, map2 = _text_run(two, v, oracle_mod)
+        finally:
+            two.close()
+    assert list(fwd2) == list(range(2, FRAMES)) and list(bwd2) == list(range(5, -1, -1))
+    assert "arm" in map2.values() and map2 == map1  # the click mapped the same instance on both
+    # (random weights score every tracked mask as "no object", so the pixel check below is weak)
+    differ = sum(int(np.count_nonzero(a[f][n] != b[f][n])) for a, b in ((fwd1, fwd2), (bwd1, bwd2)) for f in a for n in a[f])
+    total = sum(m.size for d in (fwd1, bwd1) for masks in d.values() for m in masks.values())
+    print(f"two GPUs vs one: {differ} of {total} pixels differ; mapping {map2}")
+    assert differ <= 0.001 * total
+
+
 @pytest.mark.parametrize("name", ["sam2", "sam3"])
 def test_cuda_graphs_replay_the_tracker_steps_and_match_eager(video, oracle_mod, name):
     """Graphs on vs off: the steps really replay, nothing falls back, and the masks agree."""
