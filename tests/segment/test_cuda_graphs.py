@@ -126,6 +126,22 @@ def test_outside_a_session_when_false_or_new_shapes_run_eagerly_and_graphs_are_b
     assert g.stats.captures == 3 and g.stats.evictions == 1 and len(g) == 2
 
 
+def test_a_step_whose_shapes_keep_changing_stops_capturing_but_keeps_its_graphs():
+    g = graphs(after=1, max_per_step=2)
+    g.thrash_factor = 2
+    wrapped = g.wrap("step", lambda x: x + 1)
+    with g.session(Counter()):
+        for n in range(2, 12):  # ten shapes cycling through a two-graph cache
+            for _ in range(2):
+                assert torch.equal(wrapped(torch.zeros(n)), torch.ones(n))
+        held = len(g)
+        for _ in range(2):
+            assert torch.equal(wrapped(torch.zeros(7)), torch.ones(7))  # the last shape captured still replays
+    by = g.stats.by_step["step"]
+    assert by["evictions"] == 4 and g.stats.captures == 6 and by["thrashing"] == 1
+    assert held == 2 and by["replays"] == 6 + 2 and by["eager"] == 10 + 4 * 1  # shapes 8-11 ran eagerly
+
+
 def test_non_tensor_arguments_are_part_of_the_signature():
     g = graphs(after=1)
     wrapped = g.wrap("step", lambda x, k: x * k)

@@ -184,6 +184,7 @@ class StepGraphs:
     """
 
     max_failures = 2
+    thrash_factor = 4  # a step that has evicted this many times max_per_step graphs captures no more
 
     def __init__(
         self,
@@ -259,6 +260,14 @@ class StepGraphs:
         if captured is not None:
             graphs.move_to_end(sig)
             return captured
+        per_step = self.stats.by_step.setdefault(name, Counter())
+        if per_step["evictions"] >= self.thrash_factor * self.max_per_step:
+            # shapes keep changing (e.g. real weights choosing a varying number of memory frames):
+            # capturing more would cost more than replays save; the graphs held keep replaying
+            if not per_step["thrashing"]:
+                per_step["thrashing"] = 1
+                log.info("CUDA graphs of %s: shapes keep changing; no new captures for this step", name)
+            return None
         self._capturing = True
         try:
             captured = self._capture(fn, args, kwargs, self._side_stream())
@@ -275,6 +284,7 @@ class StepGraphs:
         while len(graphs) > self.max_per_step:
             graphs.popitem(last=False)
             self.stats.evictions += 1
+            per_step["evictions"] += 1
         return captured
 
     def _side_stream(self) -> Any:
