@@ -163,6 +163,12 @@ def test_a_checkpoint_file_loads_through_sam2s_loader(tmp_path, video, oracle_mo
     assert all(np.array_equal(got[k][n], expected[k][n]) for k in got for n in got[k])
 
 
+def test_cpu_runs_have_no_cuda_graphs_and_keep_their_fingerprint():
+    """Graphs are GPU-only; on CPU the fingerprint (and so every stored manifest) is what it was before them."""
+    with load_backend("sam2", **TINY) as b:
+        assert b.graphs is None and "cuda_graphs" not in b.fingerprint() and "cuda_graphs" not in b.cache_stats()
+
+
 def test_checkpoint_errors_name_the_file(tmp_path):
     import torch
 

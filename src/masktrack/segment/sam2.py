@@ -264,15 +264,17 @@ class Sam2Backend(Backend):
 
         if self._weights_hash is None:
             self._weights_hash = weights_id(self.checkpoint, self.seed)
-        return {
+        fp = {
             "backend": self.name,
             "sam2": version("sam2"),
             "config": self.config,
             "weights": self._weights_hash,
             "image_size": self.image_size,
             "bf16": self.bf16 and self.device.type == "cuda",
-            "cuda_graphs": self.graphs is not None,
         }
+        if self.graphs is not None:  # only then can results differ from earlier (eager) runs
+            fp["cuda_graphs"] = True
+        return fp
 
     def cache_stats(self) -> dict:
         stats = {"bytes": self.cache.bytes, "entries": len(self.cache), **self.cache.stats.as_dict()}

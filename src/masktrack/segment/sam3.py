@@ -374,14 +374,16 @@ class Sam3Backend(Backend):
         if self._weights_hash is None:
             self._weights_hash = weights_id(self.checkpoint, self.seed)
         shared_sa = "shared_first_self_attention" in self.tracker_speedups
-        return {
+        fp = {
             "backend": self.name,
             "sam3": version("sam3"),
             "weights": self._weights_hash,
             "image_size": self.image_size,
             "memory_attention": "first-self-attention-per-frame" if shared_sa else "sam3",
-            "cuda_graphs": self.graphs is not None,
         }
+        if self.graphs is not None:  # only then can results differ from earlier (eager) runs
+            fp["cuda_graphs"] = True
+        return fp
 
     def cache_stats(self) -> dict:
         stats = {"bytes": self.cache.bytes, "entries": len(self.cache), **self.cache.stats.as_dict()}
