@@ -18,9 +18,12 @@ from masktrack.segment.cuda_graphs import (  # noqa: E402
     Captured,
     StepGraphs,
     copy_into,
+    fingerprint_entry,
     flatten,
     install_sam_step_graphs,
     make_static,
+    session_scope,
+    stats_entry,
     unflatten,
 )
 
@@ -234,3 +237,16 @@ def test_install_on_a_sam_style_tracker_graphs_only_frames_without_prompts():
     assert by["mask_heads"]["replays"] == 2 and by["memory_encoder"]["replays"] == 2
     # the encoder saw only the top level, no memory bank and no image (SimpleMaskEncoder ignores it)
     assert all(img is None and n == 1 and sizes == [(1, 2)] and od is None for img, n, sizes, od in tracker.seen)
+
+
+def test_backend_helpers_say_nothing_without_graphs():
+    assert stats_entry(None) == {} and fingerprint_entry(None) == {}
+    with session_scope(None, Counter()):
+        pass
+    g = graphs(after=1)
+    wrapped = g.wrap("step", lambda x: x * 2)
+    counts = Counter()
+    with session_scope(g, counts):
+        wrapped(torch.ones(2))
+    assert sum(counts.values()) == 1 and fingerprint_entry(g) == {"cuda_graphs": True}
+    assert stats_entry(g)["cuda_graphs"]["held"] == 0 and stats_entry(g)["cuda_graphs"]["eager"] == 1

@@ -305,6 +305,21 @@ class StepGraphs:
         self._failed.clear()
 
 
+def session_scope(graphs: StepGraphs | None, counts: Counter) -> contextlib.AbstractContextManager:
+    """``graphs.session(counts)``, or nothing for a backend without graphs (CPU, or ``cuda_graphs: false``)."""
+    return graphs.session(counts) if graphs is not None else contextlib.nullcontext()
+
+
+def stats_entry(graphs: StepGraphs | None) -> dict:
+    """The ``cuda_graphs`` entry of a backend's ``cache_stats()`` (empty without graphs)."""
+    return {} if graphs is None else {"cuda_graphs": {"held": len(graphs), **graphs.stats.as_dict()}}
+
+
+def fingerprint_entry(graphs: StepGraphs | None) -> dict:
+    """The fingerprint entry: named only when graphs are on, the one case where results may differ from eager runs."""
+    return {} if graphs is None else {"cuda_graphs": True}
+
+
 # --------------------------------------------------------------------------- SAM-style trackers
 
 

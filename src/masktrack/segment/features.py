@@ -110,6 +110,10 @@ class FeatureCache:
                 self._bytes -= s
                 self.stats.evictions += 1
 
+    def report(self) -> dict:
+        """Size and hit counts, as backends report them in ``cache_stats()``."""
+        return {"bytes": self.bytes, "entries": len(self), **self.stats.as_dict()}
+
     def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         value = self.get(key)
         if value is None:

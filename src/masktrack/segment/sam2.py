@@ -37,7 +37,7 @@ import numpy as np
 from masktrack.errors import BackendError
 from masktrack.io.video import VideoSource
 from masktrack.segment.base import Backend, FramePrompt, FrameMasks, Session, SessionObject
-from masktrack.segment.cuda_graphs import StepGraphs, install_sam_step_graphs
+from masktrack.segment.cuda_graphs import StepGraphs, fingerprint_entry, install_sam_step_graphs, session_scope, stats_entry
 from masktrack.segment.features import FeatureCache, FrameSequence, FrameStore, autocast_for, default_cache_bytes, resolve_device, weights_id
 
 DEFAULT_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
@@ -272,19 +272,14 @@ class Sam2Backend(Backend):
             "image_size": self.image_size,
             "bf16": self.bf16 and self.device.type == "cuda",
         }
-        if self.graphs is not None:  # only then can results differ from earlier (eager) runs
-            fp["cuda_graphs"] = True
-        return fp
+        return {**fp, **fingerprint_entry(self.graphs)}
 
     def cache_stats(self) -> dict:
-        stats = {"bytes": self.cache.bytes, "entries": len(self.cache), **self.cache.stats.as_dict()}
-        if self.graphs is not None:
-            stats["cuda_graphs"] = {"held": len(self.graphs), **self.graphs.stats.as_dict()}
-        return stats
+        return {**self.cache.report(), **stats_entry(self.graphs)}
 
     def graph_scope(self, counts: Counter) -> contextlib.AbstractContextManager:
         """Tracker steps run under ``counts`` (one session's): graphs replace them once a shape repeats."""
-        return self.graphs.session(counts) if self.graphs is not None else contextlib.nullcontext()
+        return session_scope(self.graphs, counts)
 
     def close(self) -> None:
         import torch

@@ -46,7 +46,6 @@ no longer paced by the host CPU launching ~700 small kernels per frame.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib.util
 import time
@@ -71,7 +70,7 @@ from masktrack.segment.base import (
     TextPrompt,
     assign_detections,
 )
-from masktrack.segment.cuda_graphs import StepGraphs, install_sam_step_graphs
+from masktrack.segment.cuda_graphs import StepGraphs, fingerprint_entry, install_sam_step_graphs, session_scope, stats_entry
 from masktrack.segment.features import (
     FeatureCache,
     FrameSequence,
@@ -362,7 +361,7 @@ class Sam3Backend(Backend):
 
     def graph_scope(self, counts: Counter) -> Any:
         """Tracker steps run under ``counts`` (one session's): graphs replace them once a shape repeats."""
-        return self.graphs.session(counts) if self.graphs is not None else contextlib.nullcontext()
+        return session_scope(self.graphs, counts)
 
     # -- Backend API -------------------------------------------------------
     def open_session(self, video: VideoSource, objects: Sequence[SessionObject]) -> Sam3Session:
@@ -381,15 +380,10 @@ class Sam3Backend(Backend):
             "image_size": self.image_size,
             "memory_attention": "first-self-attention-per-frame" if shared_sa else "sam3",
         }
-        if self.graphs is not None:  # only then can results differ from earlier (eager) runs
-            fp["cuda_graphs"] = True
-        return fp
+        return {**fp, **fingerprint_entry(self.graphs)}
 
     def cache_stats(self) -> dict:
-        stats = {"bytes": self.cache.bytes, "entries": len(self.cache), **self.cache.stats.as_dict()}
-        if self.graphs is not None:
-            stats["cuda_graphs"] = {"held": len(self.graphs), **self.graphs.stats.as_dict()}
-        return stats
+        return {**self.cache.report(), **stats_entry(self.graphs)}
 
     def close(self) -> None:
         import torch
