@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "annotate"))
 
-from conftest import serve  # noqa: E402  (the tests' live-server helper)
+from conftest import serve
 
 
 def make_frames(folder: Path, n: int, w: int, h: int) -> None:
@@ -80,7 +80,11 @@ class Client:
 
 def stats(ms: list[float]) -> dict:
     ms = sorted(ms)
-    return {"n": len(ms), "median_ms": round(statistics.median(ms), 2), "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2)}
+    return {
+        "n": len(ms),
+        "median_ms": round(statistics.median(ms), 2),
+        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2),
+    }
 
 
 def main() -> None:
@@ -97,7 +101,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_frames(root / "frames", args.frames, args.width, args.height)
-        app = create_app(root / "frames", root / "prompts.json", objects=["arm", "gripper_left", "gripper_right", "cup"])
+        app = create_app(
+            root / "frames", root / "prompts.json", objects=["arm", "gripper_left", "gripper_right", "cup"]
+        )
         with serve(app) as url:
             c = Client(url)
 
@@ -119,7 +125,11 @@ def main() -> None:
             for oid, name in enumerate(["arm", "gripper_left", "gripper_right", "cup"], start=1):
                 kfs = []
                 for f in range(0, min(args.frames, 50)):
-                    pts = np.c_[rng.uniform(0, args.width - 1, 5), rng.uniform(0, args.height - 1, 5)].round(2).tolist()
+                    pts = (
+                        np.c_[rng.uniform(0, args.width - 1, 5), rng.uniform(0, args.height - 1, 5)]
+                        .round(2)
+                        .tolist()
+                    )
                     kfs.append({"frame": f, "points": pts, "labels": [1, 1, 1, 0, 0], "boxes": []})
                 objs.append({"name": name, "id": oid, "keyframes": kfs})
             gets, puts = [], []
@@ -127,11 +137,17 @@ def main() -> None:
                 ms, r = timed(lambda: c.get("/api/prompts"))
                 gets.append(ms)
                 rev = r.json()["revision"]
-                ms, _ = timed(lambda: c.put("/api/prompts", json={"revision": rev, "prompts": {"objects": objs}}))
+                ms, _ = timed(
+                    lambda rev=rev: c.put(
+                        "/api/prompts", json={"revision": rev, "prompts": {"objects": objs}}
+                    )
+                )
                 puts.append(ms)
             result["prompts_get"] = stats(gets)
             result["prompts_save"] = stats(puts)
-            result["prompt_file"] = f"4 objects x {min(args.frames, 50)} keyframes x 5 points, {(root / 'prompts.json').stat().st_size} bytes"
+            result["prompt_file"] = (
+                f"4 objects x {min(args.frames, 50)} keyframes x 5 points, {(root / 'prompts.json').stat().st_size} bytes"
+            )
 
             req = {"object": "cup", "frame": 5, "points": [[args.width / 2, args.height / 2]], "labels": [1]}
             r = c.post("/api/preview", json=req)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "batch"))
 
-from conftest import write_job, write_prompt_file  # noqa: E402  (test helpers double as the bench's dataset builder)
+from conftest import write_job, write_prompt_file
 
 
 def build_dataset(root: Path, scenes: int, cameras: int, frames: int, size: tuple[int, int]) -> None:
@@ -68,7 +68,11 @@ def main() -> None:
             n = report.count("done")
             assert report.count("failed") == 0 and report.count("skipped") == 0, report.to_json()
             assert n == args.scenes * (args.cameras + 1)
-            results[workers] = {"units": n, "seconds": round(dt, 2), "units_per_minute": round(60 * n / dt, 2)}
+            results[workers] = {
+                "units": n,
+                "seconds": round(dt, 2),
+                "units_per_minute": round(60 * n / dt, 2),
+            }
             print(f"{workers} worker(s): {n} units in {dt:.1f}s -> {60 * n / dt:.1f} units/min")
         out = {
             "scenes": args.scenes,

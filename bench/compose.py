@@ -84,7 +84,9 @@ def build_store(output: Path, frames: int) -> None:
     for st, m, _ in sessions.values():
         st.finish(m, {})
     cover /= frames
-    print(f"input: {frames} frames {W}x{H}; mean coverage arm {cover[0]:.1%}, grippers {cover[1]:.1%} / {cover[2]:.1%}")
+    print(
+        f"input: {frames} frames {W}x{H}; mean coverage arm {cover[0]:.1%}, grippers {cover[1]:.1%} / {cover[2]:.1%}"
+    )
 
 
 def notebook_loop(output: Path, dest: Path, radius: int) -> None:
@@ -123,9 +125,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--radius", type=int, default=15)
-    ap.add_argument("--workers", type=int, default=None, help="masktrack threads (default: usable cores, at most 4)")
+    ap.add_argument(
+        "--workers", type=int, default=None, help="masktrack threads (default: usable cores, at most 4)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
-    ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it (default: a temp folder)")
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="work in this folder and keep it (default: a temp folder)"
+    )
     args = ap.parse_args()
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_compose_"))
@@ -140,7 +146,10 @@ def main() -> int:
             {
                 "video": "synthetic",
                 "output": str(output),
-                "sessions": [{"name": "arm", "objects": ["arm"]}, {"name": "gripper", "objects": ["gripper_left", "gripper_right"]}],
+                "sessions": [
+                    {"name": "arm", "objects": ["arm"]},
+                    {"name": "gripper", "objects": ["gripper_left", "gripper_right"]},
+                ],
                 "compose": {"arm_only": f"dilate(arm, {r}) - dilate(gripper_left | gripper_right, {r})"},
             }
         )

@@ -56,9 +56,26 @@ def main() -> None:
             res["jf_mean"] = rj["jf_mean"]
             res["tracks"] = rj["tracks"]
             res["checks"] = rj["checks"]
-            print(json.dumps({k: res[k] for k in ("demo_s", "demo_rerun_s", "rerun_all_reused", "stage_seconds", "jf_mean", "checks")}, indent=1))
+            print(
+                json.dumps(
+                    {
+                        k: res[k]
+                        for k in (
+                            "demo_s",
+                            "demo_rerun_s",
+                            "rerun_all_reused",
+                            "stage_seconds",
+                            "jf_mean",
+                            "checks",
+                        )
+                    },
+                    indent=1,
+                )
+            )
             for t in res["tracks"]:
-                print(f"track {t['instance']}: median {100 * t['median_m']:.2f} cm, p90 {100 * t['p90_m']:.2f} cm")
+                print(
+                    f"track {t['instance']}: median {100 * t['median_m']:.2f} cm, p90 {100 * t['p90_m']:.2f} cm"
+                )
     finally:
         if args.out is None:
             shutil.rmtree(work, ignore_errors=True)

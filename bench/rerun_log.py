@@ -40,10 +40,17 @@ def synth_scene(folder: Path, cameras: int, frames: int, height: int, width: int
     rng = np.random.default_rng(seed)
     rgbs = np.empty((cameras, frames, height, width, 3), np.uint8)
     depths = np.empty((cameras, frames, height, width), np.float32)
-    masks = {"arm": np.zeros((cameras, frames, height, width), bool), "cube": np.zeros((cameras, frames, height, width), bool)}
+    masks = {
+        "arm": np.zeros((cameras, frames, height, width), bool),
+        "cube": np.zeros((cameras, frames, height, width), bool),
+    }
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     for c in range(cameras):
-        tex = cv2.resize(rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8), (width, height), interpolation=cv2.INTER_CUBIC)
+        tex = cv2.resize(
+            rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8),
+            (width, height),
+            interpolation=cv2.INTER_CUBIC,
+        )
         bg = np.clip(0.6 * tex + 0.4 * (80 + 100 * yy[..., None] / height), 0, 255).astype(np.uint8)
         bg_depth = (1.2 + 0.4 * yy / height + 0.05 * c).astype(np.float32)
         for t in range(frames):
@@ -66,12 +73,24 @@ def synth_scene(folder: Path, cameras: int, frames: int, height: int, width: int
         r = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]], np.float32)
         extrs[c, :, :, :3] = r
         extrs[c, :, :, 3] = [0.1 * c, 0.0, 1.0]
-    scene = Scene(rgbs=rgbs, depths=depths, intrs=np.broadcast_to(k_mat, (cameras, frames, 3, 3)).copy(), extrs=extrs, camera_ids=[f"cam{c}" for c in range(cameras)], fps=30.0)
+    scene = Scene(
+        rgbs=rgbs,
+        depths=depths,
+        intrs=np.broadcast_to(k_mat, (cameras, frames, 3, 3)).copy(),
+        extrs=extrs,
+        camera_ids=[f"cam{c}" for c in range(cameras)],
+        fps=30.0,
+    )
     save_scene(scene, folder)
     from masktrack.io.scene import load_scene
 
     scene = load_scene(folder)
-    instances = {name: save_instance(folder, name, m, id=i + 1, color=col) for i, (name, m, col) in enumerate([("arm", masks["arm"], (220, 60, 40)), ("cube", masks["cube"], (40, 80, 220))])}
+    instances = {
+        name: save_instance(folder, name, m, id=i + 1, color=col)
+        for i, (name, m, col) in enumerate(
+            [("arm", masks["arm"], (220, 60, 40)), ("cube", masks["cube"], (40, 80, 220))]
+        )
+    }
     return scene, instances
 
 
@@ -129,7 +148,13 @@ def log_old_style(tracks: dict, folder: Path, rid: str, subset: int | None) -> t
         rec = rr.RecordingStream("masktrack_old", recording_id=rid)
         rec.save(folder / f"{name}.rrd")
         x, vis = tr.tracks, tr.visibility
-        n = x.shape[1] if subset is None else min(x.shape[1], int(np.ceil(subset * x.shape[1] / sum(t.num_points for t in tracks.values()))))
+        n = (
+            x.shape[1]
+            if subset is None
+            else min(
+                x.shape[1], int(np.ceil(subset * x.shape[1] / sum(t.num_points for t in tracks.values())))
+            )
+        )
         logged += n
         rgb = PALETTE[k]
         for t in range(x.shape[0]):
@@ -138,9 +163,19 @@ def log_old_style(tracks: dict, folder: Path, rid: str, subset: int | None) -> t
                 p = x[t, i]
                 if not np.isfinite(p).all():
                     continue
-                rec.log(f"world/tracks/{name}/{i}", rr.Points3D([p], colors=[(*rgb, 255 if vis[t, i] else 60)], radii=rr.Radius.ui_points(4.0)))
+                rec.log(
+                    f"world/tracks/{name}/{i}",
+                    rr.Points3D(
+                        [p], colors=[(*rgb, 255 if vis[t, i] else 60)], radii=rr.Radius.ui_points(4.0)
+                    ),
+                )
                 if t > 0 and np.isfinite(x[t - 1, i]).all():
-                    rec.log(f"world/tracks/{name}/{i}/trail", rr.LineStrips3D([[x[t - 1, i], p]], colors=[(*rgb, 160)], radii=rr.Radius.ui_points(1.5)))
+                    rec.log(
+                        f"world/tracks/{name}/{i}/trail",
+                        rr.LineStrips3D(
+                            [[x[t - 1, i], p]], colors=[(*rgb, 160)], radii=rr.Radius.ui_points(1.5)
+                        ),
+                    )
         rec.flush()
         rec.disconnect()
     dt = time.perf_counter() - t0
@@ -155,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cameras", type=int, default=3)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--old-subset", type=int, default=None, help="run the old style on this many tracks only and extrapolate linearly (reported)")
+    ap.add_argument(
+        "--old-subset",
+        type=int,
+        default=None,
+        help="run the old style on this many tracks only and extrapolate linearly (reported)",
+    )
     ap.add_argument("--skip-scene", action="store_true", help="only the tracks comparison")
     ap.add_argument("--keep", type=Path, default=None, help="keep the written files in this folder")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -167,7 +207,14 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="masktrack-bench-rerun-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
-    res: dict = {"points": args.points, "frames": args.frames, "cameras": args.cameras, "height": args.height, "width": args.width, "rerun": rr.__version__}
+    res: dict = {
+        "points": args.points,
+        "frames": args.frames,
+        "cameras": args.cameras,
+        "height": args.height,
+        "width": args.width,
+        "rerun": rr.__version__,
+    }
     try:
         names = ["arm", "cube"]
         tracks = synth_tracks(args.points, args.frames, names)
@@ -185,9 +232,12 @@ def main(argv: list[str] | None = None) -> int:
             speedup=dt_old * scale / dt_new,
             size_ratio=size_old * scale / size_new,
         )
-        print(f"tracks: masktrack {dt_new:.2f} s {size_new / 1e6:.1f} MB | old style {dt_old * scale:.2f} s {size_old * scale / 1e6:.1f} MB"
-              + (f" (measured on {logged} tracks, x{scale:.2f} extrapolated)" if scale != 1.0 else "")
-              + f" | speedup {res['speedup']:.1f}x, size ratio {res['size_ratio']:.1f}x", flush=True)
+        print(
+            f"tracks: masktrack {dt_new:.2f} s {size_new / 1e6:.1f} MB | old style {dt_old * scale:.2f} s {size_old * scale / 1e6:.1f} MB"
+            + (f" (measured on {logged} tracks, x{scale:.2f} extrapolated)" if scale != 1.0 else "")
+            + f" | speedup {res['speedup']:.1f}x, size ratio {res['size_ratio']:.1f}x",
+            flush=True,
+        )
         if not args.skip_scene:
             t0 = time.perf_counter()
             scene, instances = synth_scene(work / "scene", args.cameras, args.frames, args.height, args.width)
@@ -201,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
             res["scene_bytes"] = paths.scene.stat().st_size
             res["combined_bytes"] = paths.combined.stat().st_size
             res["scene_bytes_per_camera_frame"] = res["scene_bytes"] / (args.cameras * args.frames)
-            print(f"scene: {res['scene_bytes'] / 1e6:.1f} MB = {res['scene_bytes_per_camera_frame'] / 1e3:.0f} kB per camera-frame; "
-                  f"write_recordings {res['write_recordings_s']:.1f} s (re-run skip {res['rerun_skip_s']:.2f} s); combined {res['combined_bytes'] / 1e6:.1f} MB", flush=True)
+            print(
+                f"scene: {res['scene_bytes'] / 1e6:.1f} MB = {res['scene_bytes_per_camera_frame'] / 1e3:.0f} kB per camera-frame; "
+                f"write_recordings {res['write_recordings_s']:.1f} s (re-run skip {res['rerun_skip_s']:.2f} s); combined {res['combined_bytes'] / 1e6:.1f} MB",
+                flush=True,
+            )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import sessions_gpu as sg  # noqa: E402
+import sessions_gpu as sg
 
 
 class Toggles:
@@ -139,11 +139,22 @@ def component_profile(backend, video, objs, prompts, start, frames_to_track: int
                 "gpu_ms_per_frame": round(dev / 1000 / max(n, 1), 3),
             }
         kernels_us += self_dev if e.device_type == torch.autograd.DeviceType.CUDA else 0.0
-        if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpyAsync", "cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernelExC"):
+        if e.key in (
+            "cudaStreamSynchronize",
+            "cudaDeviceSynchronize",
+            "cudaEventSynchronize",
+            "cudaMemcpyAsync",
+            "cudaLaunchKernel",
+            "cuLaunchKernel",
+            "cuLaunchKernelEx",
+            "cudaLaunchKernelExC",
+        ):
             syncs[e.key] += e.count
     top = sorted(
         (e for e in events if e.device_type == torch.autograd.DeviceType.CUDA),
-        key=lambda e: -(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0)),
+        key=lambda e: (
+            -(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0))
+        ),
     )[:15]
     return {
         "frames": n,
@@ -153,7 +164,15 @@ def component_profile(backend, video, objs, prompts, start, frames_to_track: int
         "runtime_calls_per_frame": {k: round(v / max(n, 1), 2) for k, v in syncs.items()},
         "memory_frames_selected": dict(sorted(lengths.items())),
         "top_kernels_ms_per_frame": [
-            [e.key[:90], round((getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0)) / 1000 / max(n, 1), 3)]
+            [
+                e.key[:90],
+                round(
+                    (getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0))
+                    / 1000
+                    / max(n, 1),
+                    3,
+                ),
+            ]
             for e in top
         ],
     }
@@ -203,7 +222,11 @@ def main() -> None:
             backend.cache.clear()
             cold = timed_session(backend, video, objs, prompts, 0)
             warm = timed_session(backend, video, objs2, prompts2, args.frames // 2)
-            ab[label] = {"one_session_s": cold, "second_session_s": warm, "ratio_two_vs_one": round((cold + warm) / cold, 3)}
+            ab[label] = {
+                "one_session_s": cold,
+                "second_session_s": warm,
+                "ratio_two_vs_one": round((cold + warm) / cold, 3),
+            }
             out["ab"] = ab
             dump()
         # each speed-up alone on the warm cache (the cache holds everything now)
@@ -225,10 +248,17 @@ def main() -> None:
         try:
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
-            order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+            order = [
+                SDPBackend.CUDNN_ATTENTION,
+                SDPBackend.FLASH_ATTENTION,
+                SDPBackend.EFFICIENT_ATTENTION,
+                SDPBackend.MATH,
+            ]
             with sdpa_kernel(order, set_priority=True):
-                out["warm_second_session_cudnn_attention_first_s"] = timed_session(backend, video, objs2, prompts2, args.frames // 2)
-        except Exception as e:  # noqa: BLE001
+                out["warm_second_session_cudnn_attention_first_s"] = timed_session(
+                    backend, video, objs2, prompts2, args.frames // 2
+                )
+        except Exception as e:
             out["warm_second_session_cudnn_attention_first_s"] = f"{type(e).__name__}: {e}"
         dump()
 
@@ -236,8 +266,10 @@ def main() -> None:
         for label, on in (("all_on", everything), ("all_but_cuda_graphs", everything - {"cuda_graphs"})):
             toggles.set(on)
             try:
-                out[f"profile_{label}"] = component_profile(backend, video, objs2, prompts2, args.frames // 2, args.profile_frames)
-            except Exception as e:  # noqa: BLE001
+                out[f"profile_{label}"] = component_profile(
+                    backend, video, objs2, prompts2, args.frames // 2, args.profile_frames
+                )
+            except Exception as e:
                 import traceback
 
                 traceback.print_exc()
@@ -257,7 +289,9 @@ def main() -> None:
             b.cache.clear()
             cold = timed_session(b, video, objs, prompts, 0)
             warm = timed_session(b, video, objs2, prompts2, args.frames // 2)
-            res.update(one_session_s=cold, second_session_s=warm, ratio_two_vs_one=round((cold + warm) / cold, 3))
+            res.update(
+                one_session_s=cold, second_session_s=warm, ratio_two_vs_one=round((cold + warm) / cold, 3)
+            )
             out["compile"] = res
             b.close()
             dump()

@@ -43,7 +43,9 @@ def sample_clicks(gt: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.nda
     return pts, labels
 
 
-def run_sequence(frames_dir: Path, gt: np.ndarray, mode: str, *, seed: int, options: dict) -> tuple[np.ndarray, float]:
+def run_sequence(
+    frames_dir: Path, gt: np.ndarray, mode: str, *, seed: int, options: dict
+) -> tuple[np.ndarray, float]:
     """Predicted masks bool [T, H, W] and frames per second."""
     from masktrack.io.video import FrameFolder
     from masktrack.segment.base import FramePrompt, SessionObject
@@ -69,16 +71,25 @@ def run_sequence(frames_dir: Path, gt: np.ndarray, mode: str, *, seed: int, opti
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "davis2016",
-                    help="DAVIS root (default: ../shared/data/davis2016 beside the repo)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "davis2016",
+        help="DAVIS root (default: ../shared/data/davis2016 beside the repo)",
+    )
     ap.add_argument("--json", type=Path, help="write the results as JSON here")
     ap.add_argument("--modes", default="mask,points", help="comma-separated: mask, points")
     ap.add_argument("--sequences", help="comma-separated subset (default: all)")
     ap.add_argument("--max-frames", type=int, default=0, help="only the first N frames (quick runs)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the sampled clicks")
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: the one-core target)")
-    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                    help="backend option, e.g. --option max_side=640 (JSON value)")
+    ap.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend option, e.g. --option max_side=640 (JSON value)",
+    )
     args = ap.parse_args(argv)
 
     import cv2
@@ -98,16 +109,22 @@ def main(argv: list[str] | None = None) -> int:
             options[k] = v
     img_root, ann_root = args.data / "JPEGImages" / "480p", args.data / "Annotations" / "480p"
     if not img_root.is_dir() or not ann_root.is_dir():
-        print(f"{args.data}: not a DAVIS folder (needs JPEGImages/480p and Annotations/480p)", file=sys.stderr)
+        print(
+            f"{args.data}: not a DAVIS folder (needs JPEGImages/480p and Annotations/480p)", file=sys.stderr
+        )
         return 2
     seqs = sorted(p.name for p in ann_root.iterdir() if p.is_dir())
     if args.sequences:
         seqs = [s for s in seqs if s in args.sequences.split(",")]
     modes = [m for m in args.modes.split(",") if m]
 
-    results: dict = {"command": " ".join(["python", "bench/segment_quality.py", *(argv or sys.argv[1:])]),
-                     "threads": args.threads, "options": options, "seed": args.seed,
-                     "protocol": "DAVIS semi-supervised (first and last frame not scored)"}
+    results: dict = {
+        "command": " ".join(["python", "bench/segment_quality.py", *(argv or sys.argv[1:])]),
+        "threads": args.threads,
+        "options": options,
+        "seed": args.seed,
+        "protocol": "DAVIS semi-supervised (first and last frame not scored)",
+    }
     console = Console()
     for mode in modes:
         per_seq = {}
@@ -120,10 +137,18 @@ def main(argv: list[str] | None = None) -> int:
                 frames_dir = _first_frames(frames_dir, args.max_frames)
             pred, fps = run_sequence(frames_dir, gt, mode, seed=args.seed, options=options)
             sc = evaluate_sequence(pred, gt, skip_first_last=True, name=seq)
-            per_seq[seq] = {"jf_mean": sc.jf_mean, "j_mean": sc.j_mean, "f_mean": sc.f_mean,
-                            "j_recall": sc.j_recall, "f_recall": sc.f_recall, "j_decay": sc.j_decay,
-                            "f_decay": sc.f_decay, "frames": int(gt.shape[0]), "fps": fps,
-                            "size": [int(gt.shape[2]), int(gt.shape[1])]}
+            per_seq[seq] = {
+                "jf_mean": sc.jf_mean,
+                "j_mean": sc.j_mean,
+                "f_mean": sc.f_mean,
+                "j_recall": sc.j_recall,
+                "f_recall": sc.f_recall,
+                "j_decay": sc.j_decay,
+                "f_decay": sc.f_decay,
+                "frames": int(gt.shape[0]),
+                "fps": fps,
+                "size": [int(gt.shape[2]), int(gt.shape[1])],
+            }
             total_frames += gt.shape[0]
             total_time += gt.shape[0] / fps
         mean = {k: float(np.mean([v[k] for v in per_seq.values()])) for k in ("jf_mean", "j_mean", "f_mean")}
@@ -133,10 +158,27 @@ def main(argv: list[str] | None = None) -> int:
         for c in ("sequence", "frames", "J&F", "J", "F", "J recall", "F recall", "fps"):
             t.add_column(c, justify="left" if c == "sequence" else "right", no_wrap=True)
         for s, v in per_seq.items():
-            t.add_row(s, str(v["frames"]), f"{v['jf_mean']:.3f}", f"{v['j_mean']:.3f}", f"{v['f_mean']:.3f}",
-                      f"{v['j_recall']:.3f}", f"{v['f_recall']:.3f}", f"{v['fps']:.1f}")
-        t.add_row("mean", str(total_frames), f"{mean['jf_mean']:.3f}", f"{mean['j_mean']:.3f}", f"{mean['f_mean']:.3f}",
-                  "", "", f"{results[mode]['fps']:.1f}", style="bold")
+            t.add_row(
+                s,
+                str(v["frames"]),
+                f"{v['jf_mean']:.3f}",
+                f"{v['j_mean']:.3f}",
+                f"{v['f_mean']:.3f}",
+                f"{v['j_recall']:.3f}",
+                f"{v['f_recall']:.3f}",
+                f"{v['fps']:.1f}",
+            )
+        t.add_row(
+            "mean",
+            str(total_frames),
+            f"{mean['jf_mean']:.3f}",
+            f"{mean['j_mean']:.3f}",
+            f"{mean['f_mean']:.3f}",
+            "",
+            "",
+            f"{results[mode]['fps']:.1f}",
+            style="bold",
+        )
         console.print(t)
     if args.json:
         from masktrack.io.atomic import atomic_write_json

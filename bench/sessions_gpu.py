@@ -41,7 +41,10 @@ def make_video(folder: Path, frames: int, size: tuple[int, int] = (720, 1280), s
     h, w = size
     folder.mkdir(parents=True, exist_ok=True)
     bg = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 3)
-    blobs = [cv2.resize(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8), (s, s), interpolation=cv2.INTER_NEAREST) for s in (220, 120, 120)]
+    blobs = [
+        cv2.resize(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8), (s, s), interpolation=cv2.INTER_NEAREST)
+        for s in (220, 120, 120)
+    ]
     for t in range(frames):
         img = bg.copy()
         for k, b in enumerate(blobs):
@@ -130,7 +133,9 @@ def gripper_prompts(t: int = 0):
 
     objs = (SessionObject("gripper_left", 1, (255, 0, 0)), SessionObject("gripper_right", 2, (0, 0, 255)))
     prompts = [
-        FramePrompt(frame=t, object=o.name, points=np.array([blob_center(t, k + 1)], np.float32), labels=np.array([1]))
+        FramePrompt(
+            frame=t, object=o.name, points=np.array([blob_center(t, k + 1)], np.float32), labels=np.array([1])
+        )
         for k, o in enumerate(objs)
     ]
     return objs, prompts
@@ -162,9 +167,23 @@ def bench_sam3(folder: Path, frames: int, out: dict, repeat: int = 3) -> None:
         state = tracker.init_state(video_path=str(folder))
     for k in (1, 2):
         x, y = blob_center(0, k)
-        tracker.add_new_points_or_box(state, frame_idx=0, obj_id=k, points=torch.tensor([[x / W, y / H]]), labels=torch.tensor([1], dtype=torch.int32), rel_coordinates=True)
+        tracker.add_new_points_or_box(
+            state,
+            frame_idx=0,
+            obj_id=k,
+            points=torch.tensor([[x / W, y / H]]),
+            labels=torch.tensor([1], dtype=torch.int32),
+            rel_coordinates=True,
+        )
     with Timer() as t_prop:
-        for _f, _ids, _low, vr, _sc in tracker.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=frames, reverse=False, propagate_preflight=True, tqdm_disable=True):
+        for _f, _ids, _low, vr, _sc in tracker.propagate_in_video(
+            state,
+            start_frame_idx=0,
+            max_frame_num_to_track=frames,
+            reverse=False,
+            propagate_preflight=True,
+            tqdm_disable=True,
+        ):
             to_numpy_masks(vr)
     del state
     tracker.backbone = None
@@ -184,9 +203,18 @@ def bench_sam3(folder: Path, frames: int, out: dict, repeat: int = 3) -> None:
     pred = backend.predictor
     with Timer() as t_load:
         sid = pred.handle_request({"type": "start_session", "resource_path": str(folder)})["session_id"]
-    pred.handle_request({"type": "add_prompt", "session_id": sid, "frame_index": 0, "text": "robot and cable"})
+    pred.handle_request(
+        {"type": "add_prompt", "session_id": sid, "frame_index": 0, "text": "robot and cable"}
+    )
     with Timer() as t_prop:
-        for _ in pred.handle_stream_request({"type": "propagate_in_video", "session_id": sid, "propagation_direction": "forward", "start_frame_index": 0}):
+        for _ in pred.handle_stream_request(
+            {
+                "type": "propagate_in_video",
+                "session_id": sid,
+                "propagation_direction": "forward",
+                "start_frame_index": 0,
+            }
+        ):
             pass
     pred.handle_request({"type": "close_session", "session_id": sid})
     res["raw_text_load_s"] = round(t_load.s, 2)
@@ -215,16 +243,40 @@ def bench_sam3(folder: Path, frames: int, out: dict, repeat: int = 3) -> None:
 
     def notebook_session(clicks: bool) -> None:
         sid = pred.handle_request({"type": "start_session", "resource_path": str(folder)})["session_id"]
-        pred.handle_request({"type": "add_prompt", "session_id": sid, "frame_index": 0, "text": "robot and cable"})
-        for _ in pred.handle_stream_request({"type": "propagate_in_video", "session_id": sid, "propagation_direction": "both", "start_frame_index": 0}):
+        pred.handle_request(
+            {"type": "add_prompt", "session_id": sid, "frame_index": 0, "text": "robot and cable"}
+        )
+        for _ in pred.handle_stream_request(
+            {
+                "type": "propagate_in_video",
+                "session_id": sid,
+                "propagation_direction": "both",
+                "start_frame_index": 0,
+            }
+        ):
             pass
         if clicks:
             base = 1000
             for k in (1, 2):
                 x, y = blob_center(0, k)
-                pred.handle_request({"type": "add_prompt", "session_id": sid, "frame_index": 0, "points": torch.tensor([[x / W, y / H]]),
-                                     "point_labels": torch.tensor([1], dtype=torch.int32), "obj_id": base + k})
-            for _ in pred.handle_stream_request({"type": "propagate_in_video", "session_id": sid, "propagation_direction": "both", "start_frame_index": 0}):
+                pred.handle_request(
+                    {
+                        "type": "add_prompt",
+                        "session_id": sid,
+                        "frame_index": 0,
+                        "points": torch.tensor([[x / W, y / H]]),
+                        "point_labels": torch.tensor([1], dtype=torch.int32),
+                        "obj_id": base + k,
+                    }
+                )
+            for _ in pred.handle_stream_request(
+                {
+                    "type": "propagate_in_video",
+                    "session_id": sid,
+                    "propagation_direction": "both",
+                    "start_frame_index": 0,
+                }
+            ):
                 pass
         pred.handle_request({"type": "close_session", "session_id": sid})
 
@@ -245,13 +297,23 @@ def bench_sam3(folder: Path, frames: int, out: dict, repeat: int = 3) -> None:
     # the cost of isolation: the same four objects in one session (cold) vs split into the two sessions
     from masktrack.segment.base import FramePrompt, SessionObject
 
-    merged = tuple(SessionObject(f"{o.name}_{i}", 1 + len(objs) * i + j, o.color) for i, os_ in enumerate((objs, objs2)) for j, o in enumerate(os_))
-    mprompts = [FramePrompt(frame=p.frame, object=f"{p.object}_{i}", points=p.points, labels=p.labels) for i, ps in enumerate((prompts, prompts2)) for p in ps]
+    merged = tuple(
+        SessionObject(f"{o.name}_{i}", 1 + len(objs) * i + j, o.color)
+        for i, os_ in enumerate((objs, objs2))
+        for j, o in enumerate(os_)
+    )
+    mprompts = [
+        FramePrompt(frame=p.frame, object=f"{p.object}_{i}", points=p.points, labels=p.labels)
+        for i, ps in enumerate((prompts, prompts2))
+        for p in ps
+    ]
     backend.cache.clear()
     with Timer() as t_all:
         mt_session(backend, video, merged, mprompts, 0)
     two["one_session_all_four_objects_s"] = round(t_all.s, 2)
-    two["ratio_two_sessions_vs_one_merged_session"] = round((two["one_session_s"] + two["second_session_s"]) / t_all.s, 3)
+    two["ratio_two_sessions_vs_one_merged_session"] = round(
+        (two["one_session_s"] + two["second_session_s"]) / t_all.s, 3
+    )
     out["sam3_two_sessions"] = two
     backend.close()
     video.close()
@@ -278,7 +340,13 @@ def bench_sam2(folder: Path, frames: int, out: dict, repeat: int = 3, size: str 
             state = type(pred).init_state(pred, video_path=str(folder))
         for k in (1, 2):
             x, y = blob_center(0, k)
-            pred.add_new_points_or_box(state, frame_idx=0, obj_id=k, points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32))
+            pred.add_new_points_or_box(
+                state,
+                frame_idx=0,
+                obj_id=k,
+                points=np.array([[x, y]], np.float32),
+                labels=np.array([1], np.int32),
+            )
         with Timer() as t_prop:
             for _f, _ids, vr in pred.propagate_in_video(state, start_frame_idx=0):
                 to_numpy_masks(vr)
@@ -306,17 +374,27 @@ def main() -> None:
     ap.add_argument("--skip-sam2", action="store_true")
     ap.add_argument("--skip-sam3", action="store_true")
     ap.add_argument("--sam2-sizes", default="tiny", help="comma-separated SAM2.1 sizes to run: tiny,large")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of the two-sessions-vs-one measurement (median reported)")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs of the two-sessions-vs-one measurement (median reported)"
+    )
     args = ap.parse_args()
     import os
 
     import torch
 
     os.environ.setdefault("TQDM_DISABLE", "1")
-    out: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "frames": args.frames, "size": "1280x720"}
+    out: dict = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "frames": args.frames,
+        "size": "1280x720",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_video(Path(tmp) / "frames", args.frames)
-        runs = [(f"sam2_{size}", functools.partial(bench_sam2, size=size), args.skip_sam2) for size in args.sam2_sizes.split(",")]
+        runs = [
+            (f"sam2_{size}", functools.partial(bench_sam2, size=size), args.skip_sam2)
+            for size in args.sam2_sizes.split(",")
+        ]
         for name, fn, skip in (*runs, ("sam3", bench_sam3, args.skip_sam3)):
             if skip:
                 continue

@@ -50,8 +50,15 @@ def main() -> None:
     try:
         store = MaskStore(tmp).session("bench")
         manifest = SessionManifest(
-            session="bench", key="k", backend="none", video="-", video_hash="-", prompts_hash="-",
-            num_frames=n, height=h, width=w,
+            session="bench",
+            key="k",
+            backend="none",
+            video="-",
+            video_hash="-",
+            prompts_hash="-",
+            num_frames=n,
+            height=h,
+            width=w,
             objects=[StoredObject(name=k, id=i + 1, color=(0, 0, 0)) for i, k in enumerate(names)],
         )
         store.begin(manifest)

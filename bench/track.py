@@ -37,7 +37,9 @@ from masktrack.track.instances import load_instance
 from masktrack.track.queries import QueryOptions, sample_queries
 from masktrack.track.registry import get_tracker
 
-DEFAULT_NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rlbench" / "reach_target_episode0.npz"
+DEFAULT_NPZ = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rlbench" / "reach_target_episode0.npz"
+)
 
 
 def gt_tracks(npz: Path, queries: np.ndarray) -> np.ndarray:
@@ -53,9 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--npz", type=Path, default=DEFAULT_NPZ)
     ap.add_argument("--tracker", default="flow")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=JSON", help="tracker option")
-    ap.add_argument("--voxel", type=float, default=0.0, help="query de-dup voxel (m); 0 = every eroded mask pixel with depth")
+    ap.add_argument(
+        "--voxel",
+        type=float,
+        default=0.0,
+        help="query de-dup voxel (m); 0 = every eroded mask pixel with depth",
+    )
     ap.add_argument("--max-queries", type=int, default=0)
-    ap.add_argument("--exclude-camera", action="append", default=[], help="drop a camera (robustness check), e.g. wrist")
+    ap.add_argument(
+        "--exclude-camera", action="append", default=[], help="drop a camera (robustness check), e.g. wrist"
+    )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -74,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         scene = import_npz(args.npz, scene_dir, mask_key="gt_masks_gripper=gripper")
         inst = load_instance(scene_dir, "gripper")
         cams = tuple(c for c in scene.camera_ids if c not in args.exclude_camera)
-        q = sample_queries(scene, inst, QueryOptions(window="frame", frame=0, voxel=args.voxel, max_queries=args.max_queries, cameras=cams))
+        q = sample_queries(
+            scene,
+            inst,
+            QueryOptions(
+                window="frame", frame=0, voxel=args.voxel, max_queries=args.max_queries, cameras=cams
+            ),
+        )
         if args.exclude_camera:
             scene, inst = _drop_cameras(scene, inst, cams, Path(tmp))
         tracker = get_tracker(args.tracker, **opts)
@@ -94,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             "tracker": args.tracker,
             "options": opts,
             "num_queries": int(len(q)),
-            "query_cameras": {c: int(n) for c, n in zip(scene.camera_ids, np.bincount(q.camera, minlength=len(cams)))},
+            "query_cameras": {
+                c: int(n) for c, n in zip(scene.camera_ids, np.bincount(q.camera, minlength=len(cams)))
+            },
             "num_frames": int(scene.num_frames),
             "excluded_cameras": args.exclude_camera,
             "median_error_m": float(np.median(err)),
@@ -119,7 +136,13 @@ def _drop_cameras(scene, inst, cams, tmp: Path):  # type: ignore[no-untyped-def]
     from masktrack.track.instances import save_instance
 
     idx = [scene.camera_ids.index(c) for c in cams]
-    sub = Scene(np.asarray(scene.rgbs[idx]), np.asarray(scene.depths[idx]), np.asarray(scene.intrs[idx]), np.asarray(scene.extrs[idx]), list(cams))
+    sub = Scene(
+        np.asarray(scene.rgbs[idx]),
+        np.asarray(scene.depths[idx]),
+        np.asarray(scene.intrs[idx]),
+        np.asarray(scene.extrs[idx]),
+        list(cams),
+    )
     path = save_scene(sub, tmp / "sub")
     save_instance(path, "gripper", inst.masks()[idx], id=1, color=(255, 0, 0))
     return load_scene(path), load_instance(path, "gripper")

@@ -39,7 +39,9 @@ def davis_root(shared_data: Path) -> Path:
     return p
 
 
-def make_moving_square_video(folder: Path, *, frames: int = 12, size: tuple[int, int] = (96, 128), seed: int = 0) -> tuple[Path, np.ndarray]:
+def make_moving_square_video(
+    folder: Path, *, frames: int = 12, size: tuple[int, int] = (96, 128), seed: int = 0
+) -> tuple[Path, np.ndarray]:
     """A textured square moving over a textured background; returns (folder, gt bool [T,H,W])."""
     import cv2
 
@@ -70,7 +72,9 @@ def load_oracle_module():
     """Import tests/segment/masktrack_oracle.py under its own name (pytest uses --import-mode=importlib)."""
     name = "masktrack_oracle"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "segment" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).resolve().parent / "segment" / f"{name}.py"
+        )
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         spec.loader.exec_module(mod)

@@ -41,8 +41,12 @@ class _GTSession(Session):
     def close(self) -> None:
         pass
 
-    def propagate(self, start_frame: int, *, reverse: bool = False) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        masks = {o.name: load_instance(self.root / "scene", f"gt_{o.name}").masks(self.cam) for o in self.objects}
+    def propagate(
+        self, start_frame: int, *, reverse: bool = False
+    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        masks = {
+            o.name: load_instance(self.root / "scene", f"gt_{o.name}").masks(self.cam) for o in self.objects
+        }
         for f in range(start_frame, -1, -1) if reverse else range(start_frame, self.video.num_frames):
             yield f, {n: m[f] for n, m in masks.items()}
 
@@ -63,7 +67,17 @@ def test_demo_plumbing_and_resume(tmp_path: Path, gt_backend: str):
     first = run_demo(out, config=cfg, backend=gt_backend, progress=False)
     assert {s.status for s in first.stages} >= {"computed"}
     stages = {s.stage for s in first.stages}
-    assert stages == {"generate", "prompts", "segment", "compose", "previews", "instances", "track", "rerun", "evaluate"}
+    assert stages == {
+        "generate",
+        "prompts",
+        "segment",
+        "compose",
+        "previews",
+        "instances",
+        "track",
+        "rerun",
+        "evaluate",
+    }
     assert first.jf("arm.arm") == pytest.approx(1.0) and first.jf("gripper.gripper") == pytest.approx(1.0)
     assert first.jf("composed:arm_only") == pytest.approx(1.0)
     for t in first.tracks:
@@ -82,7 +96,9 @@ def test_demo_plumbing_and_resume(tmp_path: Path, gt_backend: str):
         assert arm[int(y), int(x)] == bool(lab)
 
     second = run_demo(out, config=cfg, backend=gt_backend, progress=False)
-    assert [s.status for s in second.stages] == ["reused"] * len(second.stages), [(s.stage, s.target, s.status) for s in second.stages if s.status != "reused"]
+    assert [s.status for s in second.stages] == ["reused"] * len(second.stages), [
+        (s.stage, s.target, s.status) for s in second.stages if s.status != "reused"
+    ]
     assert second.masks == first.masks and second.tracks == first.tracks
 
 
@@ -91,7 +107,10 @@ def test_demo_small_meets_quality_thresholds(tmp_path: Path):
     """The real default pipeline (classic backend, flow tracker) on the --small scene meets the demo's thresholds."""
     out = tmp_path / "demo"
     report = run_demo(out, config=DEMO_SMALL, progress=False)
-    summary = {"jf": {m: report.jf(m) for m in ("arm.arm", "gripper.gripper", "composed:arm_only")}, "tracks": [(t.instance, t.median_m, t.p90_m) for t in report.tracks]}
+    summary = {
+        "jf": {m: report.jf(m) for m in ("arm.arm", "gripper.gripper", "composed:arm_only")},
+        "tracks": [(t.instance, t.median_m, t.p90_m) for t in report.tracks],
+    }
     assert report.jf("arm.arm") >= THRESHOLDS["jf"], summary
     assert report.jf("gripper.gripper") >= THRESHOLDS["jf"], summary
     for t in report.tracks:
@@ -103,7 +122,18 @@ def test_demo_small_meets_quality_thresholds(tmp_path: Path):
 def test_demo_cli(tmp_path: Path, gt_backend: str, capsys):
     from masktrack.cli.main import main
 
-    args = ["demo", str(tmp_path / "d"), "--size", "128x96", "--frames", "4", "--cameras", "1", "--backend", gt_backend]
+    args = [
+        "demo",
+        str(tmp_path / "d"),
+        "--size",
+        "128x96",
+        "--frames",
+        "4",
+        "--cameras",
+        "1",
+        "--backend",
+        gt_backend,
+    ]
     assert main(args) in (0, 1)  # 1 = a quality check failed; both write the report
     assert json.loads((tmp_path / "d" / "report.json").read_text())["config"]["width"] == 128
     capsys.readouterr()

@@ -135,7 +135,11 @@ class PipelineConfig(BaseModel):
         for s in self.sessions:
             if s.name == name:
                 return s
-        raise ConfigError(f"no session named {name!r} (sessions: {', '.join(s.name for s in self.sessions)})", path=self.source, field="sessions")
+        raise ConfigError(
+            f"no session named {name!r} (sessions: {', '.join(s.name for s in self.sessions)})",
+            path=self.source,
+            field="sessions",
+        )
 
     def prompts_for(self, session: SessionConfig) -> Path | None:
         return session.prompts or self.prompts

@@ -47,7 +47,9 @@ SESSIONS = {"arm": "gt_arm", "gripper": "gt_gripper"}  # session (= its one obje
 COMPOSE = {"arm_only": "dilate(arm, 15) - dilate(gripper, 15)"}
 TRACKED = ["arm", "gripper"]
 THRESHOLDS = {"jf": 0.8, "median_track_error_m": 0.01}
-DEMO_SMALL = SynthConfig(width=256, height=192, frames=40, cameras=3)  # `masktrack demo --small`, the end-to-end test
+DEMO_SMALL = SynthConfig(
+    width=256, height=192, frames=40, cameras=3
+)  # `masktrack demo --small`, the end-to-end test
 
 
 @dataclass
@@ -104,9 +106,14 @@ class DemoReport:
         return all(s.status == "reused" for s in self.stages)
 
     def checks(self) -> dict[str, bool]:
-        out = {f"J&F {m} >= {THRESHOLDS['jf']}": self.jf(m) >= THRESHOLDS["jf"] for m in ("arm.arm", "gripper.gripper")}
+        out = {
+            f"J&F {m} >= {THRESHOLDS['jf']}": self.jf(m) >= THRESHOLDS["jf"]
+            for m in ("arm.arm", "gripper.gripper")
+        }
         for t in self.tracks:
-            out[f"median track error {t.instance} <= {THRESHOLDS['median_track_error_m'] * 100:g} cm"] = t.median_m <= THRESHOLDS["median_track_error_m"]
+            out[f"median track error {t.instance} <= {THRESHOLDS['median_track_error_m'] * 100:g} cm"] = (
+                t.median_m <= THRESHOLDS["median_track_error_m"]
+            )
         return out
 
     @property
@@ -116,9 +123,17 @@ class DemoReport:
     def to_json(self) -> dict[str, Any]:
         per_mask = {m: self.jf(m) for m in dict.fromkeys(s.mask for s in self.masks)}
         return {
-            "format": "masktrack.demo_report", "version": DEMO_VERSION, "out": str(self.out), "config": self.config,
-            "seconds": round(self.seconds, 2), "passed": self.passed, "checks": self.checks(), "thresholds": THRESHOLDS,
-            "jf_mean": per_mask, "masks": [asdict(m) for m in self.masks], "tracks": [asdict(t) for t in self.tracks],
+            "format": "masktrack.demo_report",
+            "version": DEMO_VERSION,
+            "out": str(self.out),
+            "config": self.config,
+            "seconds": round(self.seconds, 2),
+            "passed": self.passed,
+            "checks": self.checks(),
+            "thresholds": THRESHOLDS,
+            "jf_mean": per_mask,
+            "masks": [asdict(m) for m in self.masks],
+            "tracks": [asdict(t) for t in self.tracks],
             "stages": [asdict(s) for s in self.stages],
         }
 
@@ -150,7 +165,14 @@ def _spread(cands: np.ndarray, k: int, start: np.ndarray) -> list[tuple[int, int
     return [(int(cands[i, 0]), int(cands[i, 1])) for i in idx]
 
 
-def click_points(masks: dict[str, np.ndarray], target: str, parts: list[str], avoid: list[str], width: int, negatives: int = 3) -> tuple[list[tuple[int, int]], list[int]]:
+def click_points(
+    masks: dict[str, np.ndarray],
+    target: str,
+    parts: list[str],
+    avoid: list[str],
+    width: int,
+    negatives: int = 3,
+) -> tuple[list[tuple[int, int]], list[int]]:
     """Clicks a person would make on one frame: positives well inside each visible part, negatives just outside.
 
     ``masks`` are one frame's GT masks by name; ``parts`` split the target into
@@ -187,7 +209,9 @@ def click_points(masks: dict[str, np.ndarray], target: str, parts: list[str], av
         other = masks[a] & ~m
         if other.any():
             d_o = cv2.distanceTransform(other.astype(np.uint8), cv2.DIST_L2, 5)
-            near = cv2.dilate(u8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * r2 + 1, 4 * r2 + 1))).astype(bool)
+            near = cv2.dilate(
+                u8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * r2 + 1, 4 * r2 + 1))
+            ).astype(bool)
             pt = _interior_point(other & near, d_o)
             if pt is not None:
                 # two clicks on a neighbour that touches the target: its centre and its far side
@@ -201,7 +225,12 @@ def drag_box(mask: np.ndarray, width: int) -> list[float]:
     ys, xs = np.nonzero(mask)
     pad = max(2.0, 3 * _scale(width))
     h, w = mask.shape
-    return [float(max(0, xs.min() - pad)), float(max(0, ys.min() - pad)), float(min(w - 1, xs.max() + pad)), float(min(h - 1, ys.max() + pad))]
+    return [
+        float(max(0, xs.min() - pad)),
+        float(max(0, ys.min() - pad)),
+        float(min(w - 1, xs.max() + pad)),
+        float(min(h - 1, ys.max() + pad)),
+    ]
 
 
 def keyframes(num_frames: int, at: tuple[float, ...] = (0.0, 0.65)) -> list[int]:
@@ -213,13 +242,40 @@ def make_prompts(scene_path: Path, camera: int, num_frames: int, width: int) -> 
     """The prompt file (masktrack.prompts v1) of one camera, derived from the GT masks."""
     from masktrack.track.instances import load_instance
 
-    names = ["gt_arm", "gt_gripper", "gt_arm_only", "gt_base", "gt_turret", "gt_upper_arm", "gt_forearm", "gt_wrist", "gt_palm", "gt_finger_left", "gt_finger_right", "gt_object"]
+    names = [
+        "gt_arm",
+        "gt_gripper",
+        "gt_arm_only",
+        "gt_base",
+        "gt_turret",
+        "gt_upper_arm",
+        "gt_forearm",
+        "gt_wrist",
+        "gt_palm",
+        "gt_finger_left",
+        "gt_finger_right",
+        "gt_object",
+    ]
     objects = []
     specs = {
         # name: (GT mask, parts worth a positive click each, neighbours worth negative clicks, ring negatives, keyframes)
-        "arm": ("gt_arm", ["gt_base", "gt_turret", "gt_upper_arm", "gt_forearm", "gt_wrist", "gt_palm"], [], 6, (0.0, 0.65), False),
+        "arm": (
+            "gt_arm",
+            ["gt_base", "gt_turret", "gt_upper_arm", "gt_forearm", "gt_wrist", "gt_palm"],
+            [],
+            6,
+            (0.0, 0.65),
+            False,
+        ),
         # the small, fast gripper gets a box, and a keyframe before and one after it meets the object
-        "gripper": ("gt_gripper", ["gt_palm", "gt_finger_left", "gt_finger_right"], ["gt_wrist", "gt_forearm", "gt_object"], 3, (0.0, 0.4, 0.75), True),
+        "gripper": (
+            "gt_gripper",
+            ["gt_palm", "gt_finger_left", "gt_finger_right"],
+            ["gt_wrist", "gt_forearm", "gt_object"],
+            3,
+            (0.0, 0.4, 0.75),
+            True,
+        ),
     }
     insts = {n: load_instance(scene_path, n) for n in names}
     for oid, (obj, (target, parts, avoid, nneg, at, box)) in enumerate(specs.items(), 1):
@@ -228,7 +284,11 @@ def make_prompts(scene_path: Path, camera: int, num_frames: int, width: int) -> 
             frame_masks = {n: i.masks(camera, f) for n, i in insts.items()}
             pts, labels = click_points(frame_masks, target, parts, avoid, width, nneg)
             if pts:
-                kf: dict[str, Any] = {"frame": f, "points": [[float(x), float(y)] for x, y in pts], "labels": labels}
+                kf: dict[str, Any] = {
+                    "frame": f,
+                    "points": [[float(x), float(y)] for x, y in pts],
+                    "labels": labels,
+                }
                 if box:
                     kf["boxes"] = [drag_box(frame_masks[target], width)]
                 kfs.append(kf)
@@ -267,7 +327,9 @@ class _Stages:
 
     def add(self, stage: str, target: str, status: str, seconds: float, detail: str = "") -> None:
         self.report.stages.append(Stage(stage, target, status, round(seconds, 2), detail))
-        self.say(f"[bold]{stage:<9}[/bold] {target:<22} [{'green' if status == 'reused' else 'cyan'}]{status}[/] {seconds:6.1f} s  {detail}")
+        self.say(
+            f"[bold]{stage:<9}[/bold] {target:<22} [{'green' if status == 'reused' else 'cyan'}]{status}[/] {seconds:6.1f} s  {detail}"
+        )
 
 
 def _demo_manifest(out: Path) -> dict[str, Any]:
@@ -278,8 +340,15 @@ def _demo_manifest(out: Path) -> dict[str, Any]:
         return {}
 
 
-def run_demo(out: str | Path = "masktrack-demo", *, config: SynthConfig | None = None, backend: str = "classic", force: bool = False,
-             progress: bool = True, console: Any = None) -> DemoReport:
+def run_demo(
+    out: str | Path = "masktrack-demo",
+    *,
+    config: SynthConfig | None = None,
+    backend: str = "classic",
+    force: bool = False,
+    progress: bool = True,
+    console: Any = None,
+) -> DemoReport:
     """Generate the synthetic scene and run the whole pipeline on it; returns the scored report.
 
     Every stage is skipped when its inputs are unchanged (``force`` redoes
@@ -313,7 +382,13 @@ def run_demo(out: str | Path = "masktrack-demo", *, config: SynthConfig | None =
     # 1. the scene
     t0 = time.perf_counter()
     syn: SynthScene = generate(cfg, out, force=force)
-    st.add("generate", f"{cfg.cameras} cams x {cfg.frames} frames", "reused" if syn.reused else "computed", time.perf_counter() - t0, f"{cfg.width}x{cfg.height}")
+    st.add(
+        "generate",
+        f"{cfg.cameras} cams x {cfg.frames} frames",
+        "reused" if syn.reused else "computed",
+        time.perf_counter() - t0,
+        f"{cfg.width}x{cfg.height}",
+    )
     cams = syn.camera_ids
 
     # 2. configs and prompts
@@ -324,9 +399,18 @@ def run_demo(out: str | Path = "masktrack-demo", *, config: SynthConfig | None =
         prompts = make_prompts(syn.scene_path, c, cfg.frames, cfg.width)
         written += _write_if_changed(out / "prompts" / f"{cid}.json", json.dumps(prompts, indent=1) + "\n")
         cfg_paths[cid] = out / f"{cid}.yaml"
-        text = "# masktrack demo job (generated): arm and gripper sessions, arm_only composition\n" + yaml.safe_dump(pipeline_config(cid, backend), sort_keys=False)
+        text = (
+            "# masktrack demo job (generated): arm and gripper sessions, arm_only composition\n"
+            + yaml.safe_dump(pipeline_config(cid, backend), sort_keys=False)
+        )
         written += _write_if_changed(cfg_paths[cid], text)
-    st.add("prompts", f"{len(cams)} configs + prompt files", "computed" if written else "reused", time.perf_counter() - t0, "clicks derived from GT masks")
+    st.add(
+        "prompts",
+        f"{len(cams)} configs + prompt files",
+        "computed" if written else "reused",
+        time.perf_counter() - t0,
+        "clicks derived from GT masks",
+    )
     jobs = {cid: load_config(p) for cid, p in cfg_paths.items()}
 
     # 3-5. per camera: segment, compose, previews
@@ -336,16 +420,32 @@ def run_demo(out: str | Path = "masktrack-demo", *, config: SynthConfig | None =
     for cid, job in jobs.items():
         reps = run_segment(job, force=force, progress=False)
         for r in reps:
-            st.add("segment", f"{cid}/{r.session}", r.status, r.seconds, f"{r.frames} frames" + (f", empty: {r.empty_frames}" if any(r.empty_frames.values()) else ""))
+            st.add(
+                "segment",
+                f"{cid}/{r.session}",
+                r.status,
+                r.seconds,
+                f"{r.frames} frames" + (f", empty: {r.empty_frames}" if any(r.empty_frames.values()) else ""),
+            )
         t0 = time.perf_counter()
         comp = run_compose(job, force=force, progress=False)
         for o in comp.outputs:
-            st.add("compose", f"{cid}/{o.name}", "reused" if o.written == 0 else "computed", time.perf_counter() - t0, f"{o.written} written, {o.skipped} kept")
+            st.add(
+                "compose",
+                f"{cid}/{o.name}",
+                "reused" if o.written == 0 else "computed",
+                time.perf_counter() - t0,
+                f"{o.written} written, {o.skipped} kept",
+            )
         t0 = time.perf_counter()
         store = MaskStore(job.output)
-        keys[cid] = {s: store.session(s).require_manifest().key for s in SESSIONS} | {n: comp[n].key for n in COMPOSE}
+        keys[cid] = {s: store.session(s).require_manifest().key for s in SESSIONS} | {
+            n: comp[n].key for n in COMPOSE
+        }
         pkey = hash_json(keys[cid])
-        sheets = [Path(job.output) / "previews" / f"session_{s}.png" for s in SESSIONS] + [Path(job.output) / "previews" / f"composed_{n}.png" for n in COMPOSE]
+        sheets = [Path(job.output) / "previews" / f"session_{s}.png" for s in SESSIONS] + [
+            Path(job.output) / "previews" / f"composed_{n}.png" for n in COMPOSE
+        ]
         if not force and manifest.get("previews", {}).get(cid) == pkey and all(p.exists() for p in sheets):
             status = "reused"
         else:
@@ -382,9 +482,17 @@ def run_demo(out: str | Path = "masktrack-demo", *, config: SynthConfig | None =
     from masktrack.track.pipeline import run_tracking
 
     t0 = time.perf_counter()
-    trep = run_tracking(syn.scene_path, out / "tracks", tracker="flow", instances=list(TRACKED), force=force, progress=False)
+    trep = run_tracking(
+        syn.scene_path, out / "tracks", tracker="flow", instances=list(TRACKED), force=force, progress=False
+    )
     for r in trep.instances:
-        st.add("track", r.name, "reused" if r.status == "skipped" else "computed", r.seconds if r.status != "skipped" else time.perf_counter() - t0, f"{r.num_queries} queries, {100 * r.visible_fraction:.0f}% visible")
+        st.add(
+            "track",
+            r.name,
+            "reused" if r.status == "skipped" else "computed",
+            r.seconds if r.status != "skipped" else time.perf_counter() - t0,
+            f"{r.num_queries} queries, {100 * r.visible_fraction:.0f}% visible",
+        )
 
     # 8. Rerun recordings
     from masktrack.track.base import Tracks
@@ -398,12 +506,23 @@ def run_demo(out: str | Path = "masktrack-demo", *, config: SynthConfig | None =
     before = rman.read_text(encoding="utf-8") if rman.exists() else None
     rec = write_recordings(scene, tracks, out / "tracks", instances=insts, force=force)
     after = rman.read_text(encoding="utf-8") if rman.exists() else None
-    st.add("rerun", str(Path(rec.combined).relative_to(out)), "reused" if before is not None and before == after else "computed", time.perf_counter() - t0)
+    st.add(
+        "rerun",
+        str(Path(rec.combined).relative_to(out)),
+        "reused" if before is not None and before == after else "computed",
+        time.perf_counter() - t0,
+    )
 
     # 9. evaluation
     t0 = time.perf_counter()
-    ekey = hash_json({"version": DEMO_VERSION, "instances": {n: hash_file(insts[n].folder / "masks.npy") for n in refs},
-                      "tracks": {n: hash_file(out / "tracks" / n / "tracks.npz") for n in TRACKED}, "synth": cfg.key()})
+    ekey = hash_json(
+        {
+            "version": DEMO_VERSION,
+            "instances": {n: hash_file(insts[n].folder / "masks.npy") for n in refs},
+            "tracks": {n: hash_file(out / "tracks" / n / "tracks.npz") for n in TRACKED},
+            "synth": cfg.key(),
+        }
+    )
     old = _read_report(out)
     if not force and manifest.get("evaluate") == ekey and old is not None:
         report.masks = [MaskScore(**m) for m in old["masks"]]
@@ -447,9 +566,18 @@ def evaluate_masks(syn: SynthScene, insts: dict[str, Any], refs: dict[str, str])
                 gt = gt_arm[c] if gt_name == "gt_arm" else gt_grip[c]
             else:
                 gt_name = f"{COMPOSE[name]} on GT"
-                gt = np.stack([evaluate_full(COMPOSE[name], {"arm.arm": gt_arm[c, t], "gripper.gripper": gt_grip[c, t]}) for t in range(gt_arm.shape[1])])
+                gt = np.stack(
+                    [
+                        evaluate_full(
+                            COMPOSE[name], {"arm.arm": gt_arm[c, t], "gripper.gripper": gt_grip[c, t]}
+                        )
+                        for t in range(gt_arm.shape[1])
+                    ]
+                )
             s = evaluate_sequence(pred[c], gt, name=f"{cid}/{ref}")
-            scores.append(MaskScore(cid, ref, gt_name, round(s.j_mean, 4), round(s.f_mean, 4), round(s.jf_mean, 4)))
+            scores.append(
+                MaskScore(cid, ref, gt_name, round(s.j_mean, 4), round(s.f_mean, 4), round(s.jf_mean, 4))
+            )
     return scores
 
 
@@ -469,14 +597,17 @@ def evaluate_tracks(syn: SynthScene, tracks: dict[str, Any]) -> list[TrackScore]
         ok = np.isfinite(err)
         vis = ok & tr.visibility.astype(bool)
         on = np.isin(np.array(truth.instances)[e["prim"]], labels.get(name, (name,)))
-        out.append(TrackScore(
-            name, int(tr.num_points),
-            round(float(np.median(err[ok])), 5) if ok.any() else float("nan"),
-            round(float(np.percentile(err[ok], 90)), 5) if ok.any() else float("nan"),
-            round(float(np.median(err[vis])), 5) if vis.any() else float("nan"),
-            round(float(on.mean()), 4),
-            round(float(np.percentile(e["attach_dist"], 90)), 5),
-        ))
+        out.append(
+            TrackScore(
+                name,
+                int(tr.num_points),
+                round(float(np.median(err[ok])), 5) if ok.any() else float("nan"),
+                round(float(np.percentile(err[ok], 90)), 5) if ok.any() else float("nan"),
+                round(float(np.median(err[vis])), 5) if vis.any() else float("nan"),
+                round(float(on.mean()), 4),
+                round(float(np.percentile(e["attach_dist"], 90)), 5),
+            )
+        )
     return out
 
 
@@ -489,7 +620,13 @@ def report_tables(report: DemoReport) -> list[Any]:
     for col in ("stage", "target", "status", "seconds", "detail"):
         stages.add_column(col, justify="right" if col == "seconds" else "left")
     for s in report.stages:
-        stages.add_row(s.stage, s.target, f"[green]{s.status}[/]" if s.status == "reused" else f"[cyan]{s.status}[/]", f"{s.seconds:.1f}", s.detail)
+        stages.add_row(
+            s.stage,
+            s.target,
+            f"[green]{s.status}[/]" if s.status == "reused" else f"[cyan]{s.status}[/]",
+            f"{s.seconds:.1f}",
+            s.detail,
+        )
 
     masks = Table(title="masks vs ground truth (DAVIS J&F, all frames)")
     cams = list(dict.fromkeys(m.camera for m in report.masks))
@@ -499,13 +636,22 @@ def report_tables(report: DemoReport) -> list[Any]:
     masks.add_column("mean J&F", justify="right")
     for name in dict.fromkeys(m.mask for m in report.masks):
         row = {m.camera: m for m in report.masks if m.mask == name}
-        masks.add_row(name, *[f"{row[c].jf:.3f}" if c in row else "-" for c in cams], f"[bold]{report.jf(name):.3f}[/]")
+        masks.add_row(
+            name, *[f"{row[c].jf:.3f}" if c in row else "-" for c in cams], f"[bold]{report.jf(name):.3f}[/]"
+        )
 
     tr = Table(title="3D tracks vs ground truth (flow tracker)")
     for col in ("instance", "queries", "median", "p90", "median (visible)", "on instance"):
         tr.add_column(col, justify="left" if col == "instance" else "right")
     for t in report.tracks:
-        tr.add_row(t.instance, str(t.queries), f"{100 * t.median_m:.2f} cm", f"{100 * t.p90_m:.2f} cm", f"{100 * t.median_visible_m:.2f} cm", f"{100 * t.on_instance:.0f}%")
+        tr.add_row(
+            t.instance,
+            str(t.queries),
+            f"{100 * t.median_m:.2f} cm",
+            f"{100 * t.p90_m:.2f} cm",
+            f"{100 * t.median_visible_m:.2f} cm",
+            f"{100 * t.on_instance:.0f}%",
+        )
 
     checks = Table(title=f"checks ({report.seconds:.1f} s total)")
     checks.add_column("check")

@@ -86,14 +86,18 @@ def disk_backend() -> Iterator[type[DiskBackend]]:
     unregister_backend("test_disk")
 
 
-def disk_config(video: Path, backend: str = "test_disk", options: dict | None = None, objects=("gripper_left", "cup")):
+def disk_config(
+    video: Path, backend: str = "test_disk", options: dict | None = None, objects=("gripper_left", "cup")
+):
     from masktrack.config import parse_config
 
     return parse_config(
         {
             "video": str(video),
             "output": str(video.parent / "out"),
-            "sessions": [{"name": "s", "backend": backend, "options": options or {}, "objects": list(objects)}],
+            "sessions": [
+                {"name": "s", "backend": backend, "options": options or {}, "objects": list(objects)}
+            ],
         },
         base=video.parent,
     )
@@ -116,7 +120,15 @@ def make_client():
         c.close()
 
 
-def raw_request(app, method: str, raw_path: str, *, host: str = "127.0.0.1", body: bytes = b"", headers: dict | None = None) -> tuple[int, bytes]:
+def raw_request(
+    app,
+    method: str,
+    raw_path: str,
+    *,
+    host: str = "127.0.0.1",
+    body: bytes = b"",
+    headers: dict | None = None,
+) -> tuple[int, bytes]:
     """Send one request straight to the ASGI app with ``raw_path`` exactly as given (no client-side normalisation).
 
     ``path`` is percent-decoded like a server would, ``raw_path`` is kept verbatim.

@@ -43,8 +43,18 @@ def _doc(objects):
 
 
 GOOD = [
-    {"name": "gripper_left", "id": 1, "keyframes": [{"frame": 0, "points": [[20, 40], [60, 50]], "labels": [1, 0], "boxes": [[10, 20, 45, 60]]}]},
-    {"name": "cup", "id": 2, "keyframes": [{"frame": 3, "points": [[80.5, 60.25]], "labels": [1], "boxes": []}]},
+    {
+        "name": "gripper_left",
+        "id": 1,
+        "keyframes": [
+            {"frame": 0, "points": [[20, 40], [60, 50]], "labels": [1, 0], "boxes": [[10, 20, 45, 60]]}
+        ],
+    },
+    {
+        "name": "cup",
+        "id": 2,
+        "keyframes": [{"frame": 3, "points": [[80.5, 60.25]], "labels": [1], "boxes": []}],
+    },
 ]
 
 
@@ -94,7 +104,10 @@ def test_static_files_are_served_from_the_package_only(client):
         assert r.status_code == 200 and kind in r.headers["content-type"]
     r = client.get("/")
     assert "masktrack annotate" in r.text
-    assert "default-src 'self'" in r.headers["content-security-policy"] and "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert (
+        "default-src 'self'" in r.headers["content-security-policy"]
+        and "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    )
 
 
 def test_foreign_host_header_is_refused(app, raw):
@@ -107,6 +120,7 @@ def test_foreign_host_header_is_refused(app, raw):
 
 # ---------- frames ----------
 
+
 def test_frames_by_index(client, video):
     src = open_video(video)
     r = client.get("/api/frame/5")
@@ -117,7 +131,9 @@ def test_frames_by_index(client, video):
     assert np.abs(img - src.read(0).astype(int)).mean() > 6  # ... and not another one
     info = client.get("/api/video").json()
     assert (info["num_frames"], info["width"], info["height"]) == (12, 128, 96)
-    assert client.get(f"/api/frame/5?v={info['token']}").content == r.content  # the cache-busting token is ignored
+    assert (
+        client.get(f"/api/frame/5?v={info['token']}").content == r.content
+    )  # the cache-busting token is ignored
 
 
 def test_frame_urls_differ_between_server_runs(video, prompts_path, make_client):
@@ -127,7 +143,19 @@ def test_frame_urls_differ_between_server_runs(video, prompts_path, make_client)
     assert a != b
 
 
-@pytest.mark.parametrize("index,status", [(12, 404), (-1, 404), (-(10**30), 404), (10**40, 404), ("1.5", 422), ("abc", 422), ("1e3", 422), ("0x1", 422)])
+@pytest.mark.parametrize(
+    "index,status",
+    [
+        (12, 404),
+        (-1, 404),
+        (-(10**30), 404),
+        (10**40, 404),
+        ("1.5", 422),
+        ("abc", 422),
+        ("1e3", 422),
+        ("0x1", 422),
+    ],
+)
 def test_bad_frame_indices(client, index, status):
     r = client.get(f"/api/frame/{index}")
     assert r.status_code == status
@@ -135,6 +163,7 @@ def test_bad_frame_indices(client, index, status):
 
 
 # ---------- loading ----------
+
 
 def test_new_file_offers_the_requested_objects(client):
     st = client.get("/api/prompts").json()
@@ -151,6 +180,7 @@ def test_objects_from_config_sessions(video, prompts_path, make_client, make_con
     assert objs["gripper_right"]["id"] == 1 and st["colors"]["gripper_right"] == [1, 2, 3]
     assert objs["arm"]["id"] == 2  # the explicit id is kept; the unnumbered object takes the next free one
     assert [o["name"] for o in st["prompts"]["objects"]] == ["arm", "gripper_right"]  # config order
+
 
 def test_legacy_file_loads_and_saves_as_v1_keeping_the_original(video, prompts_path, make_client):
     legacy = {
@@ -169,7 +199,9 @@ def test_legacy_file_loads_and_saves_as_v1_keeping_the_original(video, prompts_p
     (obj,) = st["prompts"]["objects"]
     assert obj["name"] == "gripper_left"
     kfs = {k["frame"]: k for k in obj["keyframes"]}
-    assert kfs[2]["points"] == [[30.0, 40.0]] and kfs[6]["points"] == [[32.0, 48.0]] and kfs[6]["labels"] == [0]
+    assert (
+        kfs[2]["points"] == [[30.0, 40.0]] and kfs[6]["points"] == [[32.0, 48.0]] and kfs[6]["labels"] == [0]
+    )
     r = _save(c, st["revision"], st["prompts"]["objects"])
     assert r.status_code == 200, r.text
     saved = load_prompts(prompts_path)
@@ -177,7 +209,11 @@ def test_legacy_file_loads_and_saves_as_v1_keeping_the_original(video, prompts_p
     assert saved.object("gripper_left").prompted_frames() == [2, 6]
     assert json.loads((prompts_path.parent / "prompts.legacy.json").read_text()) == legacy
     # another legacy file dropped in its place later gets its own backup
-    legacy2 = {"GRIPPER_RIGHT_KEYFRAME_PROMPTS": [{"frame_index": 1, "obj_id": 1, "points": [[90, 40]], "labels": [1]}]}
+    legacy2 = {
+        "GRIPPER_RIGHT_KEYFRAME_PROMPTS": [
+            {"frame_index": 1, "obj_id": 1, "points": [[90, 40]], "labels": [1]}
+        ]
+    }
     prompts_path.write_text(json.dumps(legacy2))
     st = c.get("/api/prompts").json()
     assert _save(c, st["revision"], st["prompts"]["objects"]).status_code == 200
@@ -208,6 +244,7 @@ def test_bad_object_names_are_refused(video, prompts_path):
 
 # ---------- saving ----------
 
+
 def test_save_roundtrip(client, prompts_path, video):
     rev = client.get("/api/prompts").json()["revision"]
     r = _save(client, rev, GOOD)
@@ -223,11 +260,17 @@ def test_save_roundtrip(client, prompts_path, video):
 
 
 def test_empty_keyframes_are_dropped_and_duplicates_merged(client, prompts_path):
-    objs = [{"name": "cup", "id": 2, "keyframes": [
-        {"frame": 4, "points": [], "labels": []},
-        {"frame": 1, "points": [[5, 5]], "labels": [1]},
-        {"frame": 1, "points": [[6, 6]], "labels": [0]},
-    ]}]
+    objs = [
+        {
+            "name": "cup",
+            "id": 2,
+            "keyframes": [
+                {"frame": 4, "points": [], "labels": []},
+                {"frame": 1, "points": [[5, 5]], "labels": [1]},
+                {"frame": 1, "points": [[6, 6]], "labels": [0]},
+            ],
+        }
+    ]
     assert _save(client, "absent", objs).status_code == 200
     (kf,) = load_prompts(prompts_path).object("cup").keyframes
     assert kf.frame == 1 and kf.points == [(5, 5), (6, 6)] and kf.labels == [1, 0]
@@ -236,19 +279,40 @@ def test_empty_keyframes_are_dropped_and_duplicates_merged(client, prompts_path)
 @pytest.mark.parametrize(
     "objects,where",
     [
-        ([{"name": "cup", "id": 1, "keyframes": [{"frame": 12, "points": [[5, 5]], "labels": [1]}]}], "frame"),
-        ([{"name": "cup", "id": 1, "keyframes": [{"frame": -3, "points": [[5, 5]], "labels": [1]}]}], "frame"),
-        ([{"name": "cup", "id": 1, "keyframes": [{"frame": 10**30, "points": [[5, 5]], "labels": [1]}]}], "frame"),
-        ([{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "points": [[128.2, 5]], "labels": [1]}]}], "points[0]"),
-        ([{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "points": [[5, 5]], "labels": [2]}]}], "labels[0]"),
+        (
+            [{"name": "cup", "id": 1, "keyframes": [{"frame": 12, "points": [[5, 5]], "labels": [1]}]}],
+            "frame",
+        ),
+        (
+            [{"name": "cup", "id": 1, "keyframes": [{"frame": -3, "points": [[5, 5]], "labels": [1]}]}],
+            "frame",
+        ),
+        (
+            [{"name": "cup", "id": 1, "keyframes": [{"frame": 10**30, "points": [[5, 5]], "labels": [1]}]}],
+            "frame",
+        ),
+        (
+            [{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "points": [[128.2, 5]], "labels": [1]}]}],
+            "points[0]",
+        ),
+        (
+            [{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "points": [[5, 5]], "labels": [2]}]}],
+            "labels[0]",
+        ),
         ([{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "points": [[5, 5]], "labels": []}]}], "labels"),
         ([{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "boxes": [[50, 5, 10, 20]]}]}], "boxes[0]"),
         ([{"name": "cup", "id": 1}, {"name": "cup", "id": 2}], "duplicate object name"),
         ([{"name": "cup", "id": 1}, {"name": "arm", "id": 1}], "duplicate object id"),
         ([{"name": "cup", "id": 0}], "id"),
         ([{"name": "../x", "id": 1}], "name"),
-        ([{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "points": [[1, 2, 3]], "labels": [1]}]}], "points"),
-        ([{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "points": [["a", 2]], "labels": [1]}]}], "points"),
+        (
+            [{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "points": [[1, 2, 3]], "labels": [1]}]}],
+            "points",
+        ),
+        (
+            [{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "points": [["a", 2]], "labels": [1]}]}],
+            "points",
+        ),
         ([{"name": "cup", "id": 1, "surprise": True}], "surprise"),
         ([{"name": "cup", "id": 1, "keyframes": [{"frame": 0, "mask": "/etc/passwd"}]}], "mask"),
     ],
@@ -293,7 +357,9 @@ def test_malformed_save_requests(app, raw, prompts_path, body, ctype, status):
 
 
 def test_oversized_body_is_413(app, raw, prompts_path):
-    got, _ = raw(app, "PUT", "/api/prompts", body=b" " * (9 << 20), headers={"content-type": "application/json"})
+    got, _ = raw(
+        app, "PUT", "/api/prompts", body=b" " * (9 << 20), headers={"content-type": "application/json"}
+    )
     assert got == 413 and not prompts_path.exists()
 
 
@@ -304,6 +370,7 @@ def test_wrong_methods(client):
 
 
 # ---------- revisions ----------
+
 
 def test_second_tab_cannot_silently_overwrite(client, prompts_path):
     rev_a = client.get("/api/prompts").json()["revision"]
@@ -347,7 +414,9 @@ def test_concurrent_saves_from_one_revision_one_wins(client, prompts_path):
 
 def test_masks_from_the_loaded_file_are_kept(video, prompts_path, make_client):
     (prompts_path.parent / "m.png").write_bytes(b"")
-    prompts_path.write_text(json.dumps(_doc([{"name": "cup", "id": 1, "keyframes": [{"frame": 2, "mask": "m.png"}]}])))
+    prompts_path.write_text(
+        json.dumps(_doc([{"name": "cup", "id": 1, "keyframes": [{"frame": 2, "mask": "m.png"}]}]))
+    )
     c = make_client(create_app(video, prompts_path))
     st = c.get("/api/prompts").json()
     objs = st["prompts"]["objects"]
@@ -355,13 +424,26 @@ def test_masks_from_the_loaded_file_are_kept(video, prompts_path, make_client):
     objs[0]["keyframes"].append({"frame": 3, "points": [[4, 4]], "labels": [1]})
     assert _save(c, st["revision"], objs).status_code == 200
     saved = json.loads(prompts_path.read_text())
-    assert saved["objects"][0]["keyframes"][0] == {"frame": 2, "points": [], "labels": [], "boxes": [], "mask": "m.png"}
+    assert saved["objects"][0]["keyframes"][0] == {
+        "frame": 2,
+        "points": [],
+        "labels": [],
+        "boxes": [],
+        "mask": "m.png",
+    }
 
 
 # ---------- warnings ----------
 
+
 def test_left_right_swap_warning(client):
-    objs = [{"name": "gripper_left", "id": 1, "keyframes": [{"frame": 0, "points": [[100, 10], [110, 20], [5, 5]], "labels": [1, 1, 0]}]}]
+    objs = [
+        {
+            "name": "gripper_left",
+            "id": 1,
+            "keyframes": [{"frame": 0, "points": [[100, 10], [110, 20], [5, 5]], "labels": [1, 1, 0]}],
+        }
+    ]
     r = _save(client, "absent", objs)
     assert r.status_code == 200
     (w,) = r.json()["warnings"]
@@ -370,6 +452,7 @@ def test_left_right_swap_warning(client):
 
 
 # ---------- preview ----------
+
 
 def test_preview_uses_the_configured_backend(video, prompts_path, make_client, make_config, disk_backend):
     c = make_client(create_app(video, prompts_path, config=make_config(video)))
@@ -382,7 +465,10 @@ def test_preview_uses_the_configured_backend(video, prompts_path, make_client, m
     m = rgba[..., 3] > 0
     assert m[30, 35] and not m[30, 40] and not m[30, 44] and not m[60, 100]
     assert int(r.headers["X-Mask-Area"]) == int(m.sum())
-    assert c.post("/api/preview", json={"object": "cup", "frame": 1, "boxes": [[10, 10, 20, 15]]}).status_code == 200
+    assert (
+        c.post("/api/preview", json={"object": "cup", "frame": 1, "boxes": [[10, 10, 20, 15]]}).status_code
+        == 200
+    )
     (b,) = disk_backend.instances  # loaded once, reused
     assert b.sessions_opened == b.sessions_closed == 2
     assert b.frames_yielded == 2  # only the first item of each propagation is taken
@@ -408,7 +494,9 @@ def test_bad_preview_requests(video, prompts_path, make_client, make_config, dis
     assert not disk_backend.instances  # never reached the backend
 
 
-def test_failing_or_missing_backend_is_a_message_not_a_crash(video, prompts_path, make_client, make_config, disk_backend):
+def test_failing_or_missing_backend_is_a_message_not_a_crash(
+    video, prompts_path, make_client, make_config, disk_backend
+):
     req = {"object": "cup", "frame": 0, "points": [[10, 10]], "labels": [1]}
     c = make_client(create_app(video, prompts_path, config=make_config(video, options={"fail": True})))
     r = c.post("/api/preview", json=req)
@@ -424,8 +512,8 @@ def test_failing_or_missing_backend_is_a_message_not_a_crash(video, prompts_path
 
 def test_default_backend_preview(client):
     """Without a config the preview uses the weight-free default backend ("classic")."""
-    from masktrack.segment.registry import backend_class
     from masktrack.errors import BackendError
+    from masktrack.segment.registry import backend_class
 
     try:
         backend_class("classic")
@@ -434,7 +522,9 @@ def test_default_backend_preview(client):
     r = client.post("/api/preview", json={"object": "cup", "frame": 3, "points": [[30, 35]], "labels": [1]})
     assert r.status_code == 200, r.text
     m = np.asarray(Image.open(io.BytesIO(r.content)))[..., 3] > 0
-    assert m[35, 30]  # the clicked pixel is in the object (the textured square covers x 22..53, y 26..57 on frame 3)
+    assert m[
+        35, 30
+    ]  # the clicked pixel is in the object (the textured square covers x 22..53, y 26..57 on frame 3)
 
 
 def test_prompt_path_that_is_a_folder(video, tmp_path, make_client):
@@ -460,7 +550,9 @@ def test_video_file_frames_under_concurrent_requests(tmp_path, make_client):
         s = c.add_stream("mpeg4", rate=10)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
         for i in range(20):
-            for p in s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 12, np.uint8), format="rgb24")):
+            for p in s.encode(
+                av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 12, np.uint8), format="rgb24")
+            ):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)

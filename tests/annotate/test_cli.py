@@ -42,7 +42,9 @@ def test_no_video_and_no_config_is_a_usage_error(capsys):
 
 def test_bad_prompt_file_is_exit_2_before_serving(square_video, tmp_path, capsys):
     bad = tmp_path / "p.json"
-    bad.write_text(json.dumps({"format": "masktrack.prompts", "version": 1, "objects": [{"name": "a b", "id": 1}]}))
+    bad.write_text(
+        json.dumps({"format": "masktrack.prompts", "version": 1, "objects": [{"name": "a b", "id": 1}]})
+    )
     assert main(["annotate", str(square_video[0]), "--prompts", str(bad), "--no-browser"]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "objects[0].name" in err
@@ -56,10 +58,25 @@ def test_bad_object_names_are_exit_2(square_video, capsys):
 @pytest.mark.slow
 def test_serves_on_localhost_with_a_free_port(square_video, tmp_path):
     cfg = tmp_path / "job.yaml"
-    cfg.write_text(f"video: {square_video[0]}\noutput: out\nprompts: p.json\nsessions:\n  - name: s\n    objects: [arm, gripper_left]\n")
+    cfg.write_text(
+        f"video: {square_video[0]}\noutput: out\nprompts: p.json\nsessions:\n  - name: s\n    objects: [arm, gripper_left]\n"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "masktrack", "annotate", "--config", str(cfg), "--objects", "cup", "--no-browser"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "masktrack",
+            "annotate",
+            "--config",
+            str(cfg),
+            "--objects",
+            "cup",
+            "--no-browser",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         url = None

@@ -16,8 +16,27 @@ from masktrack.annotate.app import create_app
 from masktrack.prompts.model import load_prompts
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = next((p for p in (os.environ.get("MASKTRACK_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")) if p and Path(p).is_file()), None)
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM = next(
+    (
+        p
+        for p in (
+            os.environ.get("MASKTRACK_CHROMIUM"),
+            "/usr/bin/chromium",
+            shutil.which("chromium"),
+            shutil.which("chromium-browser"),
+        )
+        if p and Path(p).is_file()
+    ),
+    None,
+)
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = [
     pytest.mark.slow,
@@ -76,7 +95,9 @@ class Page:
         self.p.mouse.up(button=button)
 
     def state(self):
-        return self.js("() => ({frame: window.masktrack.state.frame, current: window.masktrack.state.current, dirty: window.masktrack.state.dirty, view: window.masktrack.state.view, prompts: window.masktrack.exportPrompts()})")
+        return self.js(
+            "() => ({frame: window.masktrack.state.frame, current: window.masktrack.state.current, dirty: window.masktrack.state.dirty, view: window.masktrack.state.view, prompts: window.masktrack.exportPrompts()})"
+        )
 
     def kf(self, obj, frame):
         for o in self.state()["prompts"]["objects"]:
@@ -99,7 +120,14 @@ def test_annotate_in_chromium(browser, square_video, tmp_path, make_config, disk
         page = browser.new_page(viewport={"width": 1280, "height": 760})
         page.on("pageerror", lambda e: errors.append(str(e)))
         expected = ("status of 409", "status of 422")  # the refused saves below
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not any(x in m.text for x in expected) else None)
+        page.on(
+            "console",
+            lambda m: (
+                errors.append(m.text)
+                if m.type == "error" and not any(x in m.text for x in expected)
+                else None
+            ),
+        )
         ui = Page(page, url)
         assert page.locator("#object-list li").count() == 2
         assert ui.state()["frame"] == 0
@@ -163,7 +191,9 @@ def test_annotate_in_chromium(browser, square_video, tmp_path, make_config, disk
         page.mouse.up()
         page.keyboard.up("Space")
         moved = ui.state()["view"]
-        assert moved["ox"] == pytest.approx(view["ox"] - 120, abs=1) and moved["oy"] == pytest.approx(view["oy"] - 40, abs=1)
+        assert moved["ox"] == pytest.approx(view["ox"] - 120, abs=1) and moved["oy"] == pytest.approx(
+            view["oy"] - 40, abs=1
+        )
         ui.click(41.5, 31.25)  # sub-pixel precision under zoom and pan
         (x, y) = ui.kf("gripper_left", 3)["points"][-1]
         assert x == pytest.approx(41.5, abs=0.05) and y == pytest.approx(31.25, abs=0.05)
@@ -181,7 +211,10 @@ def test_annotate_in_chromium(browser, square_video, tmp_path, make_config, disk
 
         # live preview with the configured backend
         page.locator("#preview-toggle").check()
-        page.wait_for_function("() => document.querySelector('#preview-status').textContent.includes('test_disk')", timeout=10_000)
+        page.wait_for_function(
+            "() => document.querySelector('#preview-status').textContent.includes('test_disk')",
+            timeout=10_000,
+        )
         assert "px" in page.locator("#preview-status").inner_text()
         assert page.locator("#preview-status.error").count() == 0
 
@@ -210,18 +243,27 @@ def test_annotate_in_chromium(browser, square_video, tmp_path, make_config, disk
         # save
         assert ui.state()["dirty"]
         page.locator("#save-btn").click()
-        page.wait_for_function("() => !window.masktrack.state.dirty && !window.masktrack.state.saving", timeout=10_000)
+        page.wait_for_function(
+            "() => !window.masktrack.state.dirty && !window.masktrack.state.saving", timeout=10_000
+        )
         assert page.locator("#save-state").inner_text() == "saved"
         saved = load_prompts(prompts)
         gl, cup = saved.object("gripper_left"), saved.object("cup")
         assert [k.frame for k in gl.keyframes] == [0, 3] and [k.frame for k in cup.keyframes] == [0, 3]
-        assert gl.keyframes[0].points == [(20, 40), (30, 45), (60, 50)] and gl.keyframes[0].labels == [1, 1, 0]
+        assert gl.keyframes[0].points == [(20, 40), (30, 45), (60, 50)] and gl.keyframes[0].labels == [
+            1,
+            1,
+            0,
+        ]
         assert gl.keyframes[0].boxes == [(10, 20, 45, 60)]
         assert gl.keyframes[1].points == [(25, 50)] and gl.keyframes[1].labels == [1]
         assert cup.keyframes[0].points == [(80, 60), (90, 20)] and cup.keyframes[0].labels == [1, 0]
         assert cup.keyframes[1].points == [(85, 65)]
         assert not saved.problems(num_frames=12, size=(96, 128))
-        assert saved.names() == ["gripper_left", "cup", "gripper_right"] and saved.object("gripper_right").keyframes == []
+        assert (
+            saved.names() == ["gripper_left", "cup", "gripper_right"]
+            and saved.object("gripper_right").keyframes == []
+        )
         assert page.locator("#errors li").count() == 0
 
         # screenshot on frame 0 (both objects, box, negatives) with the preview of gripper_left
@@ -240,7 +282,11 @@ def test_annotate_in_chromium(browser, square_video, tmp_path, make_config, disk
         assert page.locator("#frame-prompts li[data-kind=point]").count() == 3
         assert page.locator("#frame-prompts li[data-kind=box]").count() == 1
         assert page.locator("#keyframe-list li").count() == 2
-        assert {o["name"]: [k["frame"] for k in o["keyframes"]] for o in reloaded["objects"]} == {"gripper_left": [0, 3], "cup": [0, 3], "gripper_right": []}
+        assert {o["name"]: [k["frame"] for k in o["keyframes"]] for o in reloaded["objects"]} == {
+            "gripper_left": [0, 3],
+            "cup": [0, 3],
+            "gripper_right": [],
+        }
 
         # a second tab saves; this tab's save is refused and the page asks
         other = Page(browser.new_page(viewport={"width": 1000, "height": 700}), url)

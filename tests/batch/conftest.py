@@ -53,16 +53,23 @@ def synth_dataset(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("dataset")
     for i in range(3):
-        gen = generate(SynthConfig.small(width=96, height=72, frames=6, cameras=2, seed=i, points=20), root / "_gen" / f"s{i}")
+        gen = generate(
+            SynthConfig.small(width=96, height=72, frames=6, cameras=2, seed=i, points=20),
+            root / "_gen" / f"s{i}",
+        )
         inst = load_instance(gen.scene_path, "gt_arm")
         for c, cam in enumerate(gen.camera_ids):
-            cam_dir = root / "pick_cube" / "train" / f"scene_{i}" / cam  # camera folders named by the scene's camera ids
+            cam_dir = (
+                root / "pick_cube" / "train" / f"scene_{i}" / cam
+            )  # camera folders named by the scene's camera ids
             shutil.copytree(gen.frames_dir(cam), cam_dir / "color")
             write_prompt_file(cam_dir / "prompts.json", inst.masks(c, 0))
         shutil.copytree(gen.scene_path, root / "pick_cube" / "train" / f"scene_{i}" / "scene")
     bad = root / "pick_cube" / "train" / "scene_2"
     for cam_dir in bad.iterdir():
-        (cam_dir / "prompts.json").write_text('{"format": "masktrack.prompts", "version": 1, "objects": [{"name": "arm", "id": 1, "keyframes": [{"frame": 0, "points": [[9999, 5]], "labels": [1]}]}]}')
+        (cam_dir / "prompts.json").write_text(
+            '{"format": "masktrack.prompts", "version": 1, "objects": [{"name": "arm", "id": 1, "keyframes": [{"frame": 0, "points": [[9999, 5]], "labels": [1]}]}]}'
+        )
     shutil.rmtree(root / "_gen")
     return root
 

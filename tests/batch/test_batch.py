@@ -30,11 +30,17 @@ def _outputs(out: Path) -> dict[str, dict]:
         store = MaskStore(unit_dir).session("arm")
         m = store.require_manifest()
         frames = {f: np.packbits(store.read_stack(f, m)).tobytes() for f in range(m.num_frames)}
-        pngs = {int(p.stem): p.read_bytes() for p in sorted((unit_dir / "composed" / "arm_wide").glob("*.png"))}
+        pngs = {
+            int(p.stem): p.read_bytes() for p in sorted((unit_dir / "composed" / "arm_wide").glob("*.png"))
+        }
         res[str(unit_dir.relative_to(out))] = {"masks": frames, "pngs": pngs}
     for tracks in sorted(out.glob("pick_cube/scene_*/tracks/*/tracks.npz")):
         t = Tracks.load(tracks)
-        res[str(tracks.relative_to(out))] = {"tracks": np.nan_to_num(t.tracks, nan=-1).tobytes(), "visibility": t.visibility.tobytes(), "queries": t.queries.tobytes()}
+        res[str(tracks.relative_to(out))] = {
+            "tracks": np.nan_to_num(t.tracks, nan=-1).tobytes(),
+            "visibility": t.visibility.tobytes(),
+            "queries": t.queries.tobytes(),
+        }
     return res
 
 
@@ -47,10 +53,16 @@ def test_expand_units_names_task_scene_camera(tmp_path, synth_dataset, job_file)
     assert u.fields == {"task": "pick_cube", "scene": "scene_0"}
     assert u.video == synth_dataset / "pick_cube/train/scene_0" / u.camera / "color"
     assert u.output == tmp_path / "out" / "pick_cube" / "scene_0" / u.camera
-    only = expand_units(job, tmp_path / "out", parse_scene_list(str(synth_dataset / "pick_cube/train/scene_1")))
+    only = expand_units(
+        job, tmp_path / "out", parse_scene_list(str(synth_dataset / "pick_cube/train/scene_1"))
+    )
     assert {x.scene for x in only} == {"pick_cube/scene_1"}
     scenes = expand_scene_units(job, tmp_path / "out", units)
-    assert [s.id for s in scenes] == ["pick_cube/scene_0/track", "pick_cube/scene_1/track", "pick_cube/scene_2/track"]
+    assert [s.id for s in scenes] == [
+        "pick_cube/scene_0/track",
+        "pick_cube/scene_1/track",
+        "pick_cube/scene_2/track",
+    ]
     assert scenes[0].scene_path == synth_dataset / "pick_cube/train/scene_0/scene"
     assert scenes[0].output == tmp_path / "out" / "pick_cube" / "scene_0" / "tracks"
     assert scenes[0].outputs == {x.camera: x.output for x in units if x.scene == "pick_cube/scene_0"}
@@ -104,7 +116,9 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_nothing_finished(tmp_path, 
     job["pipeline"]["sessions"][0].update(backend="slow_classic", options={"delay": 0.1})
     job_path.write_text(yaml.safe_dump(job))
     monkeypatch.setenv("MASKTRACK_PLUGINS", "masktrack_slow_plugin")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    )
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "masktrack", "batch", str(job_path), "--out", str(out), "--workers", "1"]
@@ -113,10 +127,16 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_nothing_finished(tmp_path, 
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
-            done = [p for p in units_dir.glob("[!.]*.json") if json.loads(p.read_text())["status"] == "done"] if units_dir.exists() else []
+            done = (
+                [p for p in units_dir.glob("[!.]*.json") if json.loads(p.read_text())["status"] == "done"]
+                if units_dir.exists()
+                else []
+            )
             if len(done) >= 1:
                 break
-            assert proc.poll() is None, f"batch finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+            assert proc.poll() is None, (
+                f"batch finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+            )
             time.sleep(0.05)
         else:
             pytest.fail("no unit finished in time")
@@ -125,9 +145,17 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_nothing_finished(tmp_path, 
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    finished = {p.name: p.stat().st_mtime_ns for p in units_dir.glob("[!.]*.json") if json.loads(p.read_text())["status"] == "done"}  # [!.]: not temp files
+    finished = {
+        p.name: p.stat().st_mtime_ns
+        for p in units_dir.glob("[!.]*.json")
+        if json.loads(p.read_text())["status"] == "done"
+    }  # [!.]: not temp files
     assert 1 <= len(finished) < 6
-    manifests = {p: p.stat().st_mtime_ns for p in out.glob("pick_cube/*/*/sessions/arm/manifest.json") if json.loads(p.read_text())["complete"]}
+    manifests = {
+        p: p.stat().st_mtime_ns
+        for p in out.glob("pick_cube/*/*/sessions/arm/manifest.json")
+        if json.loads(p.read_text())["complete"]
+    }
     assert len(manifests) >= len(finished)
 
     report = run_batch(load_job(job_path), out, engine="local", workers=1)

@@ -14,9 +14,15 @@ def _job(oracle_mod, tmp_path, sessions=None, objects=None):
         {"name": "arm", "backend": "oracle", "objects": ["red", "blue"]},
         {"name": "gripper", "backend": "oracle", "objects": ["cham"]},
     ]
-    objects = objects if objects is not None else {
-        "red": [oracle_mod.kf("red", 0)], "blue": [oracle_mod.kf("blue", 3)], "cham": [oracle_mod.kf("cham", 5)],
-    }
+    objects = (
+        objects
+        if objects is not None
+        else {
+            "red": [oracle_mod.kf("red", 0)],
+            "blue": [oracle_mod.kf("blue", 3)],
+            "cham": [oracle_mod.kf("cham", 5)],
+        }
+    )
     return oracle_mod.write_job(tmp_path, sessions, objects)
 
 
@@ -24,7 +30,18 @@ def test_segment_summary_and_reuse(tmp_path, colour_video, oracle, oracle_mod, c
     cfg = _job(oracle_mod, tmp_path)
     rc, out, err = cli("segment", cfg, "--no-progress")
     assert rc == 0, err
-    for word in ("session", "objects", "frames", "seconds", "status", "empty frames", "arm", "gripper", "computed", "cham: 9"):
+    for word in (
+        "session",
+        "objects",
+        "frames",
+        "seconds",
+        "status",
+        "empty frames",
+        "arm",
+        "gripper",
+        "computed",
+        "cham: 9",
+    ):
         assert word in out
     assert any("'cham' is empty on 9 of 16 frames" in line for line in err)
     rc, out, _ = cli("segment", cfg, "--no-progress")
@@ -59,11 +76,17 @@ def test_invalid_yaml(tmp_path, cli):
 
 def test_unknown_backend(tmp_path, colour_video, oracle, oracle_mod, cli):
     cfg = _job(oracle_mod, tmp_path, sessions=[{"name": "s", "backend": "nope", "objects": ["red"]}])
-    _expect_error(cli, tmp_path, ["segment", cfg], cfg, "sessions[0:s].backend", "unknown backend 'nope'", "oracle")
+    _expect_error(
+        cli, tmp_path, ["segment", cfg], cfg, "sessions[0:s].backend", "unknown backend 'nope'", "oracle"
+    )
 
 
 def test_bad_backend_option(tmp_path, colour_video, oracle, oracle_mod, cli):
-    cfg = _job(oracle_mod, tmp_path, sessions=[{"name": "s", "backend": "oracle", "options": {"speed": 3}, "objects": ["red"]}])
+    cfg = _job(
+        oracle_mod,
+        tmp_path,
+        sessions=[{"name": "s", "backend": "oracle", "options": {"speed": 3}, "objects": ["red"]}],
+    )
     _expect_error(cli, tmp_path, ["segment", cfg], cfg, "sessions[0:s].options", "speed")
 
 
@@ -75,15 +98,29 @@ def test_text_on_a_points_only_backend(tmp_path, colour_video, oracle, oracle_mo
 
     register_backend("notext", NoText)
     try:
-        cfg = _job(oracle_mod, tmp_path, sessions=[{"name": "s", "backend": "notext", "text": "red", "objects": ["red"]}])
+        cfg = _job(
+            oracle_mod,
+            tmp_path,
+            sessions=[{"name": "s", "backend": "notext", "text": "red", "objects": ["red"]}],
+        )
         _expect_error(cli, tmp_path, ["segment", cfg], cfg, "sessions[0:s].text", "does not take text")
     finally:
         unregister_backend("notext")
 
 
 def test_unknown_object(tmp_path, colour_video, oracle, oracle_mod, cli):
-    cfg = _job(oracle_mod, tmp_path, sessions=[{"name": "s", "backend": "oracle", "objects": ["red", "ghost"]}])
-    _expect_error(cli, tmp_path, ["segment", cfg], cfg, "sessions[0:s].objects[1]", "unknown object 'ghost'", "red, blue, cham")
+    cfg = _job(
+        oracle_mod, tmp_path, sessions=[{"name": "s", "backend": "oracle", "objects": ["red", "ghost"]}]
+    )
+    _expect_error(
+        cli,
+        tmp_path,
+        ["segment", cfg],
+        cfg,
+        "sessions[0:s].objects[1]",
+        "unknown object 'ghost'",
+        "red, blue, cham",
+    )
 
 
 def test_unknown_only_session(tmp_path, colour_video, oracle, oracle_mod, cli):
@@ -92,14 +129,32 @@ def test_unknown_only_session(tmp_path, colour_video, oracle, oracle_mod, cli):
 
 
 def test_out_of_range_frame(tmp_path, colour_video, oracle, oracle_mod, cli):
-    cfg = _job(oracle_mod, tmp_path, objects={"red": [oracle_mod.kf("red", 0) | {"frame": 16}], "blue": [], "cham": []})
-    _expect_error(cli, tmp_path, ["segment", cfg], tmp_path / "prompts.json", "objects[0:red].keyframes[0].frame", "out of range [0, 15]")
+    cfg = _job(
+        oracle_mod,
+        tmp_path,
+        objects={"red": [oracle_mod.kf("red", 0) | {"frame": 16}], "blue": [], "cham": []},
+    )
+    _expect_error(
+        cli,
+        tmp_path,
+        ["segment", cfg],
+        tmp_path / "prompts.json",
+        "objects[0:red].keyframes[0].frame",
+        "out of range [0, 15]",
+    )
 
 
 def test_point_outside_the_image(tmp_path, colour_video, oracle, oracle_mod, cli):
     kf = {"frame": 2, "points": [[96.0, 3.0]], "labels": [1]}
     cfg = _job(oracle_mod, tmp_path, objects={"red": [kf], "blue": [], "cham": []})
-    _expect_error(cli, tmp_path, ["segment", cfg], tmp_path / "prompts.json", "objects[0:red].keyframes[0].points[0]", "outside the 96x56 image")
+    _expect_error(
+        cli,
+        tmp_path,
+        ["segment", cfg],
+        tmp_path / "prompts.json",
+        "objects[0:red].keyframes[0].points[0]",
+        "outside the 96x56 image",
+    )
 
 
 def test_mixed_frame_sizes(tmp_path, colour_video, oracle, oracle_mod, cli):
@@ -121,15 +176,30 @@ def test_truncated_prompt_mask_left_by_a_killed_run(tmp_path, colour_video, orac
     cv2.imwrite(str(tmp_path / "red_3.png"), mask)
     data = (tmp_path / "red_3.png").read_bytes()
     (tmp_path / "red_3.png").write_bytes(data[: len(data) // 2])
-    cfg = _job(oracle_mod, tmp_path, objects={"red": [{"frame": 3, "mask": "red_3.png"}], "blue": [], "cham": []},
-               sessions=[{"name": "s", "backend": "oracle", "objects": ["red"]}])
-    _expect_error(cli, tmp_path, ["segment", cfg], tmp_path / "prompts.json", "objects[0:red].keyframes[0].mask", "red_3.png")
+    cfg = _job(
+        oracle_mod,
+        tmp_path,
+        objects={"red": [{"frame": 3, "mask": "red_3.png"}], "blue": [], "cham": []},
+        sessions=[{"name": "s", "backend": "oracle", "objects": ["red"]}],
+    )
+    _expect_error(
+        cli,
+        tmp_path,
+        ["segment", cfg],
+        tmp_path / "prompts.json",
+        "objects[0:red].keyframes[0].mask",
+        "red_3.png",
+    )
 
 
 def test_mask_prompt_works_when_intact(tmp_path, colour_video, oracle, oracle_mod, cli):
     cv2.imwrite(str(tmp_path / "red_3.png"), (oracle_mod.square_mask("red", 3) * 255).astype(np.uint8))
-    cfg = _job(oracle_mod, tmp_path, objects={"red": [{"frame": 3, "mask": "red_3.png"}]},
-               sessions=[{"name": "s", "backend": "oracle", "objects": ["red"]}])
+    cfg = _job(
+        oracle_mod,
+        tmp_path,
+        objects={"red": [{"frame": 3, "mask": "red_3.png"}]},
+        sessions=[{"name": "s", "backend": "oracle", "objects": ["red"]}],
+    )
     rc, out, err = cli("segment", cfg, "--no-progress")
     assert rc == 0, err
     from masktrack.masks.store import MaskStore
@@ -142,13 +212,19 @@ def test_prompts_validate_and_convert_legacy(tmp_path, colour_video, cli):
     legacy = {
         "format": "sam3.annotation_prompts.v1",
         "prompts": {
-            "ARM_CABLE_INITIAL_PROMPTS": [{"frame_index": 0, "obj_id": 1, "coord_type": "rel", "points": [[0.5, 0.5]], "labels": [1]}],
-            "GRIPPER_LEFT_KEYFRAME_PROMPTS": [{"frame_index": 3, "obj_id": 1, "coord_type": "abs", "points": [[10, 20]], "labels": [1]}],
+            "ARM_CABLE_INITIAL_PROMPTS": [
+                {"frame_index": 0, "obj_id": 1, "coord_type": "rel", "points": [[0.5, 0.5]], "labels": [1]}
+            ],
+            "GRIPPER_LEFT_KEYFRAME_PROMPTS": [
+                {"frame_index": 3, "obj_id": 1, "coord_type": "abs", "points": [[10, 20]], "labels": [1]}
+            ],
         },
     }
     src = tmp_path / "legacy.json"
     src.write_text(json.dumps(legacy))
-    _expect_error(cli, tmp_path, ["prompts", "validate", src], src, "prompts.ARM_CABLE_INITIAL_PROMPTS[0]", "--video")
+    _expect_error(
+        cli, tmp_path, ["prompts", "validate", src], src, "prompts.ARM_CABLE_INITIAL_PROMPTS[0]", "--video"
+    )
     rc, out, err = cli("prompts", "validate", src, "--video", colour_video)
     assert rc == 0 and "ok, 2 object(s) (arm, gripper_left)" in out
     dst = tmp_path / "prompts.json"
@@ -156,16 +232,31 @@ def test_prompts_validate_and_convert_legacy(tmp_path, colour_video, cli):
     assert rc == 0, err
     doc = json.loads(dst.read_text())
     assert doc["format"] == "masktrack.prompts" and doc["video"] == "frames"
-    assert doc["objects"][0] == {"name": "arm", "id": 1, "keyframes": [{"frame": 0, "points": [[48.0, 28.0]], "labels": [1], "boxes": []}]}
+    assert doc["objects"][0] == {
+        "name": "arm",
+        "id": 1,
+        "keyframes": [{"frame": 0, "points": [[48.0, 28.0]], "labels": [1], "boxes": []}],
+    }
     rc, out, _ = cli("prompts", "validate", dst, "--video", colour_video)
     assert rc == 0
 
 
 def test_prompts_validate_reports_all_problems(tmp_path, colour_video, cli):
-    doc = {"format": "masktrack.prompts", "version": 1, "objects": [
-        {"name": "a", "id": 1, "keyframes": [{"frame": 20, "points": [[1, 1]], "labels": [1]}, {"frame": 0, "points": [[500, 1]], "labels": [1]}]},
-        {"name": "b", "id": 1},
-    ]}
+    doc = {
+        "format": "masktrack.prompts",
+        "version": 1,
+        "objects": [
+            {
+                "name": "a",
+                "id": 1,
+                "keyframes": [
+                    {"frame": 20, "points": [[1, 1]], "labels": [1]},
+                    {"frame": 0, "points": [[500, 1]], "labels": [1]},
+                ],
+            },
+            {"name": "b", "id": 1},
+        ],
+    }
     p = tmp_path / "p.json"
     p.write_text(json.dumps(doc))
     rc, out, err = cli("prompts", "validate", p, "--video", colour_video)
@@ -173,7 +264,15 @@ def test_prompts_validate_reports_all_problems(tmp_path, colour_video, cli):
     assert all(line.startswith(f"masktrack: error: {p}: objects[") for line in err)
 
 
-@pytest.mark.parametrize("cmd", [["segment", "--help"], ["prompts", "validate", "--help"], ["prompts", "convert", "--help"], ["backends", "--help"]])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["segment", "--help"],
+        ["prompts", "validate", "--help"],
+        ["prompts", "convert", "--help"],
+        ["backends", "--help"],
+    ],
+)
 def test_help(cli, cmd):
     rc, out, _ = cli(*cmd)
     assert rc == 0 and "Usage" in out

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +15,6 @@ import pytest
 from masktrack.config import load_config
 from masktrack.masks.store import MaskStore
 from masktrack.segment.pipeline import run_segment
-
-from pathlib import Path
 
 SEGMENT_TESTS = Path(__file__).resolve().parents[1] / "segment"  # masktrack_oracle_plugin.py lives there
 
@@ -29,7 +28,11 @@ def _sessions(delay: float) -> list[dict]:
 
 @pytest.mark.slow
 def test_sigkill_mid_session_then_rerun(tmp_path, colour_video, oracle, oracle_mod):
-    objects = {"red": [oracle_mod.kf("red", 0)], "blue": [oracle_mod.kf("blue", 6)], "cham": [oracle_mod.kf("cham", 2), oracle_mod.kf("cham", 9)]}
+    objects = {
+        "red": [oracle_mod.kf("red", 0)],
+        "blue": [oracle_mod.kf("blue", 6)],
+        "cham": [oracle_mod.kf("cham", 2), oracle_mod.kf("cham", 9)],
+    }
     cfg = oracle_mod.write_job(tmp_path, _sessions(0.06), objects)
     out = tmp_path / "out"
     env = dict(os.environ)
@@ -37,14 +40,21 @@ def test_sigkill_mid_session_then_rerun(tmp_path, colour_video, oracle, oracle_m
     env["MASKTRACK_PLUGINS"] = "masktrack_oracle_plugin"
     proc = subprocess.Popen(
         [sys.executable, "-m", "masktrack", "segment", str(cfg), "--no-progress"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     a, b = MaskStore(out).session("a"), MaskStore(out).session("b")
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
             m = a.manifest()
-            if m is not None and m.complete and b.frames_dir.is_dir() and len(list(b.frames_dir.glob("*.npz"))) >= 3:
+            if (
+                m is not None
+                and m.complete
+                and b.frames_dir.is_dir()
+                and len(list(b.frames_dir.glob("*.npz"))) >= 3
+            ):
                 break
             if proc.poll() is not None:
                 pytest.fail(f"segment finished before it could be killed: {proc.communicate()}")
@@ -66,7 +76,9 @@ def test_sigkill_mid_session_then_rerun(tmp_path, colour_video, oracle, oracle_m
     assert {p.name: p.stat().st_mtime_ns for p in a.frames_dir.iterdir()} == a_files  # a not recomputed
     assert not [p for p in b.frames_dir.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
-    ref_cfg = oracle_mod.write_job(tmp_path / "ref", _sessions(0.0), objects, video=str(colour_video), output="out")
+    ref_cfg = oracle_mod.write_job(
+        tmp_path / "ref", _sessions(0.0), objects, video=str(colour_video), output="out"
+    )
     run_segment(load_config(ref_cfg), progress=False)
     ref = MaskStore(tmp_path / "ref" / "out")
     for name in ("a", "b"):

@@ -27,7 +27,9 @@ def test_arm_gripper_example_parses():
     assert pf.problems(num_frames=200, size=(720, 1280)) == []
     # the compose expression parses and resolves against the sessions' objects
     compose = pytest.importorskip("masktrack.masks.compose")
-    expr = compose.compile_expression(cfg.compose["arm_only"].expr, {s.name: s.object_names() for s in cfg.sessions})
+    expr = compose.compile_expression(
+        cfg.compose["arm_only"].expr, {s.name: s.object_names() for s in cfg.sessions}
+    )
     assert expr.sessions == ["arm", "gripper"]
 
 
@@ -38,7 +40,10 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_shorthands_inline_objects_and_paths(tmp_path):
-    cfg = load_config(_write(tmp_path, """
+    cfg = load_config(
+        _write(
+            tmp_path,
+            """
 video: v.mp4
 output: out
 sessions:
@@ -48,7 +53,9 @@ sessions:
       - a
       - {name: b, id: 7, keyframes: [{frame: 0, points: [[1, 2]], labels: [1]}, {frame: 2, mask: m.png}]}
     direction: forward
-"""))
+""",
+        )
+    )
     s = cfg.sessions[0]
     assert s.text.text == "red things" and s.text.frame == 0 and s.backend == "classic"
     b = s.objects[1]
@@ -66,11 +73,17 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
 @pytest.mark.parametrize(
     ("text", "field"),
     [
-        ("video: v\noutput: o\nsessions: [{name: s, objects: [a], direction: sideways}]\n", "sessions.0.direction"),
+        (
+            "video: v\noutput: o\nsessions: [{name: s, objects: [a], direction: sideways}]\n",
+            "sessions.0.direction",
+        ),
         ("video: v\noutput: o\nsessions: [{name: s, objects: []}]\n", "sessions.0.objects"),
         ("video: v\noutput: o\nsessions: [{name: s, objects: [a], colour: red}]\n", "sessions.0.colour"),
         ("video: v\nsessions: [{name: s, objects: [a]}]\n", "output"),
-        ("video: v\noutput: o\nsessions: [{name: s, objects: [a]}, {name: s, objects: [b]}]\n", "duplicate session names"),
+        (
+            "video: v\noutput: o\nsessions: [{name: s, objects: [a]}, {name: s, objects: [b]}]\n",
+            "duplicate session names",
+        ),
     ],
 )
 def test_invalid_config_fields(tmp_path, text, field):

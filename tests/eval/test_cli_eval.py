@@ -54,10 +54,21 @@ def test_mask_store_prediction(tmp_path: Path) -> None:
     gt = write_pngs(tmp_path / "gt", [square(t) for t in range(3)])
     store = MaskStore(tmp_path / "out")
     ss = store.session("arms")
-    man = SessionManifest(session="arms", key="k", backend="classic", video="v", video_hash="h", prompts_hash="p",
-                          num_frames=3, height=40, width=50,
-                          objects=[StoredObject(name="cube", id=1, color=(255, 0, 0)),
-                                   StoredObject(name="bowl", id=2, color=(0, 255, 0))])
+    man = SessionManifest(
+        session="arms",
+        key="k",
+        backend="classic",
+        video="v",
+        video_hash="h",
+        prompts_hash="p",
+        num_frames=3,
+        height=40,
+        width=50,
+        objects=[
+            StoredObject(name="cube", id=1, color=(255, 0, 0)),
+            StoredObject(name="bowl", id=2, color=(0, 255, 0)),
+        ],
+    )
     ss.begin(man)
     for t in range(3):
         ss.write_frame(t, {"cube": square(t), "bowl": ~square(t)}, man.names)
@@ -66,6 +77,9 @@ def test_mask_store_prediction(tmp_path: Path) -> None:
     for pred in (tmp_path / "out", ss.path):
         assert main(["eval", "masks", str(pred), str(gt), "--object", "cube", "--json", str(out)]) == 0
         assert json.loads(out.read_text())["mean"]["j_mean"] == 1.0
-    assert main(["eval", "masks", str(tmp_path / "out"), str(gt), "--object", "arms.bowl", "--json", str(out)]) == 0
+    assert (
+        main(["eval", "masks", str(tmp_path / "out"), str(gt), "--object", "arms.bowl", "--json", str(out)])
+        == 0
+    )
     assert json.loads(out.read_text())["mean"]["j_mean"] == 0.0
     assert main(["eval", "masks", str(tmp_path / "out"), str(gt)]) == 2  # two objects, none picked

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from masktrack.eval.davis import bound_pixels, evaluate_sequence, f_measure, jaccard, mean_recall_decay, seg2bmap
+from masktrack.eval.davis import (
+    bound_pixels,
+    evaluate_sequence,
+    f_measure,
+    jaccard,
+    mean_recall_decay,
+    seg2bmap,
+)
 
 
 def cols(upto: list[int] | int, size: int = 10) -> np.ndarray:

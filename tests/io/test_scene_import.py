@@ -11,7 +11,9 @@ from masktrack.io.scene_import import import_npz, instances_from_outputs
 from masktrack.track.instances import list_instances, load_instance
 
 
-def _users_npz(path: Path, *, pickled_masks: bool = True, object_ids: bool = True, mask_hw: tuple[int, int] = (16, 20)) -> dict:
+def _users_npz(
+    path: Path, *, pickled_masks: bool = True, object_ids: bool = True, mask_hw: tuple[int, int] = (16, 20)
+) -> dict:
     rng = np.random.default_rng(0)
     C, T, H, W = 2, 3, 16, 20
     extr = np.zeros((C, T, 3, 4), np.float32)
@@ -55,7 +57,10 @@ def test_cli_refusal_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     rc = main(["scene", "import", str(npz), str(tmp_path / "s"), "--mask-key", "sam2_masks"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "sam2_masks" in err[0] and str(npz) in err[0]
-    assert main(["scene", "import", str(npz), str(tmp_path / "s"), "--mask-key", "sam2_masks", "--allow-pickle"]) == 0
+    assert (
+        main(["scene", "import", str(npz), str(tmp_path / "s"), "--mask-key", "sam2_masks", "--allow-pickle"])
+        == 0
+    )
 
 
 def test_object_camera_ids_explained_or_overridden(tmp_path: Path) -> None:
@@ -108,8 +113,18 @@ def test_instances_from_masktrack_outputs(tmp_path: Path) -> None:
     for cam, shift in (("left", 0), ("right", 3)):
         out = tmp_path / f"out_{cam}"
         s = MaskStore(out).session("grippers")
-        man = SessionManifest(session="grippers", key="k", backend="x", video="v", video_hash="h", prompts_hash="p", num_frames=3, height=8, width=10,
-                              objects=[StoredObject(name="gripper", id=1, color=(1, 2, 3))])
+        man = SessionManifest(
+            session="grippers",
+            key="k",
+            backend="x",
+            video="v",
+            video_hash="h",
+            prompts_hash="p",
+            num_frames=3,
+            height=8,
+            width=10,
+            objects=[StoredObject(name="gripper", id=1, color=(1, 2, 3))],
+        )
         s.begin(man)
         for f in range(3):
             m = np.zeros((8, 10), bool)
@@ -132,6 +147,10 @@ def test_instances_from_masktrack_outputs(tmp_path: Path) -> None:
     # the composition store trusts a folder only with a complete manifest
     with pytest.raises(Exception, match="compose"):
         instances_from_outputs(tmp_path / "scene", {"left": outs["left"]}, {"arm_only": "composed:arm_only"})
-    (comp.parent / "arm_only.json").write_text(json.dumps({"complete": True, "num_frames": 3, "height": 16, "width": 20}))
-    (arm,) = instances_from_outputs(tmp_path / "scene", {"left": outs["left"]}, {"arm_only": "composed:arm_only"})
+    (comp.parent / "arm_only.json").write_text(
+        json.dumps({"complete": True, "num_frames": 3, "height": 16, "width": 20})
+    )
+    (arm,) = instances_from_outputs(
+        tmp_path / "scene", {"left": outs["left"]}, {"arm_only": "composed:arm_only"}
+    )
     assert arm.masks()[0, 1].all() and not arm.masks()[0, 0].any()

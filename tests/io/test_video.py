@@ -94,7 +94,11 @@ def _write_mp4(path: Path, frames: list[np.ndarray]) -> None:
     with av.open(str(path), "w") as out:
         try:
             stream = out.add_stream("libx264", rate=10)
-            stream.options = {"g": "5", "bf": "2", "crf": "18"}  # short GOPs + B-frames: seeks and pts reordering
+            stream.options = {
+                "g": "5",
+                "bf": "2",
+                "crf": "18",
+            }  # short GOPs + B-frames: seeks and pts reordering
         except Exception:  # pragma: no cover - PyAV wheel without x264
             stream = out.add_stream("mpeg4", rate=10)
             stream.gop_size = 5

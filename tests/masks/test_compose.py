@@ -76,16 +76,29 @@ def test_functions_and_shapes_parse():
 
 def test_optional_marker_reaches_every_reference_inside():
     node = parse("a | optional(b | c.d) | e?")
-    assert [(r.text, r.optional) for r in refs(node)] == [("a", False), ("b", True), ("c.d", True), ("e", True)]
+    assert [(r.text, r.optional) for r in refs(node)] == [
+        ("a", False),
+        ("b", True),
+        ("c.d", True),
+        ("e", True),
+    ]
 
 
 def test_resolution_of_bare_names_and_sessions():
     e = compile_expression("arm.* | gripper | gripper_left | cup", SESSIONS)
     got = [(r.session, r.objects) for r in e.refs]
-    assert got == [("arm", ("arm", "arm_2")), ("gripper", ("gripper_left", "gripper_right")), ("gripper", ("gripper_left",)), ("cup", ("cup",))]
+    assert got == [
+        ("arm", ("arm", "arm_2")),
+        ("gripper", ("gripper_left", "gripper_right")),
+        ("gripper", ("gripper_left",)),
+        ("cup", ("cup",)),
+    ]
     assert e.sessions == ["arm", "cup", "gripper"]
     # Same meaning, same canonical form (it is what the resume key hashes).
-    assert compile_expression("gripper.gripper_left|cup.cup", SESSIONS).canonical == compile_expression("gripper_left | cup", SESSIONS).canonical
+    assert (
+        compile_expression("gripper.gripper_left|cup.cup", SESSIONS).canonical
+        == compile_expression("gripper_left | cup", SESSIONS).canonical
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,7 +139,9 @@ def test_error_keeps_file_and_field_when_located():
         compile_expression("nope", SESSIONS)
     except ExpressionError as e:
         located = e.located(path="job.yaml", field="compose.x.expr")
-    assert str(located).splitlines()[0].startswith("job.yaml: compose.x.expr: no session or object named 'nope'")
+    assert (
+        str(located).splitlines()[0].startswith("job.yaml: compose.x.expr: no session or object named 'nope'")
+    )
 
 
 # -- operators against references ------------------------------------------
@@ -152,13 +167,19 @@ def test_dilate_erode_square(masks, r):
 @pytest.mark.parametrize("r", [1, 3, 7])
 def test_dilate_erode_disk(masks, r):
     a = masks["s.a"]
-    np.testing.assert_array_equal(evaluate_full(f"dilate(s.a, {r}, disk)", masks), ndi.binary_dilation(a, _disk(r)))
-    np.testing.assert_array_equal(evaluate_full(f"erode(s.a, {r}, shape=disk)", masks), ndi.binary_erosion(a, _disk(r), border_value=1))
+    np.testing.assert_array_equal(
+        evaluate_full(f"dilate(s.a, {r}, disk)", masks), ndi.binary_dilation(a, _disk(r))
+    )
+    np.testing.assert_array_equal(
+        evaluate_full(f"erode(s.a, {r}, shape=disk)", masks), ndi.binary_erosion(a, _disk(r), border_value=1)
+    )
 
 
 def test_fill_holes(masks):
     for k in ("s.a", "s.b", "s.c"):
-        np.testing.assert_array_equal(evaluate_full(f"fill_holes({k})", masks), ndi.binary_fill_holes(masks[k]))
+        np.testing.assert_array_equal(
+            evaluate_full(f"fill_holes({k})", masks), ndi.binary_fill_holes(masks[k])
+        )
     ring = np.zeros((30, 30), bool)
     ring[5:20, 5:20] = True
     ring[8:12, 8:12] = False
@@ -176,7 +197,14 @@ def test_remove_small(masks, n):
 
 
 def test_empty_inputs_stay_empty(masks):
-    for e in ("dilate(s.e, 5)", "erode(s.e, 2)", "fill_holes(s.e)", "remove_small(s.e, 3)", "s.e & s.a", "s.e - s.a"):
+    for e in (
+        "dilate(s.e, 5)",
+        "erode(s.e, 2)",
+        "fill_holes(s.e)",
+        "remove_small(s.e, 3)",
+        "s.e & s.a",
+        "s.e - s.a",
+    ):
         assert not evaluate_full(e, masks).any(), e
 
 
@@ -192,11 +220,18 @@ def test_arm_gripper_example_is_exactly_notebook_formula():
     gl[25:45, 100:112] = True
     gr = np.zeros((h, w), bool)
     gr[30:50, 118:130] = True
-    masks = {"arm.arm": arm > 0, "gripper.gripper_left": gl, "gripper.gripper_right": gr | (rng.random((h, w)) < 0.001)}
+    masks = {
+        "arm.arm": arm > 0,
+        "gripper.gripper_left": gl,
+        "gripper.gripper_right": gr | (rng.random((h, w)) < 0.001),
+    }
     got = evaluate_full(f"dilate(arm, {r}) - dilate(gripper_left | gripper_right, {r})", masks)
     kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
     arm_d = cv2.dilate(arm, kernel) > 0
-    grip_d = cv2.dilate((masks["gripper.gripper_left"] | masks["gripper.gripper_right"]).astype(np.uint8), kernel) > 0
+    grip_d = (
+        cv2.dilate((masks["gripper.gripper_left"] | masks["gripper.gripper_right"]).astype(np.uint8), kernel)
+        > 0
+    )
     np.testing.assert_array_equal(got, arm_d & ~grip_d)
     assert got.any() and (arm_d & grip_d).any()  # the subtraction actually removed something
 

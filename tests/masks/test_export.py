@@ -69,8 +69,14 @@ def job(tmp_path: Path):
         {
             "video": "v",
             "output": str(out),
-            "sessions": [{"name": "arm", "objects": ["arm"]}, {"name": "gripper", "objects": ["gripper_left", "gripper_right"]}],
-            "compose": {"arm_only": f"dilate(arm, {R}) - dilate(gripper, {R})", "robot": {"expr": "arm.* | gripper", "packed": True}},
+            "sessions": [
+                {"name": "arm", "objects": ["arm"]},
+                {"name": "gripper", "objects": ["gripper_left", "gripper_right"]},
+            ],
+            "compose": {
+                "arm_only": f"dilate(arm, {R}) - dilate(gripper, {R})",
+                "robot": {"expr": "arm.* | gripper", "packed": True},
+            },
         },
         path=tmp_path / "job.yaml",
     )
@@ -81,7 +87,9 @@ def test_pngs_are_8bit_0_255_and_match_reference(job):
     cfg, m = job
     rep = run_compose(cfg, progress=False, workers=2)
     folder = rep["arm_only"].folder
-    assert sorted(p.name for p in folder.iterdir()) == [f"{f:05d}.png" for f in range(T)]  # nothing else for ProPainter to trip on
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"{f:05d}.png" for f in range(T)
+    ]  # nothing else for ProPainter to trip on
     ref = reference(m)
     for f in range(T):
         with Image.open(folder / f"{f:05d}.png") as im:
@@ -90,7 +98,10 @@ def test_pngs_are_8bit_0_255_and_match_reference(job):
         assert set(np.unique(a)) <= {0, 255}
         np.testing.assert_array_equal(a == 255, ref[f])
     np.testing.assert_array_equal(load_composed(cfg.output, "arm_only"), ref)
-    np.testing.assert_array_equal(load_composed(cfg.output, "robot", frames=[4, 1]), (m["arm"] | m["gripper_left"] | m["gripper_right"])[[4, 1]])
+    np.testing.assert_array_equal(
+        load_composed(cfg.output, "robot", frames=[4, 1]),
+        (m["arm"] | m["gripper_left"] | m["gripper_right"])[[4, 1]],
+    )
     assert sorted(composed_outputs(cfg.output)) == ["arm_only", "robot"]
     assert len(list((cfg.output / "composed" / "robot.packed").glob("*.npz"))) == T
 
@@ -108,7 +119,12 @@ def test_summary_has_pixels_and_empty_frames(job):
 
 def test_empty_term_is_an_error_unless_optional(job, tmp_path):
     cfg, m = job
-    fill_session(cfg.output, "gripper", {"gripper_left": m["gripper_left"], "gripper_right": np.zeros_like(m["arm"])}, key="k2")
+    fill_session(
+        cfg.output,
+        "gripper",
+        {"gripper_left": m["gripper_left"], "gripper_right": np.zeros_like(m["arm"])},
+        key="k2",
+    )
     cfg.compose = {"x": ComposeOutput(expr="dilate(arm, 3) - dilate(gripper_left | gripper_right, 3)")}
     with pytest.raises(ExpressionError) as ei:
         run_compose(cfg, progress=False)
@@ -165,10 +181,21 @@ def test_changed_inputs_or_expression_recompute(job):
 
 def test_mismatched_sessions_and_missing_masks(job, tmp_path):
     cfg, m = job
-    fill_session(cfg.output, "gripper", {"gripper_left": m["gripper_left"][:4], "gripper_right": m["gripper_right"][:4]})
+    fill_session(
+        cfg.output,
+        "gripper",
+        {"gripper_left": m["gripper_left"][:4], "gripper_right": m["gripper_right"][:4]},
+    )
     with pytest.raises(ConfigError, match="do not match"):
         run_compose(cfg, progress=False, names=["arm_only"])
-    cfg2 = parse_config({"video": "v", "output": str(tmp_path / "empty"), "sessions": [{"name": "arm", "objects": ["arm"]}], "compose": {"a": "arm"}})
+    cfg2 = parse_config(
+        {
+            "video": "v",
+            "output": str(tmp_path / "empty"),
+            "sessions": [{"name": "arm", "objects": ["arm"]}],
+            "compose": {"a": "arm"},
+        }
+    )
     with pytest.raises(StoreError, match="run `masktrack segment` first"):
         run_compose(cfg2, progress=False)
     with pytest.raises(ConfigError, match="no compose output named 'zzz'"):
@@ -203,7 +230,10 @@ def test_cli_compose_and_errors(job, tmp_path, capsys):
     assert main(["compose", str(path), "--no-progress", "--only", "arm_only"]) == 0
     assert ComposedStore(cfg.output, "arm_only").manifest()["complete"]
     assert not ComposedStore(cfg.output, "robot").manifest_path.exists()
-    assert main(["compose", str(path), "--no-progress", "--expr", "g=gripper_left | gripper_right", "--packed"]) == 0
+    assert (
+        main(["compose", str(path), "--no-progress", "--expr", "g=gripper_left | gripper_right", "--packed"])
+        == 0
+    )
     np.testing.assert_array_equal(load_composed(cfg.output, "g"), m["gripper_left"] | m["gripper_right"])
     assert (cfg.output / "composed" / "g.packed" / "00000.npz").exists()
     capsys.readouterr()
@@ -222,7 +252,9 @@ def test_fast_frame_reader_matches_np_load_and_rejects_corruption(job):
     man = st.require_manifest()
     for f in range(T):
         packed = read_packed(st, f, man)
-        np.testing.assert_array_equal(np.unpackbits(packed, axis=-1, count=W).astype(bool), decode_frame(st.frame_path(f), W))
+        np.testing.assert_array_equal(
+            np.unpackbits(packed, axis=-1, count=W).astype(bool), decode_frame(st.frame_path(f), W)
+        )
     data = bytearray(st.frame_path(2).read_bytes())
     data[len(data) // 2] ^= 0xFF
     st.frame_path(2).write_bytes(bytes(data))

@@ -13,9 +13,19 @@ H, W = 20, 37  # width not a multiple of 8: exercises packbits padding
 
 def _manifest(n: int = 3, key: str = "k1") -> SessionManifest:
     return SessionManifest(
-        session="s", key=key, backend="b", video="v", video_hash="vh", prompts_hash="ph",
-        num_frames=n, height=H, width=W,
-        objects=[StoredObject(name="a", id=1, color=(1, 2, 3)), StoredObject(name="b", id=2, color=(4, 5, 6))],
+        session="s",
+        key=key,
+        backend="b",
+        video="v",
+        video_hash="vh",
+        prompts_hash="ph",
+        num_frames=n,
+        height=H,
+        width=W,
+        objects=[
+            StoredObject(name="a", id=1, color=(1, 2, 3)),
+            StoredObject(name="b", id=2, color=(4, 5, 6)),
+        ],
     )
 
 

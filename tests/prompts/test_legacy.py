@@ -16,7 +16,13 @@ SAMPLE = {
     "format": "sam3.annotation_prompts.v1",
     "prompts": {
         "ARM_CABLE_INITIAL_PROMPTS": [
-            {"frame_index": 0, "obj_id": 1, "coord_type": "rel", "points": [[0.5, 0.25], [0.1, 0.9]], "labels": [1, 0]},
+            {
+                "frame_index": 0,
+                "obj_id": 1,
+                "coord_type": "rel",
+                "points": [[0.5, 0.25], [0.1, 0.9]],
+                "labels": [1, 0],
+            },
         ],
         "ARM_CABLE_2_INITIAL_PROMPTS": [
             {"frame_index": 0, "obj_id": 2, "coord_type": "abs", "points": [[320, 100]], "labels": [1]},
@@ -27,7 +33,13 @@ SAMPLE = {
             {"frame_index": 0, "obj_id": 1, "coord_type": "abs", "points": [[210, 330]], "labels": [0]},
         ],
         "GRIPPER_RIGHT_KEYFRAME_PROMPTS": [
-            {"frame_index": 12, "obj_id": 2, "coord_type": "abs", "points": [[400, 300], [420, 310]], "labels": [1, 1]},
+            {
+                "frame_index": 12,
+                "obj_id": 2,
+                "coord_type": "abs",
+                "points": [[400, 300], [420, 310]],
+                "labels": [1, 1],
+            },
         ],
     },
 }
@@ -57,13 +69,22 @@ def test_v1_import_abs_and_rel(tmp_path):
 
 def test_bare_map_with_legacy_arm_keys_is_concatenated():
     bare = {
-        "ARM_LEFT_INITIAL_PROMPTS": [{"frame_index": 0, "obj_id": 1, "coord_type": "abs", "points": [[10, 10]], "labels": [1]}],
-        "ARM_RIGHT_INITIAL_PROMPTS": [{"frame_index": 5, "obj_id": 1, "coord_type": "abs", "points": [[20, 30]], "labels": [1]}],
-        "GRIPPER_RIGHT_KEYFRAME_PROMPTS": [{"frame_index": 0, "obj_id": 1, "points": [[5, 6]], "labels": [1]}],
+        "ARM_LEFT_INITIAL_PROMPTS": [
+            {"frame_index": 0, "obj_id": 1, "coord_type": "abs", "points": [[10, 10]], "labels": [1]}
+        ],
+        "ARM_RIGHT_INITIAL_PROMPTS": [
+            {"frame_index": 5, "obj_id": 1, "coord_type": "abs", "points": [[20, 30]], "labels": [1]}
+        ],
+        "GRIPPER_RIGHT_KEYFRAME_PROMPTS": [
+            {"frame_index": 0, "obj_id": 1, "points": [[5, 6]], "labels": [1]}
+        ],
     }
     pf = parse_prompts(bare)
     assert pf.names() == ["arm", "gripper_right"]
-    assert [(k.frame, k.points) for k in pf.object("arm").keyframes] == [(0, [(10.0, 10.0)]), (5, [(20.0, 30.0)])]
+    assert [(k.frame, k.points) for k in pf.object("arm").keyframes] == [
+        (0, [(10.0, 10.0)]),
+        (5, [(20.0, 30.0)]),
+    ]
 
 
 def test_rel_without_video_size_is_refused():
@@ -73,7 +94,17 @@ def test_rel_without_video_size_is_refused():
 
 
 def test_rel_edges_clamp_inside_the_image():
-    data = {"ARM_CABLE_INITIAL_PROMPTS": [{"frame_index": 0, "obj_id": 1, "coord_type": "rel", "points": [[1.0, 1.0], [0.0, 0.0]], "labels": [1, 1]}]}
+    data = {
+        "ARM_CABLE_INITIAL_PROMPTS": [
+            {
+                "frame_index": 0,
+                "obj_id": 1,
+                "coord_type": "rel",
+                "points": [[1.0, 1.0], [0.0, 0.0]],
+                "labels": [1, 1],
+            }
+        ]
+    }
     pf = parse_prompts(data, size=SIZE)
     assert pf.object("arm").keyframes[0].points == [(639.0, 479.0), (0.0, 0.0)]
     assert pf.problems(num_frames=1, size=SIZE) == []
@@ -88,7 +119,14 @@ def test_every_legacy_problem_reported_at_once_with_location():
                 {"frame_index": 3, "obj_id": 1, "points": [[1, 2], [3, 4]], "labels": [1]},
                 {"frame_index": 3, "obj_id": 1, "points": [[1, 2]], "labels": [2]},
                 {"frame_index": 3, "obj_id": 1, "coord_type": "rel", "points": [[1.5, 0.2]], "labels": [1]},
-                {"frame_index": 3, "obj_id": 1, "coord_type": "px", "points": [[1, 2]], "labels": [1], "box": [1, 2, 3, 4]},
+                {
+                    "frame_index": 3,
+                    "obj_id": 1,
+                    "coord_type": "px",
+                    "points": [[1, 2]],
+                    "labels": [1],
+                    "box": [1, 2, 3, 4],
+                },
             ]
         },
     }
@@ -105,7 +143,11 @@ def test_every_legacy_problem_reported_at_once_with_location():
 
 
 def test_range_checks_after_import():
-    data = {"GRIPPER_LEFT_KEYFRAME_PROMPTS": [{"frame_index": 99, "obj_id": 1, "points": [[700, 2]], "labels": [1]}]}
+    data = {
+        "GRIPPER_LEFT_KEYFRAME_PROMPTS": [
+            {"frame_index": 99, "obj_id": 1, "points": [[700, 2]], "labels": [1]}
+        ]
+    }
     pf = parse_prompts(data)
     with pytest.raises(PromptError) as e:
         pf.validate_for(num_frames=50, size=SIZE, path="p.json")

@@ -25,11 +25,15 @@ def test_every_problem_at_once_with_location():
         "format": "masktrack.prompts",
         "version": 1,
         "objects": [
-            {"name": "a", "id": 1, "keyframes": [
-                {"frame": 10, "points": [[5, 5], [50, 5]], "labels": [1]},
-                {"frame": 1, "points": [[5, 5]], "labels": [3]},
-                {"frame": 1, "boxes": [[9, 9, 2, 2]]},
-            ]},
+            {
+                "name": "a",
+                "id": 1,
+                "keyframes": [
+                    {"frame": 10, "points": [[5, 5], [50, 5]], "labels": [1]},
+                    {"frame": 1, "points": [[5, 5]], "labels": [3]},
+                    {"frame": 1, "boxes": [[9, 9, 2, 2]]},
+                ],
+            },
             {"name": "a", "id": 1},
         ],
     }
@@ -47,19 +51,29 @@ def test_every_problem_at_once_with_location():
 
 
 def test_same_object_and_frame_merged_never_overwritten():
-    pf = PromptFile.model_validate(_doc(keyframes=[
-        {"frame": 3, "points": [[1, 1]], "labels": [1]},
-        {"frame": 0, "boxes": [[0, 0, 4, 4]]},
-        {"frame": 3, "points": [[2, 2]], "labels": [0], "boxes": [[1, 1, 3, 3]]},
-    ]))
+    pf = PromptFile.model_validate(
+        _doc(
+            keyframes=[
+                {"frame": 3, "points": [[1, 1]], "labels": [1]},
+                {"frame": 0, "boxes": [[0, 0, 4, 4]]},
+                {"frame": 3, "points": [[2, 2]], "labels": [0], "boxes": [[1, 1, 3, 3]]},
+            ]
+        )
+    )
     m = pf.validate_for(num_frames=5, size=(10, 10))
     kf = m.objects[0].keyframes
     assert [k.frame for k in kf] == [0, 3]
-    assert kf[1].points == [(1.0, 1.0), (2.0, 2.0)] and kf[1].labels == [1, 0] and kf[1].boxes == [(1.0, 1.0, 3.0, 3.0)]
+    assert (
+        kf[1].points == [(1.0, 1.0), (2.0, 2.0)]
+        and kf[1].labels == [1, 0]
+        and kf[1].boxes == [(1.0, 1.0, 3.0, 3.0)]
+    )
 
 
 def test_two_masks_for_one_frame_is_an_error():
-    pf = PromptFile.model_validate(_doc(keyframes=[{"frame": 1, "mask": "a.png"}, {"frame": 1, "mask": "b.png"}]))
+    pf = PromptFile.model_validate(
+        _doc(keyframes=[{"frame": 1, "mask": "a.png"}, {"frame": 1, "mask": "b.png"}])
+    )
     with pytest.raises(PromptError, match="second mask for frame 1"):
         pf.validate_for(num_frames=5, size=None)
 

@@ -26,7 +26,15 @@ import cv2
 import numpy as np
 
 from masktrack.io.video import VideoSource
-from masktrack.segment.base import Backend, Detection, FramePrompt, Session, SessionObject, TextPrompt, assign_detections
+from masktrack.segment.base import (
+    Backend,
+    Detection,
+    FramePrompt,
+    Session,
+    SessionObject,
+    TextPrompt,
+    assign_detections,
+)
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -117,7 +125,9 @@ class OracleSession(Session):
             m |= np.abs(img - c).max(axis=-1) <= self.backend.tolerance
         return m
 
-    def propagate(self, start_frame: int, *, reverse: bool = False) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    def propagate(
+        self, start_frame: int, *, reverse: bool = False
+    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         assert not self.closed
         self.backend.log.append(("propagate", start_frame, reverse))
         step = -1 if reverse else 1
@@ -126,7 +136,11 @@ class OracleSession(Session):
             img = self.backend.frame(self.video, f)
             out = {}
             for o in self.objects:
-                seen = [p for p in self.colours[o.name] if (f <= p <= start_frame if reverse else start_frame <= p <= f)]
+                seen = [
+                    p
+                    for p in self.colours[o.name]
+                    if (f <= p <= start_frame if reverse else start_frame <= p <= f)
+                ]
                 if not seen:
                     out[o.name] = np.zeros(img.shape[:2], bool)
                     continue
@@ -157,7 +171,11 @@ def make_colour_video(
     *,
     frames: int = 16,
     size: tuple[int, int] = (56, 96),
-    squares: Sequence[tuple[str, str, int, int]] = (("red", "red", 99, 14), ("blue", "blue", 99, 10), ("cham", "green", 7, 12)),
+    squares: Sequence[tuple[str, str, int, int]] = (
+        ("red", "red", 99, 14),
+        ("blue", "blue", 99, 10),
+        ("cham", "green", 7, 12),
+    ),
 ) -> Path:
     """PNG frames: squares (name, colour, switch frame, side) moving right; at frame >= switch a square turns yellow."""
     h, w = size
@@ -197,7 +215,14 @@ def square_mask(name: str, frame: int, size: tuple[int, int] = (56, 96)) -> np.n
     return m
 
 
-def write_job(folder: Path, sessions: list[dict], objects: dict[str, list[dict]] | None = None, *, video: str = "frames", output: str = "out") -> Path:
+def write_job(
+    folder: Path,
+    sessions: list[dict],
+    objects: dict[str, list[dict]] | None = None,
+    *,
+    video: str = "frames",
+    output: str = "out",
+) -> Path:
     """Write prompts.json (objects: name -> keyframes, ids 1..N) and job.yaml; returns the config path."""
     import json
 
@@ -209,7 +234,9 @@ def write_job(folder: Path, sessions: list[dict], objects: dict[str, list[dict]]
         pf = {
             "format": "masktrack.prompts",
             "version": 1,
-            "objects": [{"name": n, "id": i + 1, "keyframes": kfs} for i, (n, kfs) in enumerate(objects.items())],
+            "objects": [
+                {"name": n, "id": i + 1, "keyframes": kfs} for i, (n, kfs) in enumerate(objects.items())
+            ],
         }
         (folder / "prompts.json").write_text(json.dumps(pf, indent=1))
         doc["prompts"] = "prompts.json"

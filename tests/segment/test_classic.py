@@ -15,7 +15,6 @@ from masktrack.segment.base import FramePrompt, SessionObject, TextPrompt
 from masktrack.segment.registry import load_backend
 
 
-
 def make_textured_clip(folder: Path, *, frames: int = 12, size: tuple[int, int] = (96, 128), seed: int = 0):
     """A textured square moving over a textured background; returns (folder, gt bool [T, H, W]).
 
@@ -102,8 +101,10 @@ def test_keyframe_reanchors_and_start_between_keyframes(clip) -> None:
     later = gt[6].copy()
     later[:, :] = False
     later[5:15, 5:15] = True  # a deliberately different mask on frame 6
-    prompts = [FramePrompt(frame=0, object="square", points=pts, labels=labels),
-               FramePrompt(frame=6, object="square", mask=later)]
+    prompts = [
+        FramePrompt(frame=0, object="square", points=pts, labels=labels),
+        FramePrompt(frame=6, object="square", mask=later),
+    ]
     out = run(video, prompts, 0)
     assert np.array_equal(out[6]["square"], later)
     assert jaccard(out[5]["square"], gt[5]) >= 0.8
@@ -141,8 +142,12 @@ def test_two_objects_never_share_a_pixel(tmp_path: Path) -> None:
     folder, a, b = make_two_objects(tmp_path / "two")
     video = FrameFolder(folder)
     objs = (SessionObject("red", 1, (255, 0, 0)), SessionObject("blue", 2, (0, 0, 255)))
-    out = run(video, [FramePrompt(frame=0, object="red", mask=a[0]), FramePrompt(frame=0, object="blue", mask=b[0])],
-              0, objects=objs)
+    out = run(
+        video,
+        [FramePrompt(frame=0, object="red", mask=a[0]), FramePrompt(frame=0, object="blue", mask=b[0])],
+        0,
+        objects=objs,
+    )
     for t, masks in out.items():
         assert set(masks) == {"red", "blue"}
         assert not (masks["red"] & masks["blue"]).any(), t

@@ -20,7 +20,14 @@ def _run(video_dir) -> np.ndarray:
     backend = ClassicBackend()
     obj = SessionObject("square", 1, (255, 0, 0))
     with backend.open_session(video, [obj]) as s:
-        s.add_prompt(FramePrompt(0, "square", points=np.array([[26, 36], [40, 50], [12, 80]], np.float32), labels=np.array([1, 1, 0])))
+        s.add_prompt(
+            FramePrompt(
+                0,
+                "square",
+                points=np.array([[26, 36], [40, 50], [12, 80]], np.float32),
+                labels=np.array([1, 1, 0]),
+            )
+        )
         return np.stack([m["square"] for _, m in s.propagate(0)])
 
 

@@ -139,7 +139,9 @@ def test_a_step_whose_shapes_keep_changing_stops_capturing_but_keeps_its_graphs(
                 assert torch.equal(wrapped(torch.zeros(n)), torch.ones(n))
         held = len(g)
         for _ in range(2):
-            assert torch.equal(wrapped(torch.zeros(7)), torch.ones(7))  # the last shape captured still replays
+            assert torch.equal(
+                wrapped(torch.zeros(7)), torch.ones(7)
+            )  # the last shape captured still replays
     by = g.stats.by_step["step"]
     assert by["evictions"] == 4 and g.stats.captures == 6 and by["thrashing"] == 1
     assert held == 2 and by["replays"] == 6 + 2 and by["eager"] == 10 + 4 * 1  # shapes 8-11 ran eagerly
@@ -208,10 +210,27 @@ class _FakeTracker:
         self.maskmem_backbone = self.SimpleMaskEncoder()
         self.seen = []
 
-    def _forward_sam_heads(self, backbone_features, point_inputs=None, mask_inputs=None, high_res_features=None, multimask_output=False):
+    def _forward_sam_heads(
+        self,
+        backbone_features,
+        point_inputs=None,
+        mask_inputs=None,
+        high_res_features=None,
+        multimask_output=False,
+    ):
         return backbone_features * 2, backbone_features.sum()
 
-    def _encode_new_memory(self, image, current_vision_feats, feat_sizes, pred_masks_high_res, object_score_logits, is_mask_from_pts, output_dict=None, is_init_cond_frame=False):
+    def _encode_new_memory(
+        self,
+        image,
+        current_vision_feats,
+        feat_sizes,
+        pred_masks_high_res,
+        object_score_logits,
+        is_mask_from_pts,
+        output_dict=None,
+        is_init_cond_frame=False,
+    ):
         self.seen.append((image, len(current_vision_feats), list(feat_sizes), output_dict))
         return current_vision_feats[-1] + pred_masks_high_res.mean(), [object_score_logits * 1]
 
@@ -228,15 +247,21 @@ def test_install_on_a_sam_style_tracker_graphs_only_frames_without_prompts():
             out, _ = tracker._forward_sam_heads(backbone_features=bf)
             assert torch.equal(out, bf * 2)
             mem, (score,) = tracker._encode_new_memory(
-                image=torch.zeros(1, 3, 8, 8), current_vision_feats=feats, feat_sizes=[(2, 2), (1, 2)],
-                pred_masks_high_res=torch.full((1, 1, 4, 4), float(i)), object_score_logits=torch.ones(1, 1),
-                is_mask_from_pts=False, output_dict={"cond_frame_outputs": {0: {"x": torch.ones(1)}}},
+                image=torch.zeros(1, 3, 8, 8),
+                current_vision_feats=feats,
+                feat_sizes=[(2, 2), (1, 2)],
+                pred_masks_high_res=torch.full((1, 1, 4, 4), float(i)),
+                object_score_logits=torch.ones(1, 1),
+                is_mask_from_pts=False,
+                output_dict={"cond_frame_outputs": {0: {"x": torch.ones(1)}}},
             )
             assert torch.equal(mem, feats[-1] + i) and torch.equal(score, torch.ones(1, 1))
     by = g.stats.by_step
     assert by["mask_heads"]["replays"] == 2 and by["memory_encoder"]["replays"] == 2
     # the encoder saw only the top level, no memory bank and no image (SimpleMaskEncoder ignores it)
-    assert all(img is None and n == 1 and sizes == [(1, 2)] and od is None for img, n, sizes, od in tracker.seen)
+    assert all(
+        img is None and n == 1 and sizes == [(1, 2)] and od is None for img, n, sizes, od in tracker.seen
+    )
 
 
 def test_backend_helpers_say_nothing_without_graphs():

@@ -29,13 +29,17 @@ def test_distances_and_merge_rule_table():
 
 
 def test_mid_video_prompt_covers_every_frame(tmp_path, colour_video, oracle, oracle_mod):
-    cfg = oracle_mod.write_job(tmp_path, [{"name": "s", "backend": "oracle", "objects": ["red"]}], {"red": [oracle_mod.kf("red", 8)]})
+    cfg = oracle_mod.write_job(
+        tmp_path, [{"name": "s", "backend": "oracle", "objects": ["red"]}], {"red": [oracle_mod.kf("red", 8)]}
+    )
     (r,) = _run(cfg)
     assert (r.status, r.frames, r.empty_frames) == ("computed", 16, {"red": 0})
     masks = _obj(tmp_path / "out", "s", "red")
     for t in range(16):
         assert np.array_equal(masks[t], oracle_mod.square_mask("red", t)), t
-    assert ("propagate", 8, False) in oracle.instances[0].log and ("propagate", 8, True) in oracle.instances[0].log
+    assert ("propagate", 8, False) in oracle.instances[0].log and ("propagate", 8, True) in oracle.instances[
+        0
+    ].log
 
 
 def test_merge_rule_for_frames_reached_by_both_passes(tmp_path, colour_video, oracle, oracle_mod):
@@ -47,18 +51,43 @@ def test_merge_rule_for_frames_reached_by_both_passes(tmp_path, colour_video, or
     finds nothing on the yellow frame.
     """
     sessions = [{"name": "s", "backend": "oracle", "options": {"drift": 1}, "objects": ["cham"]}]
-    cfg = oracle_mod.write_job(tmp_path, sessions, {"cham": [oracle_mod.kf("cham", 3), oracle_mod.kf("cham", 11)]})
+    cfg = oracle_mod.write_job(
+        tmp_path, sessions, {"cham": [oracle_mod.kf("cham", 3), oracle_mod.kf("cham", 11)]}
+    )
     (r,) = _run(cfg)
     areas = _obj(tmp_path / "out", "s", "cham").sum(axis=(1, 2)).tolist()
     side = lambda d: (12 - 2 * d) ** 2  # noqa: E731
-    expected = [side(3), side(2), side(1), side(0), side(1), side(2), side(3), 0, side(3), side(2), side(1), side(0), side(1), side(2), side(3), side(4)]
+    expected = [
+        side(3),
+        side(2),
+        side(1),
+        side(0),
+        side(1),
+        side(2),
+        side(3),
+        0,
+        side(3),
+        side(2),
+        side(1),
+        side(0),
+        side(1),
+        side(2),
+        side(3),
+        side(4),
+    ]
     assert areas == expected
     assert r.empty_frames == {"cham": 1}
     # the notebook rule (backward overwrites forward everywhere) would have filled frame 7
     assert oracle.instances[0].log[1:3] == [("propagate", 3, False), ("propagate", 11, True)]
 
 
-@pytest.mark.parametrize(("direction", "empty", "calls"), [("forward", range(0, 5), [("propagate", 5, False)]), ("backward", range(6, 16), [("propagate", 5, True)])])
+@pytest.mark.parametrize(
+    ("direction", "empty", "calls"),
+    [
+        ("forward", range(0, 5), [("propagate", 5, False)]),
+        ("backward", range(6, 16), [("propagate", 5, True)]),
+    ],
+)
 def test_direction_restricts(tmp_path, colour_video, oracle, oracle_mod, direction, empty, calls):
     sessions = [{"name": "s", "backend": "oracle", "objects": ["red"], "direction": direction}]
     cfg = oracle_mod.write_job(tmp_path, sessions, {"red": [oracle_mod.kf("red", 5)]})
@@ -71,12 +100,22 @@ def test_direction_restricts(tmp_path, colour_video, oracle, oracle_mod, directi
 
 def test_text_prompt_ids_and_dropped_detections(tmp_path, colour_video, oracle, oracle_mod):
     # red (196 px) > green (144) > blue (100): x <- red, y <- green, blue dropped
-    sessions = [{"name": "t", "backend": "oracle", "text": {"text": "blue, red and green", "frame": 2}, "objects": ["x", {"name": "y", "id": 1}]}]
+    sessions = [
+        {
+            "name": "t",
+            "backend": "oracle",
+            "text": {"text": "blue, red and green", "frame": 2},
+            "objects": ["x", {"name": "y", "id": 1}],
+        }
+    ]
     cfg = oracle_mod.write_job(tmp_path, sessions)
     (r,) = _run(cfg)
     assert r.dropped_detections == 1
     m = MaskStore(tmp_path / "out").session("t").manifest()
-    assert [(o.name, o.id) for o in m.objects] == [("x", 2), ("y", 1)]  # explicit id kept, x gets the smallest free id
+    assert [(o.name, o.id) for o in m.objects] == [
+        ("x", 2),
+        ("y", 1),
+    ]  # explicit id kept, x gets the smallest free id
     x = _obj(tmp_path / "out", "t", "x")
     assert all(np.array_equal(x[t], oracle_mod.square_mask("red", t)) for t in range(16))
     assert r.empty_frames == {"x": 0, "y": 9}  # cham is green only on frames 0-6
@@ -84,8 +123,12 @@ def test_text_prompt_ids_and_dropped_detections(tmp_path, colour_video, oracle, 
 
 def test_prompted_object_missing_from_output_is_an_error(tmp_path, colour_video, oracle, oracle_mod):
     sessions = [{"name": "g", "backend": "oracle", "objects": ["red", "blue"]}]
-    cfg = oracle_mod.write_job(tmp_path, sessions, {"red": [oracle_mod.kf("red", 0)], "blue": [oracle_mod.kf("blue", 4, label=0)]})
-    with pytest.raises(EmptyObjectError, match="session 'g': prompted object\\(s\\) 'blue' are empty on every frame") as e:
+    cfg = oracle_mod.write_job(
+        tmp_path, sessions, {"red": [oracle_mod.kf("red", 0)], "blue": [oracle_mod.kf("blue", 4, label=0)]}
+    )
+    with pytest.raises(
+        EmptyObjectError, match="session 'g': prompted object\\(s\\) 'blue' are empty on every frame"
+    ) as e:
         _run(cfg)
     assert e.value.path == cfg and "sessions[0:g].objects" in str(e.value)
     st = MaskStore(tmp_path / "out").session("g")
@@ -98,7 +141,11 @@ def _two_sessions(oracle_mod, tmp_path, **kw):
         {"name": "a", "backend": "oracle", "objects": ["red", "blue"]},
         {"name": "b", "backend": "oracle", "objects": ["cham"]},
     ]
-    objects = {"red": [oracle_mod.kf("red", 0)], "blue": [oracle_mod.kf("blue", 15)], "cham": [oracle_mod.kf("cham", 2), oracle_mod.kf("cham", 9)]}
+    objects = {
+        "red": [oracle_mod.kf("red", 0)],
+        "blue": [oracle_mod.kf("blue", 15)],
+        "cham": [oracle_mod.kf("cham", 2), oracle_mod.kf("cham", 9)],
+    }
     return oracle_mod.write_job(tmp_path, sessions, objects, **kw)
 
 
@@ -125,7 +172,11 @@ def test_backends_per_name_and_options(tmp_path, colour_video, oracle, oracle_mo
         {"name": "b", "backend": "oracle", "options": {"tolerance": 30}, "objects": ["blue"]},
         {"name": "c", "backend": "oracle", "objects": ["cham"]},
     ]
-    objects = {"red": [oracle_mod.kf("red", 0)], "blue": [oracle_mod.kf("blue", 0)], "cham": [oracle_mod.kf("cham", 0)]}
+    objects = {
+        "red": [oracle_mod.kf("red", 0)],
+        "blue": [oracle_mod.kf("blue", 0)],
+        "cham": [oracle_mod.kf("cham", 0)],
+    }
     _run(oracle_mod.write_job(tmp_path, sessions, objects))
     assert len(oracle.instances) == 2 and all(b.closed for b in oracle.instances)
     assert [c[1] for c in oracle.instances[0].log if c[0] == "open"] == [("red",), ("cham",)]
@@ -135,7 +186,9 @@ def test_resume_and_invalidation_of_only_the_changed_session(tmp_path, colour_vi
     cfg = _two_sessions(oracle_mod, tmp_path)
     first = _run(cfg)
     out = tmp_path / "out"
-    mtimes = {s: [p.stat().st_mtime_ns for p in sorted((out / "sessions" / s / "frames").iterdir())] for s in "ab"}
+    mtimes = {
+        s: [p.stat().st_mtime_ns for p in sorted((out / "sessions" / s / "frames").iterdir())] for s in "ab"
+    }
     assert [r.status for r in _run(cfg)] == ["reused", "reused"]
     reused = _run(cfg)[0]
     assert reused.empty_frames == first[0].empty_frames and reused.store == first[0].store
@@ -147,7 +200,9 @@ def test_resume_and_invalidation_of_only_the_changed_session(tmp_path, colour_vi
     pf["objects"][2]["keyframes"][1] = oracle_mod.kf("cham", 5)
     (tmp_path / "prompts.json").write_text(json.dumps(pf))
     assert [r.status for r in _run(cfg)] == ["reused", "computed"]
-    assert [p.stat().st_mtime_ns for p in sorted((out / "sessions" / "a" / "frames").iterdir())] == mtimes["a"]
+    assert [p.stat().st_mtime_ns for p in sorted((out / "sessions" / "a" / "frames").iterdir())] == mtimes[
+        "a"
+    ]
 
     # options of a -> only a; --force -> both; --only -> just that one
     text = cfg.read_text().replace("objects:\n  - red", "options:\n    tolerance: 41\n  objects:\n  - red", 1)
@@ -183,7 +238,9 @@ def test_run_session_api(tmp_path, colour_video, oracle, oracle_mod):
     cfg = load_config(_two_sessions(oracle_mod, tmp_path))
     seen = []
     with oracle() as backend:
-        r = run_session(cfg, cfg.session("b"), backend=backend, progress=lambda done, total: seen.append((done, total)))
+        r = run_session(
+            cfg, cfg.session("b"), backend=backend, progress=lambda done, total: seen.append((done, total))
+        )
         again = run_session(cfg, cfg.session("b"), backend=backend)
     assert r.status == "computed" and again.status == "reused" and r.objects == ["cham"]
     # forward 2..15 (14 frames) + backward 9..0 (10 frames)

@@ -14,10 +14,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sam2")
 
-from masktrack.errors import BackendError  # noqa: E402
-from masktrack.io.video import open_video  # noqa: E402
-from masktrack.segment.base import FramePrompt, SessionObject  # noqa: E402
-from masktrack.segment.registry import load_backend  # noqa: E402
+from masktrack.errors import BackendError
+from masktrack.io.video import open_video
+from masktrack.segment.base import FramePrompt, SessionObject
+from masktrack.segment.registry import load_backend
 
 TINY = {"random_weights": True, "device": "cpu", "image_size": 64}
 FRAMES = 8
@@ -55,11 +55,15 @@ def _run(backend, video, objects, prompts, start):
 
 def _prompts(oracle_mod):
     red = oracle_mod.kf("red", 3)
-    blue = oracle_mod.kf("blue", 3)
     return (
         (SessionObject("red", 1, (255, 0, 0)), SessionObject("blue", 2, (0, 0, 255))),
         [
-            FramePrompt(frame=3, object="red", points=np.array(red["points"], np.float32), labels=np.array(red["labels"])),
+            FramePrompt(
+                frame=3,
+                object="red",
+                points=np.array(red["points"], np.float32),
+                labels=np.array(red["labels"]),
+            ),
             FramePrompt(frame=3, object="blue", boxes=np.array([[25, 22, 37, 34]], np.float32)),
         ],
     )
@@ -73,10 +77,21 @@ def test_sessions_share_features_and_stay_isolated(video, oracle_mod):
         entries = len(shared.cache)
         # another session in between, with other objects and prompts
         cham = oracle_mod.kf("cham", 6)
-        _run(shared, v, (SessionObject("cham", 1, (0, 255, 0)),),
-             [FramePrompt(frame=6, object="cham", points=np.array(cham["points"], np.float32), labels=np.array([1]))], 6)
+        _run(
+            shared,
+            v,
+            (SessionObject("cham", 1, (0, 255, 0)),),
+            [
+                FramePrompt(
+                    frame=6, object="cham", points=np.array(cham["points"], np.float32), labels=np.array([1])
+                )
+            ],
+            6,
+        )
         again = _run(shared, v, objects, prompts, 3)
-        assert shared.cache.stats.misses == misses and len(shared.cache) == entries  # nothing decoded or encoded twice
+        assert (
+            shared.cache.stats.misses == misses and len(shared.cache) == entries
+        )  # nothing decoded or encoded twice
         with load_backend("sam2", **TINY, share_features=False) as alone:
             fresh = _run(alone, v, objects, prompts, 3)
     # forward 3..7, backward 3..0: every frame, both directions
@@ -93,13 +108,25 @@ def test_sessions_share_features_and_stay_isolated(video, oracle_mod):
 
 def test_backward_from_frame_zero_yields_frame_zero(video, oracle_mod):
     red = oracle_mod.kf("red", 0)
-    with open_video(video) as v, load_backend("sam2", **TINY) as b, b.open_session(v, (SessionObject("red", 1, (1, 2, 3)),)) as s:
-        s.add_prompt(FramePrompt(frame=0, object="red", points=np.array(red["points"], np.float32), labels=np.array([1])))
+    with (
+        open_video(video) as v,
+        load_backend("sam2", **TINY) as b,
+        b.open_session(v, (SessionObject("red", 1, (1, 2, 3)),)) as s,
+    ):
+        s.add_prompt(
+            FramePrompt(
+                frame=0, object="red", points=np.array(red["points"], np.float32), labels=np.array([1])
+            )
+        )
         assert [f for f, _ in s.propagate(0, reverse=True)] == [0]
 
 
 def test_no_prompts_is_a_clear_error(video):
-    with open_video(video) as v, load_backend("sam2", **TINY) as b, b.open_session(v, (SessionObject("red", 1, (1, 2, 3)),)) as s:
+    with (
+        open_video(video) as v,
+        load_backend("sam2", **TINY) as b,
+        b.open_session(v, (SessionObject("red", 1, (1, 2, 3)),)) as s,
+    ):
         with pytest.raises(BackendError, match="no clicks, boxes or masks"):
             next(s.propagate(0))
 
@@ -113,7 +140,11 @@ def test_two_session_job_through_the_cli(tmp_path, video, oracle_mod, cli_main):
         {"name": "arm", "backend": "sam2", "options": opts, "objects": ["red", "blue"]},
         {"name": "gripper", "backend": "sam2", "options": opts, "objects": ["cham"]},
     ]
-    objects = {"red": [oracle_mod.kf("red", 2)], "blue": [oracle_mod.kf("blue", 5)], "cham": [oracle_mod.kf("cham", 4)]}
+    objects = {
+        "red": [oracle_mod.kf("red", 2)],
+        "blue": [oracle_mod.kf("blue", 5)],
+        "cham": [oracle_mod.kf("cham", 4)],
+    }
     cfg = oracle_mod.write_job(tmp_path, sessions, objects)
     rc, out, err = cli_main("segment", cfg, "--no-progress")
     assert rc == 0, err
@@ -130,7 +161,9 @@ def test_two_session_job_through_the_cli(tmp_path, video, oracle_mod, cli_main):
         both[name] = [s.read_stack(f) for f in range(FRAMES)]
 
     # isolation through the CLI: the gripper session alone, on a fresh backend, stores the same masks
-    alone = oracle_mod.write_job(tmp_path / "alone", sessions[1:], {"cham": objects["cham"]}, video="../frames")
+    alone = oracle_mod.write_job(
+        tmp_path / "alone", sessions[1:], {"cham": objects["cham"]}, video="../frames"
+    )
     rc, _, err = cli_main("segment", alone, "--no-progress")
     assert rc == 0, err
     solo = MaskStore(tmp_path / "alone" / "out").session("gripper")
@@ -166,7 +199,9 @@ def test_a_checkpoint_file_loads_through_sam2s_loader(tmp_path, video, oracle_mo
 def test_cpu_runs_have_no_cuda_graphs_and_keep_their_fingerprint():
     """Graphs are GPU-only; on CPU the fingerprint (and so every stored manifest) is what it was before them."""
     with load_backend("sam2", **TINY) as b:
-        assert b.graphs is None and "cuda_graphs" not in b.fingerprint() and "cuda_graphs" not in b.cache_stats()
+        assert (
+            b.graphs is None and "cuda_graphs" not in b.fingerprint() and "cuda_graphs" not in b.cache_stats()
+        )
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):

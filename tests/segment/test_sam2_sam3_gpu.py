@@ -56,7 +56,9 @@ def _assert_nothing_left(reference: int) -> None:
 
 def _click(oracle_mod, name, frame, obj):
     k = oracle_mod.kf(name, frame)
-    return FramePrompt(frame=frame, object=obj, points=np.array(k["points"], np.float32), labels=np.array(k["labels"]))
+    return FramePrompt(
+        frame=frame, object=obj, points=np.array(k["points"], np.float32), labels=np.array(k["labels"])
+    )
 
 
 def _both(session, start):
@@ -112,7 +114,9 @@ def test_sam3_points_session_no_text_bootstrap(video, oracle_mod):
     with open_video(video) as v:
         b = _sam3()
         calls = []
-        b.predictor.handle_request = lambda req: calls.append(req)  # a points session must not touch the text API
+        b.predictor.handle_request = lambda req: calls.append(
+            req
+        )  # a points session must not touch the text API
         fwd1, bwd1 = _points_run(b, v, oracle_mod)
         after_first = _allocated()
         misses = b.cache.stats.misses
@@ -162,7 +166,9 @@ def test_sam3_text_session_then_points_session_share_features(video, oracle_mod)
         computed = []
         put = b.cache.put
         b.cache.put = lambda key, value: (computed.append(key[1]), put(key, value))[1]
-        fwd2, bwd2 = _points_run(b, v, oracle_mod)  # the gripper session: reads the text session's trunk output
+        fwd2, bwd2 = _points_run(
+            b, v, oracle_mod
+        )  # the gripper session: reads the text session's trunk output
         assert "sam3-trunk" not in computed and "frame" not in computed
         _check_cover(fwd2, bwd2, 4, ["g_left", "g_right"])
         after_points = _allocated()  # (the first points session fills model-level constant caches)
@@ -195,7 +201,10 @@ def _held_after_points_run(backend, v, oracle_mod):
 
 @pytest.mark.parametrize(
     ("name", "offload"),
-    [("sam2", {"offload_video_to_cpu": True, "offload_state_to_cpu": True}), ("sam3", {"offload_video_to_cpu": True})],
+    [
+        ("sam2", {"offload_video_to_cpu": True, "offload_state_to_cpu": True}),
+        ("sam3", {"offload_video_to_cpu": True}),
+    ],
 )
 def test_offload_to_host_keeps_the_masks_and_holds_less_gpu_memory(video, oracle_mod, name, offload):
     runs = {}
@@ -208,7 +217,9 @@ def test_offload_to_host_keeps_the_masks_and_holds_less_gpu_memory(video, oracle
             runs[off] = (fwd, bwd, held - loaded)
             b.close()
             assert _allocated() - before < 64 * MiB
-    print(f"{name}: GPU bytes held after a 10-frame session: {runs[False][2] / MiB:.1f} MiB, offloaded {runs[True][2] / MiB:.1f} MiB")
+    print(
+        f"{name}: GPU bytes held after a 10-frame session: {runs[False][2] / MiB:.1f} MiB, offloaded {runs[True][2] / MiB:.1f} MiB"
+    )
     assert _same(runs[False][0], runs[True][0]) and _same(runs[False][1], runs[True][1])
     assert runs[True][2] < runs[False][2]
 
@@ -257,7 +268,12 @@ def test_sam3_text_session_on_two_gpus_matches_one(video, oracle_mod, sam3_check
     assert list(fwd2) == list(range(2, FRAMES)) and list(bwd2) == list(range(5, -1, -1))
     assert "arm" in map2.values() and map2 == map1  # the click mapped the same instance on both
     # (random weights score every tracked mask as "no object", so the pixel check below is weak)
-    differ = sum(int(np.count_nonzero(a[f][n] != b[f][n])) for a, b in ((fwd1, fwd2), (bwd1, bwd2)) for f in a for n in a[f])
+    differ = sum(
+        int(np.count_nonzero(a[f][n] != b[f][n]))
+        for a, b in ((fwd1, fwd2), (bwd1, bwd2))
+        for f in a
+        for n in a[f]
+    )
     total = sum(m.size for d in (fwd1, bwd1) for masks in d.values() for m in masks.values())
     print(f"two GPUs vs one: {differ} of {total} pixels differ; mapping {map2}")
     assert differ <= 0.001 * total
@@ -307,7 +323,10 @@ def test_sam2_and_sam3_jobs_through_the_cli(tmp_path, video, oracle_mod, capsys)
         folder.mkdir(parents=True)
         objects = {}
         for name, frame in (("red", 2), ("blue", 2), ("cham", 5)):
-            cv2.imwrite(str(folder / f"{name}.png"), oracle_mod.square_mask(name, frame, (120, 200)).astype(np.uint8) * 255)
+            cv2.imwrite(
+                str(folder / f"{name}.png"),
+                oracle_mod.square_mask(name, frame, (120, 200)).astype(np.uint8) * 255,
+            )
             objects[name] = [{"frame": frame, "mask": f"{name}.png"}]
         cfg = oracle_mod.write_job(folder, sessions, objects, video="../frames")
         capsys.readouterr()
@@ -317,7 +336,9 @@ def test_sam2_and_sam3_jobs_through_the_cli(tmp_path, video, oracle_mod, capsys)
             assert store.session(name).verify() == []
         (folder / "alone").mkdir()
         (folder / "alone" / "cham.png").write_bytes((folder / "cham.png").read_bytes())
-        alone = oracle_mod.write_job(folder / "alone", sessions[1:], {"cham": objects["cham"]}, video="../../frames")
+        alone = oracle_mod.write_job(
+            folder / "alone", sessions[1:], {"cham": objects["cham"]}, video="../../frames"
+        )
         assert main(["segment", str(alone), "--no-progress"]) == 0, capsys.readouterr().err
         solo = MaskStore(folder / "alone" / "out").session("gripper")
         together = store.session("gripper")

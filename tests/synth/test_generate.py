@@ -71,7 +71,13 @@ def test_visible_points_land_on_their_mask_with_their_depth(small):
         for c, cam in enumerate(small.cameras):
             uv, z = _project(cam, g.points)
             ui = np.rint(uv).astype(int)
-            inside = (ui[..., 0] >= 0) & (ui[..., 0] < cfg.width) & (ui[..., 1] >= 0) & (ui[..., 1] < cfg.height) & (z > 0)
+            inside = (
+                (ui[..., 0] >= 0)
+                & (ui[..., 0] < cfg.width)
+                & (ui[..., 1] >= 0)
+                & (ui[..., 1] < cfg.height)
+                & (z > 0)
+            )
             tt, nn = np.nonzero(g.visibility[c])
             assert len(tt) > 50
             u, v = ui[tt, nn, 0], ui[tt, nn, 1]

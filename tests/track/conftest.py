@@ -39,10 +39,18 @@ def _texture(seed: int, n: int = 256) -> np.ndarray:
 
 def _sample(tex: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     n = tex.shape[0]
-    return cv2.remap(tex, (a * n).astype(np.float32) % n, (b * n).astype(np.float32) % n, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    return cv2.remap(
+        tex,
+        (a * n).astype(np.float32) % n,
+        (b * n).astype(np.float32) % n,
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_WRAP,
+    )
 
 
-def render_cube_scene(*, frames: int = 12, size: int = 112, cameras: int = 3, half: float = 0.15, seed: int = 0):
+def render_cube_scene(
+    *, frames: int = 12, size: int = 112, cameras: int = 3, half: float = 0.15, seed: int = 0
+):
     """Render RGB-D of a textured cube (pose M_t) over a floor; returns (Scene, masks [C,T,H,W], poses [T,4,4])."""
     H = W = size
     f = 1.1 * size
@@ -90,7 +98,11 @@ def render_cube_scene(*, frames: int = 12, size: int = 112, cameras: int = 3, ha
             a = np.where(axis == 0, p_loc[:, 1], p_loc[:, 0])
             b = np.where(axis == 2, p_loc[:, 1], p_loc[:, 2])
             face = axis * 2 + (np.take_along_axis(p_loc, axis[:, None], 1)[:, 0] > 0)
-            col_cube = _sample(tex_cube, ((a / (2 * half) + 0.5) * 0.25 + face * 0.37).reshape(H, W), ((b / (2 * half) + 0.5) * 0.25 + face * 0.21).reshape(H, W))
+            col_cube = _sample(
+                tex_cube,
+                ((a / (2 * half) + 0.5) * 0.25 + face * 0.37).reshape(H, W),
+                ((b / (2 * half) + 0.5) * 0.25 + face * 0.21).reshape(H, W),
+            )
             col_floor = _sample(tex_floor, (p_w[:, 0] * 0.5).reshape(H, W), (p_w[:, 1] * 0.5).reshape(H, W))
             uc = use_cube.reshape(H, W)
             img = np.where(uc[..., None], col_cube, col_floor)

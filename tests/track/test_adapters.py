@@ -26,7 +26,9 @@ def _gt(poses: np.ndarray, q: np.ndarray) -> np.ndarray:
 def setup(cube_scene):
     path, poses = cube_scene
     scene = load_scene(path)
-    q = sample_queries(scene, load_instance(path, "cube"), QueryOptions(window="all", stride=5, voxel=0.03, max_queries=60))
+    q = sample_queries(
+        scene, load_instance(path, "cube"), QueryOptions(window="all", stride=5, voxel=0.03, max_queries=60)
+    )
     assert len(np.unique(q.points[:, 0])) > 1
     return scene, poses, q.points
 
@@ -38,7 +40,9 @@ def _camera_of(scene, video_thwc: np.ndarray) -> int:
 def _oracle_2d(scene, poses, c: int, q2d: np.ndarray, world_queries: np.ndarray) -> np.ndarray:
     """GT pixel tracks of the queries in camera c: the 'perfect 2D tracker'."""
     gt = _gt(poses, world_queries)
-    return np.stack([project(gt[f], scene.intrs[c, f], scene.extrs[c, f])[0] for f in range(scene.num_frames)])
+    return np.stack(
+        [project(gt[f], scene.intrs[c, f], scene.extrs[c, f])[0] for f in range(scene.num_frames)]
+    )
 
 
 def test_cotracker_conversion_with_an_oracle_model(setup) -> None:
@@ -48,17 +52,25 @@ def test_cotracker_conversion_with_an_oracle_model(setup) -> None:
 
     class FakeCoTrackerPredictor(torch.nn.Module):  # forward(video, queries=...) like CoTrackerPredictor
         def forward(self, video, queries=None):
-            assert video.dtype == torch.float32 and video.ndim == 5 and video.shape[:3] == (1, scene.num_frames, 3)
+            assert (
+                video.dtype == torch.float32
+                and video.ndim == 5
+                and video.shape[:3] == (1, scene.num_frames, 3)
+            )
             assert float(video.max()) > 1.5  # 0..255, not 0..1
             frames = video[0].permute(0, 2, 3, 1).round().to(torch.uint8).numpy()
             c = _camera_of(scene, frames)
             qs = queries[0].numpy()
             assert qs.shape[1] == 3
             sel = np.flatnonzero(cams == c)
-            assert np.allclose(qs[:, 0], q[sel, 0]) and np.allclose(qs[:, 1:], uv[sel], atol=1e-3)  # (t, x, y) pixel centres
+            assert np.allclose(qs[:, 0], q[sel, 0]) and np.allclose(
+                qs[:, 1:], uv[sel], atol=1e-3
+            )  # (t, x, y) pixel centres
             calls.append(c)
             tr = _oracle_2d(scene, poses, c, qs, q[sel])
-            return torch.from_numpy(tr[None]).float(), torch.ones((1, scene.num_frames, len(qs)), dtype=torch.bool)
+            return torch.from_numpy(tr[None]).float(), torch.ones(
+                (1, scene.num_frames, len(qs)), dtype=torch.bool
+            )
 
     tr = CoTracker3Tracker(model=FakeCoTrackerPredictor()).track(scene, q)
     assert sorted(calls) == sorted(set(cams[cams >= 0].tolist()))
@@ -72,12 +84,20 @@ def test_cotracker_conversion_with_an_oracle_model(setup) -> None:
 def test_mvtracker_conversion(setup) -> None:
     scene, poses, q = setup
 
-    def fake_mvtracker(*, rgbs, depths, intrs, extrs, query_points_3d):  # EvaluationPredictor.forward keywords
+    def fake_mvtracker(
+        *, rgbs, depths, intrs, extrs, query_points_3d
+    ):  # EvaluationPredictor.forward keywords
         V, T = scene.num_cameras, scene.num_frames
         H, W = scene.size
         assert rgbs.shape == (1, V, T, 3, H, W) and float(rgbs.max()) <= 1.0
-        assert depths.shape == (1, V, T, 1, H, W) and intrs.shape == (1, V, T, 3, 3) and extrs.shape == (1, V, T, 3, 4)
-        assert torch.allclose(extrs[0], torch.from_numpy(np.asarray(scene.extrs)))  # world-to-camera, as stored
+        assert (
+            depths.shape == (1, V, T, 1, H, W)
+            and intrs.shape == (1, V, T, 3, 3)
+            and extrs.shape == (1, V, T, 3, 4)
+        )
+        assert torch.allclose(
+            extrs[0], torch.from_numpy(np.asarray(scene.extrs))
+        )  # world-to-camera, as stored
         assert torch.allclose(query_points_3d[0], torch.from_numpy(q))
         gt = _gt(poses, q)
         return {"traj_e": torch.from_numpy(gt[None]).float(), "vis_e": torch.full((1, T, len(q)), 0.9)}
@@ -134,7 +154,9 @@ def test_real_cotracker3_code_with_random_weights(setup) -> None:
     if not repo:
         pytest.skip("set MASKTRACK_COTRACKER_REPO to a co-tracker clone to run its real code path")
     scene, _, q = setup
-    tr = get_tracker("cotracker", repo=repo, source="local", pretrained=False, device="cpu").track(scene, q[:10])
+    tr = get_tracker("cotracker", repo=repo, source="local", pretrained=False, device="cpu").track(
+        scene, q[:10]
+    )
     assert tr.tracks.shape == (scene.num_frames, 10, 3)
     before = np.arange(scene.num_frames)[:, None] < q[:10, 0].astype(int)[None]
     assert np.isfinite(tr.tracks[~before]).all() and np.isnan(tr.tracks[before]).all()

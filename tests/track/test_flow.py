@@ -75,7 +75,9 @@ def test_rigid_smooth_is_exact_for_rigid_motion_and_rejects_outliers() -> None:
 
 
 def test_tracks_save_load_pickle_free(tmp_path) -> None:
-    tr = Tracks(np.zeros((3, 2, 3), np.float32), np.ones((3, 2), bool), np.zeros((2, 4), np.float32), "x", {"a": 1})
+    tr = Tracks(
+        np.zeros((3, 2, 3), np.float32), np.ones((3, 2), bool), np.zeros((2, 4), np.float32), "x", {"a": 1}
+    )
     tr.save(tmp_path / "t.npz")
     with np.load(tmp_path / "t.npz", allow_pickle=False) as z:
         assert {k: z[k].dtype.kind for k in z.files}["provenance"] == "U"
@@ -111,7 +113,9 @@ def test_rigid_smooth_kernel_lets_coarse_views_borrow_precise_motion_nearby() ->
     knn, _ = rigid_smooth(X, meas, w, 24, 2, 0.01, 64)
     err_b = np.linalg.norm(out[150:] - Y[150:], axis=1)
     assert np.median(err_b) < 1.5e-3, np.median(err_b)
-    assert np.median(np.linalg.norm(knn[150:] - Y[150:], axis=1)) > 2 * np.median(err_b)  # the local fit cannot
+    assert np.median(np.linalg.norm(knn[150:] - Y[150:], axis=1)) > 2 * np.median(
+        err_b
+    )  # the local fit cannot
 
 
 def test_thin_keeps_one_point_per_cell_preferring_keyframe_anchored_points() -> None:
@@ -124,7 +128,12 @@ def test_thin_keeps_one_point_per_cell_preferring_keyframe_anchored_points() -> 
 
 def test_blocked_matmul_equals_matmul() -> None:
     rng = np.random.default_rng(2)
-    for sa, sb in [((64, 3000), (3000, 16)), ((64, 16), (16, 3000)), ((3, 3), (3, 3)), ((300, 900), (900, 16))]:
+    for sa, sb in [
+        ((64, 3000), (3000, 16)),
+        ((64, 16), (16, 3000)),
+        ((3, 3), (3, 3)),
+        ((300, 900), (900, 16)),
+    ]:
         a, b = rng.normal(size=sa), rng.normal(size=sb)
         assert np.allclose(_matmul(a, b), a @ b, rtol=1e-12, atol=1e-10)
 
@@ -163,7 +172,10 @@ def test_rigid_smooth_choose_keeps_a_turning_part_off_its_static_neighbour() -> 
         assert ok.all()
         errs[choose] = np.linalg.norm(out - Y, axis=1)
     # the turret moves ~4 mm; nearest-anchor motion blends the parts, the best-fitting anchor does not
-    assert np.percentile(errs[4], 90) < 0.75 * np.percentile(errs[1], 90), (np.percentile(errs[1], 90), np.percentile(errs[4], 90))
+    assert np.percentile(errs[4], 90) < 0.75 * np.percentile(errs[1], 90), (
+        np.percentile(errs[1], 90),
+        np.percentile(errs[4], 90),
+    )
     assert np.median(errs[4]) < np.median(errs[1]) and np.percentile(errs[4], 90) < 1e-3
 
 

@@ -9,7 +9,13 @@ def _random_camera(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         q[:, 0] *= -1
     E = np.concatenate([q, rng.normal(size=(3, 1))], axis=1)
     f = rng.uniform(80, 1500)
-    K = np.array([[f, rng.uniform(-2, 2), rng.uniform(40, 900)], [0, f * rng.uniform(0.9, 1.1), rng.uniform(40, 700)], [0, 0, 1]])
+    K = np.array(
+        [
+            [f, rng.uniform(-2, 2), rng.uniform(40, 900)],
+            [0, f * rng.uniform(0.9, 1.1), rng.uniform(40, 700)],
+            [0, 0, 1],
+        ]
+    )
     return K, E
 
 
@@ -39,7 +45,9 @@ def test_pixel_centre_convention() -> None:
     E = np.concatenate([np.eye(3), np.zeros((3, 1))], axis=1)
     # integer pixel (u, v) = (2, 3) is the principal point: straight ahead
     assert np.allclose(lift(np.array([[2.0, 3.0]]), np.array([1.5]), K, E), [[0, 0, 1.5]])
-    assert np.allclose(camera_center(np.concatenate([np.eye(3), [[1.0], [2.0], [3.0]]], axis=1)), [-1, -2, -3])
+    assert np.allclose(
+        camera_center(np.concatenate([np.eye(3), [[1.0], [2.0], [3.0]]], axis=1)), [-1, -2, -3]
+    )
     assert in_image(np.array([[-0.4, 0.0], [-0.6, 0.0], [9.4, 4.4]]), (5, 10)).tolist() == [True, False, True]
 
 

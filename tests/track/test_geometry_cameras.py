@@ -12,7 +12,9 @@ def _cameras(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         q[:, 0] *= np.sign(np.linalg.det(q))
         Es.append(np.concatenate([q, rng.normal(size=(3, 1))], axis=1))
         f = rng.uniform(80, 800)
-        Ks.append([[f, rng.uniform(-1, 1), rng.uniform(40, 300)], [0, f * 1.05, rng.uniform(40, 300)], [0, 0, 1]])
+        Ks.append(
+            [[f, rng.uniform(-1, 1), rng.uniform(40, 300)], [0, f * 1.05, rng.uniform(40, 300)], [0, 0, 1]]
+        )
     return np.array(Ks), np.array(Es)
 
 

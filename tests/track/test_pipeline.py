@@ -20,11 +20,17 @@ def test_run_tracking_writes_per_instance_outputs_and_resumes(cube_scene, tmp_pa
     folder = out / "cube"
     assert sorted(p.name for p in folder.iterdir()) == ["instance.json", "queries.npy", "tracks.npz"]
     meta = json.loads((folder / "instance.json").read_text())
-    assert meta["complete"] and meta["tracker"]["tracker"] == "flow" and meta["query_options"]["voxel"] == 0.03
+    assert (
+        meta["complete"] and meta["tracker"]["tracker"] == "flow" and meta["query_options"]["voxel"] == 0.03
+    )
     assert meta["scene"] == str(Path(scene).resolve())  # refers to the scene, copies nothing
     tr = Tracks.load(folder / "tracks.npz")
     q = np.load(folder / "queries.npy", allow_pickle=False)
-    assert np.array_equal(tr.queries, q) and tr.instance == "cube" and tr.provenance["tracker"]["tracker"] == "flow"
+    assert (
+        np.array_equal(tr.queries, q)
+        and tr.instance == "cube"
+        and tr.provenance["tracker"]["tracker"] == "flow"
+    )
     mtime = (folder / "tracks.npz").stat().st_mtime_ns
     # same inputs: skipped; changed query options: redone
     assert run_tracking(scene, out, instances="cube", query_options=QO, progress=False).skipped == ["cube"]
@@ -50,7 +56,21 @@ def test_cli_track_and_instances(cube_scene, tmp_path: Path, capsys: pytest.Capt
     assert main(["scene", "info", str(scene), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["num_cameras"] == 3
     out = tmp_path / "o"
-    args = ["track", str(scene), "--out", str(out), "--instances", "cube", "--window", "frame", "--voxel", "0.03", "--max-queries", "50", "--quiet"]
+    args = [
+        "track",
+        str(scene),
+        "--out",
+        str(out),
+        "--instances",
+        "cube",
+        "--window",
+        "frame",
+        "--voxel",
+        "0.03",
+        "--max-queries",
+        "50",
+        "--quiet",
+    ]
     assert main(args) == 0
     assert (out / "cube" / "tracks.npz").exists()
     assert main(args) == 0

@@ -5,7 +5,13 @@ from masktrack.errors import SceneError
 from masktrack.io.scene import load_scene
 from masktrack.track.geometry import project
 from masktrack.track.instances import load_instance, save_instance
-from masktrack.track.queries import QueryOptions, farthest_point_sample, sample_queries, voxel_dedup, window_frames
+from masktrack.track.queries import (
+    QueryOptions,
+    farthest_point_sample,
+    sample_queries,
+    voxel_dedup,
+    window_frames,
+)
 
 
 def _on_instance_at(scene, inst, q) -> bool:
@@ -14,7 +20,12 @@ def _on_instance_at(scene, inst, q) -> bool:
     for c in range(scene.num_cameras):
         uv, z = project(q[None, 1:4], scene.intrs[c, t], scene.extrs[c, t])
         u, v = np.rint(uv[0]).astype(int)
-        if 0 <= u < scene.size[1] and 0 <= v < scene.size[0] and inst.masks(c, t)[v, u] and abs(scene.depths[c, t, v, u] - z[0]) < 1e-3:
+        if (
+            0 <= u < scene.size[1]
+            and 0 <= v < scene.size[0]
+            and inst.masks(c, t)[v, u]
+            and abs(scene.depths[c, t, v, u] - z[0]) < 1e-3
+        ):
             return True
     return False
 
@@ -44,7 +55,10 @@ def test_queries_carry_their_true_frame(cube_scene, tmp_path) -> None:
 
 
 def test_voxel_dedup_keeps_one_point_per_voxel_earliest_first() -> None:
-    pts = np.array([[0, 0.001, 0.001, 0.001], [3, 0.002, 0.002, 0.002], [1, 0.011, 0.0, 0.0], [2, 0.0101, 0.001, 0.0]], np.float64)
+    pts = np.array(
+        [[0, 0.001, 0.001, 0.001], [3, 0.002, 0.002, 0.002], [1, 0.011, 0.0, 0.0], [2, 0.0101, 0.001, 0.0]],
+        np.float64,
+    )
     keep = voxel_dedup(pts, 0.01)
     assert keep.tolist() == [0, 2]
     assert voxel_dedup(pts, 0.0).tolist() == [0, 1, 2, 3]
@@ -60,8 +74,12 @@ def test_dedup_across_cameras_and_cap_with_even_spread(cube_scene) -> None:
     assert len(ded) < len(raw)
     keys = np.floor(ded.points[:, 1:].astype(np.float64) / 0.01).astype(int)
     assert len(np.unique(keys, axis=0)) == len(ded)  # one point per voxel across all cameras
-    cap = sample_queries(scene, inst, QueryOptions(window="frame", frame=0, voxel=0.0, max_queries=100, seed=3))
-    cap2 = sample_queries(scene, inst, QueryOptions(window="frame", frame=0, voxel=0.0, max_queries=100, seed=3))
+    cap = sample_queries(
+        scene, inst, QueryOptions(window="frame", frame=0, voxel=0.0, max_queries=100, seed=3)
+    )
+    cap2 = sample_queries(
+        scene, inst, QueryOptions(window="frame", frame=0, voxel=0.0, max_queries=100, seed=3)
+    )
     assert len(cap) == 100 and np.array_equal(cap.points, cap2.points)  # fixed seed: deterministic
     # even spread: the capped set covers the cube (bounding box close to the full set's)
     ext_full = np.ptp(raw.points[:, 1:], axis=0)

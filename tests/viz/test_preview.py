@@ -13,12 +13,22 @@ from masktrack.config import parse_config
 from masktrack.errors import StoreError
 from masktrack.masks.export import run_compose
 from masktrack.masks.store import MaskStore, SessionManifest, StoredObject
-from masktrack.viz.preview import contact_sheet, legend_bar, overlay, pick_frames, preview_composed, preview_session, tile
+from masktrack.viz.preview import (
+    contact_sheet,
+    legend_bar,
+    overlay,
+    pick_frames,
+    preview_composed,
+    preview_session,
+    tile,
+)
 
 T, H, W = 12, 96, 128  # the conftest square video
 
 
-def fill_session(output: Path, session: str, masks: dict[str, np.ndarray], colors: list[tuple[int, int, int]]) -> None:
+def fill_session(
+    output: Path, session: str, masks: dict[str, np.ndarray], colors: list[tuple[int, int, int]]
+) -> None:
     names = list(masks)
     m = SessionManifest(
         session=session, key="k", backend="test", video="v", video_hash="h", prompts_hash="p",
@@ -40,7 +50,12 @@ def job(square_video, tmp_path):
     half[:, :, 64:] = False
     fill_session(out, "cube", {"cube": gt, "left_half": half}, [(255, 0, 0), (0, 255, 0)])
     cfg = parse_config(
-        {"video": str(folder), "output": str(out), "sessions": [{"name": "cube", "objects": ["cube", "left_half"]}], "compose": {"hole": "dilate(cube.cube, 2)"}},
+        {
+            "video": str(folder),
+            "output": str(out),
+            "sessions": [{"name": "cube", "objects": ["cube", "left_half"]}],
+            "compose": {"hole": "dilate(cube.cube, 2)"},
+        },
         path=tmp_path / "job.yaml",
     )
     return cfg, gt
@@ -112,7 +127,15 @@ def test_preview_composed_and_cli(job, tmp_path, capsys):
     with Image.open(p.sheet) as im:
         assert im.size[0] == 3 * (2 * 64 + 4) + 4 * 16
     path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump({"video": str(cfg.video), "output": str(cfg.output), "sessions": [{"name": "cube", "objects": ["cube", "left_half"]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "video": str(cfg.video),
+                "output": str(cfg.output),
+                "sessions": [{"name": "cube", "objects": ["cube", "left_half"]}],
+            }
+        )
+    )
     out = tmp_path / "pv"
     assert main(["preview", str(path), "--no-video", "--max-tiles", "2", "--out", str(out)]) == 0
     assert sorted(q.name for q in out.iterdir()) == ["composed_hole.png", "session_cube.png"]

@@ -24,7 +24,9 @@ def make_tracked_scene(folder: Path, seed: int = 0):
     yy, xx = np.mgrid[0:H, 0:W]
     for c in range(C):
         for t in range(T):
-            rgbs[c, t] = np.stack([(xx * 6 + 10 * t) % 256, (yy * 7 + 40 * c) % 256, np.full_like(xx, 120)], -1)
+            rgbs[c, t] = np.stack(
+                [(xx * 6 + 10 * t) % 256, (yy * 7 + 40 * c) % 256, np.full_like(xx, 120)], -1
+            )
     depths = (1.0 + 0.01 * xx + 0.02 * yy)[None, None].repeat(C, 0).repeat(T, 1).astype(np.float32)
     depths[:, :, 0, 0] = 0.0  # invalid pixel
     k = np.array([[50.0, 0, 20], [0, 50.0, 16], [0, 0, 1]], np.float32)
@@ -32,7 +34,13 @@ def make_tracked_scene(folder: Path, seed: int = 0):
     extrs[..., :3] = np.eye(3)
     extrs[0, :, :, 3] = [0.1, 0.0, 1.0]  # camera 0 static
     extrs[1, :, :, 3] = np.stack([0.05 * np.arange(T), np.zeros(T), np.full(T, 2.0)], -1)  # camera 1 moves
-    scene = Scene(rgbs=rgbs, depths=depths, intrs=np.broadcast_to(k, (C, T, 3, 3)).copy(), extrs=extrs, camera_ids=["left", "right"])
+    scene = Scene(
+        rgbs=rgbs,
+        depths=depths,
+        intrs=np.broadcast_to(k, (C, T, 3, 3)).copy(),
+        extrs=extrs,
+        camera_ids=["left", "right"],
+    )
     save_scene(scene, folder)
     scene = load_scene(folder)
 
@@ -102,7 +110,9 @@ def blueprint_rows(path: Path) -> list[dict[str, Any]]:
             rb = chunk.to_record_batch()
             for n in rb.schema.names:
                 if ":" in n:
-                    rows.append({"entity": chunk.entity_path, "component": n, "value": rb.column(n).to_pylist()})
+                    rows.append(
+                        {"entity": chunk.entity_path, "component": n, "value": rb.column(n).to_pylist()}
+                    )
     return rows
 
 
@@ -159,7 +169,9 @@ def test_trail_segments_join_consecutive_positions(tmp_path: Path) -> None:
         got = np.asarray(trails[t], np.float32)
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-6)
-    assert len(trails[1]) == x.shape[1] - 1 and len(trails[2]) == x.shape[1] - 1 and len(trails[3]) == x.shape[1]
+    assert (
+        len(trails[1]) == x.shape[1] - 1 and len(trails[2]) == x.shape[1] - 1 and len(trails[3]) == x.shape[1]
+    )
 
 
 def test_scene_recording_cameras_images_masks(tmp_path: Path) -> None:
@@ -174,7 +186,10 @@ def test_scene_recording_cameras_images_masks(tmp_path: Path) -> None:
     info = {c["class_id"]: c["class_description"]["info"] for c in ctx}
     for name, inst in instances.items():  # one context: instance id -> name, mask colour
         r_, g_, b_ = inst.color
-        assert info[inst.id]["label"] == name and info[inst.id]["color"] == (r_ << 24) | (g_ << 16) | (b_ << 8) | 255
+        assert (
+            info[inst.id]["label"] == name
+            and info[inst.id]["color"] == (r_ << 24) | (g_ << 16) | (b_ << 8) | 255
+        )
     # static camera: one static transform; moving camera: one per frame, world-to-camera as child-from-parent
     left, right = st["/world/cameras/left"], tm["/world/cameras/right"]
     np.testing.assert_allclose(left["Transform3D:translation"][0], [0.1, 0.0, 1.0], atol=1e-6)
@@ -190,13 +205,20 @@ def test_scene_recording_cameras_images_masks(tmp_path: Path) -> None:
         assert st[f"{ent}/rgb"]["EncodedImage:media_type"] == ["image/jpeg"]
         assert st[f"{ent}/depth"]["EncodedDepthImage:meter"] == [1000.0]
         for t in range(T):
-            jpg = cv2.imdecode(np.frombuffer(bytes(tm[f"{ent}/rgb"]["EncodedImage:blob"][t][0]), np.uint8), cv2.IMREAD_COLOR)
+            jpg = cv2.imdecode(
+                np.frombuffer(bytes(tm[f"{ent}/rgb"]["EncodedImage:blob"][t][0]), np.uint8), cv2.IMREAD_COLOR
+            )
             assert jpg.shape == (H, W, 3)
             assert np.abs(cv2.cvtColor(jpg, cv2.COLOR_BGR2RGB).astype(int) - scene.rgbs[c, t]).mean() < 12
-            png = cv2.imdecode(np.frombuffer(bytes(tm[f"{ent}/depth"]["EncodedDepthImage:blob"][t][0]), np.uint8), cv2.IMREAD_UNCHANGED)
+            png = cv2.imdecode(
+                np.frombuffer(bytes(tm[f"{ent}/depth"]["EncodedDepthImage:blob"][t][0]), np.uint8),
+                cv2.IMREAD_UNCHANGED,
+            )
             assert png.dtype == np.uint16
             np.testing.assert_array_equal(png, np.rint(scene.depths[c, t] * 1000).astype(np.uint16))
-            seg = np.frombuffer(bytes(tm[f"{ent}/masks"]["SegmentationImage:buffer"][t][0]), np.uint8).reshape(H, W)
+            seg = np.frombuffer(
+                bytes(tm[f"{ent}/masks"]["SegmentationImage:buffer"][t][0]), np.uint8
+            ).reshape(H, W)
             want = np.zeros((H, W), np.uint8)
             want[instances["arm"].masks(c, t)] = 1
             want[instances["cube"].masks(c, t)] = 2
@@ -211,7 +233,11 @@ def test_combined_is_one_recording_with_scene_and_every_instance(tmp_path: Path)
     assert comb["blueprints"] == 1
     want_ents = set().union(*[set(p["temporal"]) for p in parts])
     assert set(comb["temporal"]) == want_ents
-    assert {"/world/instances/arm/points", "/world/instances/cube/points", "/world/cameras/left/rgb"} <= want_ents
+    assert {
+        "/world/instances/arm/points",
+        "/world/instances/cube/points",
+        "/world/cameras/left/rgb",
+    } <= want_ents
     for name, tr in tracks.items():
         pts = comb["temporal"][f"/world/instances/{name}/points"]["Points3D:positions"]
         for t in range(T):
@@ -244,8 +270,14 @@ def test_rerun_skips_current_files_and_redoes_only_changed(tmp_path: Path) -> No
     tracks["cube"].tracks = tracks["cube"].tracks + 1.0
     write_recordings(scene, tracks, tmp_path / "out", instances=instances)
     after = {p: p.stat().st_mtime_ns for p in files}
-    assert after[paths.scene] == before[paths.scene] and after[paths.instances["arm"]] == before[paths.instances["arm"]]
-    assert after[paths.instances["cube"]] != before[paths.instances["cube"]] and after[paths.combined] != before[paths.combined]
+    assert (
+        after[paths.scene] == before[paths.scene]
+        and after[paths.instances["arm"]] == before[paths.instances["arm"]]
+    )
+    assert (
+        after[paths.instances["cube"]] != before[paths.instances["cube"]]
+        and after[paths.combined] != before[paths.combined]
+    )
     pts = read_rrd(paths.combined)["temporal"]["/world/instances/cube/points"]["Points3D:positions"]
     assert_same_positions(pts[3], tracks["cube"].tracks[3])
     # a corrupted file is not trusted even though the manifest key matches
@@ -269,7 +301,9 @@ def test_failed_write_leaves_no_file_and_no_temp(tmp_path: Path, monkeypatch: py
     assert [p.name for p in (root / "instances").iterdir()] == []
     assert not (root / "combined.rrd").exists()
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
-    assert read_rrd(root / "scene.rrd")["temporal"]["/world/cameras/left/rgb"]  # the finished part is kept and valid
+    assert read_rrd(root / "scene.rrd")["temporal"][
+        "/world/cameras/left/rgb"
+    ]  # the finished part is kept and valid
 
 
 def test_recording_id_is_per_output_folder(tmp_path: Path) -> None:
@@ -293,11 +327,15 @@ def test_merge_refuses_a_foreign_recording(tmp_path: Path) -> None:
     rec.flush()
     rec.disconnect()
     with pytest.raises(StoreError, match="cannot merge"):
-        merge_recordings([foreign], tmp_path / "m.rrd", recording_id="mine", blueprint=scene_blueprint([], []))
+        merge_recordings(
+            [foreign], tmp_path / "m.rrd", recording_id="mine", blueprint=scene_blueprint([], [])
+        )
     assert not (tmp_path / "m.rrd").exists()
 
 
-def test_view_print_path_accepts_folders_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_view_print_path_accepts_folders_and_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from masktrack.cli.main import main
 
     scene, instances, tracks, paths = write(tmp_path)

@@ -61,7 +61,12 @@ FRAME_CACHE = 48
 ABSENT = "absent"
 # the page loads nothing from elsewhere and cannot be framed by another site
 CSP = "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-STATIC_SUFFIXES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+STATIC_SUFFIXES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+}
 
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
@@ -76,12 +81,21 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
 
 
 def _error(status: int, detail: str, problems: Sequence[Problem] = (), **extra: Any) -> JSONResponse:
-    body = {"detail": detail, "problems": [{"location": p.location, "message": p.message} for p in problems], **extra}
+    body = {
+        "detail": detail,
+        "problems": [{"location": p.location, "message": p.message} for p in problems],
+        **extra,
+    }
     return JSONResponse(body, status_code=status)
 
 
 def _pydantic_problems(e: ValidationError) -> list[Problem]:
-    return [Problem("".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip("."), err["msg"]) for err in e.errors()]
+    return [
+        Problem(
+            "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip("."), err["msg"]
+        )
+        for err in e.errors()
+    ]
 
 
 def _revision(data: bytes | None) -> str:
@@ -246,7 +260,9 @@ class FrameServer:
                 self.cache.move_to_end(index)
                 return self.cache[index]
             rgb = self.video.read(index)
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+            ok, buf = cv2.imencode(
+                ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92]
+            )
             if not ok:  # pragma: no cover - cv2 encodes any uint8 image
                 raise RuntimeError("JPEG encoding failed")
             data = buf.tobytes()
@@ -325,7 +341,7 @@ class Previewer:
         for b in self.backends.values():
             try:
                 b.close()
-            except Exception:  # noqa: BLE001 - closing must not mask the real exit
+            except Exception:
                 log.exception("closing backend failed")
         self.backends.clear()
 
@@ -382,7 +398,9 @@ def create_app(
     wanted += [(n, None, None) for n in (objects or [])]
     bad = [n for n, _, _ in wanted if not n or not n.replace("_", "a").replace("-", "a").isalnum()]
     if bad:
-        raise PromptError(f"object names use letters, digits, '_' and '-' only, got {bad[0]!r}", field="objects")
+        raise PromptError(
+            f"object names use letters, digits, '_' and '-' only, got {bad[0]!r}", field="objects"
+        )
     store = PromptStore(Path(prompts_path), src, wanted)
     store.check_readable()
     frames = FrameServer(src)
@@ -400,7 +418,9 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        probs = [Problem(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg", ""))) for e in exc.errors()]
+        probs = [
+            Problem(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg", ""))) for e in exc.errors()
+        ]
         return _error(422, "invalid request", probs)
 
     @app.middleware("http")
@@ -455,7 +475,11 @@ def create_app(
         doc = await _json_body(request)
         if isinstance(doc, JSONResponse):
             return doc
-        if not isinstance(doc, dict) or not isinstance(doc.get("revision"), str) or not isinstance(doc.get("prompts"), dict):
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("revision"), str)
+            or not isinstance(doc.get("prompts"), dict)
+        ):
             return _error(422, "expected {revision: str, prompts: {...}, force?: bool}")
         force = doc.get("force", False)
         if not isinstance(force, bool):
@@ -468,20 +492,28 @@ def create_app(
             return _error(422, "invalid prompts", _pydantic_problems(e))
         probs = pf.problems(num_frames=src.num_frames, size=src.size)
         foreign = [
-            Problem(f"objects[{o.name}].keyframes[frame {k.frame}].mask", "mask paths can only be kept from the loaded file")
+            Problem(
+                f"objects[{o.name}].keyframes[frame {k.frame}].mask",
+                "mask paths can only be kept from the loaded file",
+            )
             for o in pf.objects
             for k in o.keyframes
             if k.mask is not None and k.mask not in store.known_masks
         ]
         if probs or foreign:
-            return _error(422, f"{len(probs) + len(foreign)} problem(s); nothing was written", [*probs, *foreign])
+            return _error(
+                422, f"{len(probs) + len(foreign)} problem(s); nothing was written", [*probs, *foreign]
+            )
         pf = pf.merged()
         for o in pf.objects:
             o.keyframes = [k for k in o.keyframes if not k.is_empty()]
         pf.video = None  # the server decides what the file says about its video
         try:
             new, current = store.save(pf, doc["revision"], force)
-        except (MasktrackError, OSError) as e:  # disk full, no permission: the page says so, nothing half-written
+        except (
+            MasktrackError,
+            OSError,
+        ) as e:  # disk full, no permission: the page says so, nothing half-written
             log.warning("saving %s failed: %s", store.path, e)
             return _error(500, f"could not write {store.path}: {e}")
         if new is None:
@@ -502,7 +534,13 @@ def create_app(
         except ValidationError as e:
             return _error(422, "invalid preview request", _pydantic_problems(e))
         try:
-            kf_obj = ObjectPrompts(name=req.object, id=1, keyframes=[{"frame": req.frame, "points": req.points, "labels": req.labels, "boxes": req.boxes}])
+            kf_obj = ObjectPrompts(
+                name=req.object,
+                id=1,
+                keyframes=[
+                    {"frame": req.frame, "points": req.points, "labels": req.labels, "boxes": req.boxes}
+                ],
+            )
         except ValidationError as e:
             return _error(422, "invalid preview request", _pydantic_problems(e))
         probs = PromptFile(objects=[kf_obj]).problems(num_frames=src.num_frames, size=src.size)
@@ -516,14 +554,19 @@ def create_app(
             mask, backend = await _run_sync(previewer.mask, req, color)
         except MasktrackError as e:
             return _error(503, f"preview unavailable: {e}")
-        except Exception as e:  # noqa: BLE001 - a failing backend must not take the page down
+        except Exception as e:
             log.exception("preview failed")
             return _error(503, f"preview failed: {type(e).__name__}: {e}")
         ms = (time.perf_counter() - t0) * 1000
         return Response(
             _mask_png(mask),
             media_type="image/png",
-            headers={"X-Mask-Area": str(int(mask.sum())), "X-Backend": backend, "X-Preview-Ms": f"{ms:.0f}", "Cache-Control": "no-store"},
+            headers={
+                "X-Mask-Area": str(int(mask.sum())),
+                "X-Backend": backend,
+                "X-Preview-Ms": f"{ms:.0f}",
+                "Cache-Control": "no-store",
+            },
         )
 
     return app

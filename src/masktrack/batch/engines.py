@@ -81,7 +81,9 @@ def detect_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
 
 
-def run_local(tasks: Sequence[Task], *, workers: int | None = None, gpus: Sequence[str] | None = None) -> Iterator[UnitResult]:
+def run_local(
+    tasks: Sequence[Task], *, workers: int | None = None, gpus: Sequence[str] | None = None
+) -> Iterator[UnitResult]:
     """Run tasks on a local process pool; yields results as they finish."""
     if not tasks:
         return
@@ -94,7 +96,9 @@ def run_local(tasks: Sequence[Task], *, workers: int | None = None, gpus: Sequen
         queue = ctx.Queue()
         for g in gpu_list[:n]:
             queue.put(g)
-    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(queue,)
+    ) as pool:
         pending = {pool.submit(_run_task, t): t for t in tasks}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -102,8 +106,13 @@ def run_local(tasks: Sequence[Task], *, workers: int | None = None, gpus: Sequen
                 task = pending.pop(fut)
                 try:
                     yield fut.result()
-                except Exception as e:  # noqa: BLE001 - a worker crash is one unit's failure
-                    yield UnitResult(id=task.unit.id, status="failed", reason=f"worker crashed: {type(e).__name__}: {e}", log=task.log_path)
+                except Exception as e:
+                    yield UnitResult(
+                        id=task.unit.id,
+                        status="failed",
+                        reason=f"worker crashed: {type(e).__name__}: {e}",
+                        log=task.log_path,
+                    )
 
 
 @contextlib.contextmanager
@@ -112,7 +121,9 @@ def ray_cluster(address: str | None = None, init_kwargs: dict[str, Any] | None =
     try:
         import ray
     except ImportError:
-        raise ConfigError("the ray engine needs Ray: pip install 'masktrack[ray]'", field="--engine") from None
+        raise ConfigError(
+            "the ray engine needs Ray: pip install 'masktrack[ray]'", field="--engine"
+        ) from None
     started_here = False
     if not ray.is_initialized():
         kwargs = dict(init_kwargs or {})
@@ -129,7 +140,9 @@ def ray_cluster(address: str | None = None, init_kwargs: dict[str, Any] | None =
             ray.shutdown()
 
 
-def run_ray(tasks: Sequence[Task], *, num_gpus: float = 0.0, num_cpus: float = 1.0, max_retries: int = 3) -> Iterator[UnitResult]:
+def run_ray(
+    tasks: Sequence[Task], *, num_gpus: float = 0.0, num_cpus: float = 1.0, max_retries: int = 3
+) -> Iterator[UnitResult]:
     """Run tasks as Ray tasks (inside :func:`ray_cluster`); yields results as they finish."""
     if not tasks:
         return
@@ -143,5 +156,10 @@ def run_ray(tasks: Sequence[Task], *, num_gpus: float = 0.0, num_cpus: float = 1
             task = refs.pop(ref)
             try:
                 yield ray.get(ref)
-            except Exception as e:  # noqa: BLE001 - retries exhausted: record and go on
-                yield UnitResult(id=task.unit.id, status="failed", reason=f"ray task failed: {type(e).__name__}: {e}", log=task.log_path)
+            except Exception as e:
+                yield UnitResult(
+                    id=task.unit.id,
+                    status="failed",
+                    reason=f"ray task failed: {type(e).__name__}: {e}",
+                    log=task.log_path,
+                )

@@ -187,10 +187,16 @@ def _fill(template: str, values: dict[str, str], *, what: str, job: JobConfig) -
     try:
         return template.format(**values)
     except KeyError as e:
-        raise ConfigError(f"unknown placeholder {{{e.args[0]}}} (known: {', '.join(sorted(values))})", path=job.source, field=what) from None
+        raise ConfigError(
+            f"unknown placeholder {{{e.args[0]}}} (known: {', '.join(sorted(values))})",
+            path=job.source,
+            field=what,
+        ) from None
 
 
-def discover_scenes(job: JobConfig, scenes: str | list[str] | None = None) -> list[tuple[Path, dict[str, str]]]:
+def discover_scenes(
+    job: JobConfig, scenes: str | list[str] | None = None
+) -> list[tuple[Path, dict[str, str]]]:
     """Scene folders with the fields the ``scenes`` pattern captures from each."""
     regex = _pattern_regex(job.scenes)
     if scenes is None:
@@ -225,17 +231,38 @@ def expand_units(job: JobConfig, out: Path, scenes: str | list[str] | None = Non
         else:
             cameras = sorted(p.name for p in scene_dir.glob(job.cameras) if p.is_dir())
         for cam in cameras:
-            values = {**fields, "scene_dir": str(scene_dir), "camera": cam, "root": str(job.root), "out": str(out)}
+            values = {
+                **fields,
+                "scene_dir": str(scene_dir),
+                "camera": cam,
+                "root": str(job.root),
+                "out": str(out),
+            }
             video = Path(_fill(job.video, values, what="video", job=job))
             prompts = Path(_fill(job.prompts, values, what="prompts", job=job)) if job.prompts else None
             output = Path(_fill(job.output, values, what="output", job=job))
             scene_key = "/".join(v for k, v in fields.items()) or scene_dir.name
             uid = f"{scene_key}/{cam}" if cam else scene_key
-            units.append(Unit(id=uid, scene=scene_key, camera=cam, video=video, prompts=prompts, output=output, fields=fields, scene_dir=str(scene_dir)))
+            units.append(
+                Unit(
+                    id=uid,
+                    scene=scene_key,
+                    camera=cam,
+                    video=video,
+                    prompts=prompts,
+                    output=output,
+                    fields=fields,
+                    scene_dir=str(scene_dir),
+                )
+            )
     ids = [u.id for u in units]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
-        raise ConfigError(f"several scenes expand to the same unit id {dup[0]!r}; add placeholders to `scenes`", path=job.source, field="scenes")
+        raise ConfigError(
+            f"several scenes expand to the same unit id {dup[0]!r}; add placeholders to `scenes`",
+            path=job.source,
+            field="scenes",
+        )
     return units
 
 
@@ -249,11 +276,26 @@ def expand_scene_units(job: JobConfig, out: Path, units: list[Unit]) -> list[Sce
     result = []
     for scene, cams in by_scene.items():
         first = cams[0]
-        values = {**first.fields, "scene_dir": first.scene_dir, "camera": "", "root": str(job.root), "out": str(out)}
+        values = {
+            **first.fields,
+            "scene_dir": first.scene_dir,
+            "camera": "",
+            "root": str(job.root),
+            "out": str(out),
+        }
         scene_path = Path(_fill(job.track.scene, values, what="track.scene", job=job))
         output = Path(_fill(job.track.output, values, what="track.output", job=job))
         outputs = {job.track.cameras.get(u.camera, u.camera): u.output for u in cams}
-        result.append(SceneUnit(id=f"{scene}/track", scene=scene, scene_path=scene_path, outputs=outputs, output=output, camera_units=tuple(u.id for u in cams)))
+        result.append(
+            SceneUnit(
+                id=f"{scene}/track",
+                scene=scene,
+                scene_path=scene_path,
+                outputs=outputs,
+                output=output,
+                camera_units=tuple(u.id for u in cams),
+            )
+        )
     return result
 
 

@@ -77,17 +77,34 @@ def _carry(out: Path, uid: str, key: str, retry_failed: bool) -> UnitResult | No
     if prev.status == "failed" and retry_failed:
         return None
     status = "reused" if prev.status == "done" else prev.status
-    return UnitResult(id=uid, status=status, reason=prev.reason or ("" if status == "reused" else "previous run"), stages=prev.stages, key=key, log=prev.log)
+    return UnitResult(
+        id=uid,
+        status=status,
+        reason=prev.reason or ("" if status == "reused" else "previous run"),
+        stages=prev.stages,
+        key=key,
+        log=prev.log,
+    )
 
 
 def _task(job: JobConfig, out: Path, unit: Unit | SceneUnit, key: str) -> Task:
     log = out / "batch" / "logs" / f"{_safe(unit.id)}.log"
     base = str(job.source.parent if job.source else Path.cwd())
     track = job.track.model_dump(mode="json") if job.track is not None else None
-    return Task(unit=unit, pipeline=job.pipeline, stages=list(job.stages), log_path=str(log), base=base, key=key, track=track)
+    return Task(
+        unit=unit,
+        pipeline=job.pipeline,
+        stages=list(job.stages),
+        log_path=str(log),
+        base=base,
+        key=key,
+        track=track,
+    )
 
 
-def plan(job: JobConfig, out: Path, units: list[Unit], *, retry_failed: bool) -> tuple[list[Task], list[UnitResult]]:
+def plan(
+    job: JobConfig, out: Path, units: list[Unit], *, retry_failed: bool
+) -> tuple[list[Task], list[UnitResult]]:
     """Split camera units into tasks to run and results carried over from earlier runs."""
     tasks, carried = [], []
     for u in units:
@@ -100,7 +117,14 @@ def plan(job: JobConfig, out: Path, units: list[Unit], *, retry_failed: bool) ->
     return tasks, carried
 
 
-def plan_scenes(job: JobConfig, out: Path, scene_units: list[SceneUnit], camera_results: dict[str, UnitResult], *, retry_failed: bool) -> tuple[list[Task], list[UnitResult]]:
+def plan_scenes(
+    job: JobConfig,
+    out: Path,
+    scene_units: list[SceneUnit],
+    camera_results: dict[str, UnitResult],
+    *,
+    retry_failed: bool,
+) -> tuple[list[Task], list[UnitResult]]:
     """Scene units whose camera units are all done; the others are skipped with the reason (not recorded)."""
     tasks, carried = [], []
     track = job.track.model_dump(mode="json") if job.track is not None else {}
@@ -108,7 +132,11 @@ def plan_scenes(job: JobConfig, out: Path, scene_units: list[SceneUnit], camera_
         cams = [camera_results[c] for c in su.camera_units]
         not_done = [c.id for c in cams if c.status not in ("done", "reused")]
         if not_done:
-            carried.append(UnitResult(id=su.id, status="skipped", reason=f"camera unit(s) not done: {', '.join(not_done)}"))
+            carried.append(
+                UnitResult(
+                    id=su.id, status="skipped", reason=f"camera unit(s) not done: {', '.join(not_done)}"
+                )
+            )
             continue
         key = scene_unit_key(su, track, [c.key for c in cams])
         prev = _carry(out, su.id, key, retry_failed)

@@ -45,7 +45,9 @@ class UnitResult:
 def _video_stamp(video: Path) -> list[Any]:
     """A cheap fingerprint of a video (names, sizes, mtimes): the batch fast path, not the stage manifests."""
     if video.is_dir():
-        return sorted([p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in video.iterdir() if p.is_file())
+        return sorted(
+            [p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in video.iterdir() if p.is_file()
+        )
     if video.is_file():
         st = video.stat()
         return [video.name, st.st_size, int(st.st_mtime)]
@@ -59,23 +61,50 @@ def unit_key(unit: Unit, pipeline: dict[str, Any], stages: list[str]) -> str:
     """Key of a unit's inputs: if it is unchanged and the unit is done, the batch does not dispatch it."""
     prompts = hash_file(unit.prompts) if unit.prompts is not None and unit.prompts.is_file() else None
     camera_stages = [s for s in stages if s in CAMERA_STAGES]
-    return hash_json({"pipeline": unit.pipeline_dict_from(pipeline), "prompts": prompts, "video": _video_stamp(unit.video), "stages": camera_stages})
+    return hash_json(
+        {
+            "pipeline": unit.pipeline_dict_from(pipeline),
+            "prompts": prompts,
+            "video": _video_stamp(unit.video),
+            "stages": camera_stages,
+        }
+    )
 
 
 def scene_unit_key(unit: SceneUnit, track: dict[str, Any], camera_keys: list[str]) -> str:
     """A scene unit is redone when its tracking settings or any of its camera units' inputs change."""
-    return hash_json({"track": track, "scene": str(unit.scene_path), "outputs": {k: str(v) for k, v in unit.outputs.items()}, "cameras": camera_keys})
+    return hash_json(
+        {
+            "track": track,
+            "scene": str(unit.scene_path),
+            "outputs": {k: str(v) for k, v in unit.outputs.items()},
+            "cameras": camera_keys,
+        }
+    )
 
 
-def run_unit(unit: Unit | SceneUnit, pipeline: dict[str, Any], stages: list[str], log_path: str, base: str, track: dict[str, Any] | None = None) -> UnitResult:
+def run_unit(
+    unit: Unit | SceneUnit,
+    pipeline: dict[str, Any],
+    stages: list[str],
+    log_path: str,
+    base: str,
+    track: dict[str, Any] | None = None,
+) -> UnitResult:
     """Run one unit's stages; never raises (the batch must go on)."""
     t0 = time.perf_counter()
-    result = UnitResult(id=unit.id, status="done", worker=f"{os.uname().nodename}:{os.getpid()}", log=log_path)
+    result = UnitResult(
+        id=unit.id, status="done", worker=f"{os.uname().nodename}:{os.getpid()}", log=log_path
+    )
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
     if gpu is not None:
         result.worker += f":gpu{gpu}"
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with (
+        open(log_path, "a", encoding="utf-8") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
         handler = logging.StreamHandler(log)
         logging.getLogger().addHandler(handler)
         print(f"=== unit {unit.id} ({time.strftime('%Y-%m-%d %H:%M:%S')}) worker {result.worker}", flush=True)
@@ -89,7 +118,7 @@ def run_unit(unit: Unit | SceneUnit, pipeline: dict[str, Any], stages: list[str]
             result.status, result.reason = "skipped", _one_line(e)
         except MasktrackError as e:
             result.status, result.reason = "failed", _one_line(e)
-        except Exception as e:  # noqa: BLE001 - a bad scene must not stop the batch
+        except Exception as e:
             result.status, result.reason = "failed", f"{type(e).__name__}: {e}"
             traceback.print_exc(file=log)
         finally:
@@ -104,7 +133,9 @@ def _one_line(e: MasktrackError) -> str:
     return lines[0] + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
 
 
-def _run_stages(unit: Unit, pipeline: dict[str, Any], stages: list[str], base: Path, result: UnitResult) -> None:
+def _run_stages(
+    unit: Unit, pipeline: dict[str, Any], stages: list[str], base: Path, result: UnitResult
+) -> None:
     from masktrack.config import parse_config
 
     if unit.prompts is not None and not unit.prompts.is_file():

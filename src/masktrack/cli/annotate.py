@@ -38,15 +38,40 @@ def _bind(host: str, port: int) -> socket.socket:
 
 @click.command("annotate")
 @click.argument("video", required=False, type=click.Path(path_type=Path))
-@click.option("--prompts", "prompts_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Prompt file to edit (created on first save). Default: the config's prompts, else VIDEO.prompts.json beside the video.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Pipeline config: its video, prompts, session objects and the backend used for the live preview.")
-@click.option("--objects", default="", help="Comma-separated object names to offer (e.g. gripper_left,gripper_right).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on. The app has no login: keep it on localhost.")
-@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
+@click.option(
+    "--prompts",
+    "prompts_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Prompt file to edit (created on first save). Default: the config's prompts, else VIDEO.prompts.json beside the video.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Pipeline config: its video, prompts, session objects and the backend used for the live preview.",
+)
+@click.option(
+    "--objects", default="", help="Comma-separated object names to offer (e.g. gripper_left,gripper_right)."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on. The app has no login: keep it on localhost.",
+)
+@click.option(
+    "--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one)."
+)
 @click.option("--no-browser", is_flag=True, help="Print the address instead of opening a browser.")
-def annotate(video: Path | None, prompts_path: Path | None, config_path: Path | None, objects: str, host: str, port: int, no_browser: bool) -> None:
+def annotate(
+    video: Path | None,
+    prompts_path: Path | None,
+    config_path: Path | None,
+    objects: str,
+    host: str,
+    port: int,
+    no_browser: bool,
+) -> None:
     """Click positive/negative points and boxes per object on VIDEO (a frame folder or video file) and save a prompt file.
 
     \b
@@ -68,7 +93,9 @@ def annotate(video: Path | None, prompts_path: Path | None, config_path: Path | 
 
         from masktrack.annotate.app import create_app
     except ImportError as e:
-        raise click.ClickException(f"the annotation app needs fastapi and uvicorn ({e}): pip install 'masktrack[annotate]'") from None
+        raise click.ClickException(
+            f"the annotation app needs fastapi and uvicorn ({e}): pip install 'masktrack[annotate]'"
+        ) from None
     from masktrack.config import load_config
 
     cfg = load_config(config_path) if config_path is not None else None
@@ -93,7 +120,10 @@ def annotate(video: Path | None, prompts_path: Path | None, config_path: Path | 
     click.echo(f"masktrack annotate: {video} -> {prompts_path}")
     click.echo(f"open {url}  (Ctrl+C to stop)")
     if not local:
-        click.echo("warning: listening beyond localhost; anyone who can reach this port can read the frames and edit the prompt file", err=True)
+        click.echo(
+            "warning: listening beyond localhost; anyone who can reach this port can read the frames and edit the prompt file",
+            err=True,
+        )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     if not no_browser:
         threading.Timer(0.5, lambda: webbrowser.open(url)).start()

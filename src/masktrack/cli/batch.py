@@ -11,16 +11,58 @@ STATUS_STYLE = {"done": "green", "reused": "cyan", "skipped": "yellow", "failed"
 
 @click.command("batch")
 @click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--scenes", "scenes", default=None, help="Scene folders: a glob, a comma-separated list, or @FILE (one per line). Default: discover with the job's `scenes` pattern.")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("batch_out"), show_default=True, help="Batch output folder (the {out} placeholder; state and report go here).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: process pool on this machine; ray: one Ray task per unit.")
-@click.option("--workers", type=int, default=None, help="local engine: number of CPU worker processes (default: one per GPU, else 1).")
-@click.option("--gpus", default=None, help="local engine: GPU indices to use, one worker each, e.g. 0,1,2,3 (default: all visible).")
-@click.option("--ray-address", default=None, help="ray engine: cluster address (e.g. ray://head:10001 or auto); default starts a local Ray.")
+@click.option(
+    "--scenes",
+    "scenes",
+    default=None,
+    help="Scene folders: a glob, a comma-separated list, or @FILE (one per line). Default: discover with the job's `scenes` pattern.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("batch_out"),
+    show_default=True,
+    help="Batch output folder (the {out} placeholder; state and report go here).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: process pool on this machine; ray: one Ray task per unit.",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="local engine: number of CPU worker processes (default: one per GPU, else 1).",
+)
+@click.option(
+    "--gpus",
+    default=None,
+    help="local engine: GPU indices to use, one worker each, e.g. 0,1,2,3 (default: all visible).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="ray engine: cluster address (e.g. ray://head:10001 or auto); default starts a local Ray.",
+)
 @click.option("--num-gpus", type=float, default=None, help="ray engine: GPUs per unit (default 0).")
 @click.option("--retry-failed", is_flag=True, help="Run again the units whose last run failed.")
 @click.option("--dry-run", is_flag=True, help="List the units and what would run, then stop.")
-def batch(job_file: Path, scenes: str | None, out: Path, engine: str, workers: int | None, gpus: str | None, ray_address: str | None, num_gpus: float | None, retry_failed: bool, dry_run: bool) -> None:
+def batch(
+    job_file: Path,
+    scenes: str | None,
+    out: Path,
+    engine: str,
+    workers: int | None,
+    gpus: str | None,
+    ray_address: str | None,
+    num_gpus: float | None,
+    retry_failed: bool,
+    dry_run: bool,
+) -> None:
     """Run JOB_FILE's pipeline on every scene and camera, resumably.
 
     \b
@@ -61,13 +103,26 @@ def batch(job_file: Path, scenes: str | None, out: Path, engine: str, workers: i
             table.add_column(col)
         todo = {t.unit.id for t in tasks}
         for u in units:
-            table.add_row(u.id, str(u.video), str(u.prompts or "-"), str(u.output), "run" if u.id in todo else "skip (done)")
+            table.add_row(
+                u.id,
+                str(u.video),
+                str(u.prompts or "-"),
+                str(u.output),
+                "run" if u.id in todo else "skip (done)",
+            )
         for su in expand_scene_units(job, out.resolve(), units):
             table.add_row(su.id, str(su.scene_path), "-", str(su.output), "track, after its cameras")
         Console().print(table)
         return
 
-    with Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as progress:
+    with Progress(
+        TextColumn("[bold]batch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    ) as progress:
         bar = progress.add_task("", total=None)
 
         def on_result(r, n, total):  # type: ignore[no-untyped-def]
@@ -76,16 +131,35 @@ def batch(job_file: Path, scenes: str | None, out: Path, engine: str, workers: i
             if r.status != "reused":
                 progress.console.print(f"[{style}]{r.status:>7}[/] {r.id}  {r.seconds:6.1f}s  {r.reason}")
 
-        report = run_batch(job, out, scenes=scene_arg, engine=engine, workers=workers, gpus=gpu_list, ray_address=ray_address, num_gpus=num_gpus, retry_failed=retry_failed, on_result=on_result)
+        report = run_batch(
+            job,
+            out,
+            scenes=scene_arg,
+            engine=engine,
+            workers=workers,
+            gpus=gpu_list,
+            ray_address=ray_address,
+            num_gpus=num_gpus,
+            retry_failed=retry_failed,
+            on_result=on_result,
+        )
 
     table = Table(title=f"batch: {len(report.units)} units in {report.seconds:.1f}s ({report.engine})")
     for col in ("unit", "status", "seconds", "stages", "reason"):
         table.add_column(col)
     for r in report.units:
         style = STATUS_STYLE.get(r.status, "white")
-        table.add_row(r.id, f"[{style}]{r.status}[/]", f"{r.seconds:.1f}", ", ".join(f"{k}:{v}" for k, v in r.stages.items()), r.reason)
+        table.add_row(
+            r.id,
+            f"[{style}]{r.status}[/]",
+            f"{r.seconds:.1f}",
+            ", ".join(f"{k}:{v}" for k, v in r.stages.items()),
+            r.reason,
+        )
     Console().print(table)
     counts = report.to_json()["counts"]
-    console.print(" ".join(f"{k}={v}" for k, v in counts.items()) + f"  report: {Path(out) / 'batch_report.json'}")
+    console.print(
+        " ".join(f"{k}={v}" for k, v in counts.items()) + f"  report: {Path(out) / 'batch_report.json'}"
+    )
     if counts["failed"]:
         raise SystemExit(1)

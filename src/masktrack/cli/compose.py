@@ -27,9 +27,22 @@ def _parse_expr_option(values: tuple[str, ...]) -> dict[str, str]:
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Recompute every frame even when the stored frames match.")
 @click.option("--packed", is_flag=True, help="Also write bit-packed .npz frames (composed/<name>.packed/).")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Threads for evaluation and PNG encoding [default: usable cores, at most 4].")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Threads for evaluation and PNG encoding [default: usable cores, at most 4].",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def compose(config: Path, only: tuple[str, ...], exprs: tuple[str, ...], force: bool, packed: bool, workers: int | None, no_progress: bool) -> None:
+def compose(
+    config: Path,
+    only: tuple[str, ...],
+    exprs: tuple[str, ...],
+    force: bool,
+    packed: bool,
+    workers: int | None,
+    no_progress: bool,
+) -> None:
     """Compose session masks into named outputs and export PNG folders for inpainting.
 
     Each output of CONFIG's `compose:` section (or of --expr) becomes
@@ -65,16 +78,31 @@ def compose(config: Path, only: tuple[str, ...], exprs: tuple[str, ...], force: 
     cfg = load_config(config)
     extra = _parse_expr_option(exprs)
     for name, e in extra.items():
-        cfg.compose[name] = ComposeOutput(expr=e, packed=cfg.compose[name].packed if name in cfg.compose else False)
+        cfg.compose[name] = ComposeOutput(
+            expr=e, packed=cfg.compose[name].packed if name in cfg.compose else False
+        )
     names = list(only) or list(extra) or None
     report = run_compose(
-        cfg, names=names, force=force, progress=not no_progress, packed=True if packed else None, workers=workers, cli_names=list(extra)
+        cfg,
+        names=names,
+        force=force,
+        progress=not no_progress,
+        packed=True if packed else None,
+        workers=workers,
+        cli_names=list(extra),
     )
     table = Table(title=f"composed outputs ({report.summary_path})")
     for col in ("output", "frames", "written", "skipped", "empty frames", "mean pixels"):
         table.add_column(col)
     for o in report.outputs:
-        table.add_row(o.name, str(o.num_frames), str(o.written), str(o.skipped), str(len(o.empty_frames)), f"{o.mean_pixels:.0f}")
+        table.add_row(
+            o.name,
+            str(o.num_frames),
+            str(o.written),
+            str(o.skipped),
+            str(len(o.empty_frames)),
+            f"{o.mean_pixels:.0f}",
+        )
     Console().print(table)
     for o in report.outputs:
         click.echo(f"{o.name}: {o.folder}")
@@ -85,14 +113,50 @@ def compose(config: Path, only: tuple[str, ...], exprs: tuple[str, ...], force: 
 @click.command("preview")
 @click.argument("config", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--session", "sessions", multiple=True, metavar="S", help="Preview this session (repeatable).")
-@click.option("--output", "outputs", multiple=True, metavar="NAME", help="Preview this composed output (repeatable).")
-@click.option("--every", type=click.IntRange(1), default=None, help="Take every N-th frame for the contact sheet [default: spread the tiles over the video].")
-@click.option("--max-tiles", type=click.IntRange(1), default=12, show_default=True, help="At most this many tiles on the sheet.")
+@click.option(
+    "--output", "outputs", multiple=True, metavar="NAME", help="Preview this composed output (repeatable)."
+)
+@click.option(
+    "--every",
+    type=click.IntRange(1),
+    default=None,
+    help="Take every N-th frame for the contact sheet [default: spread the tiles over the video].",
+)
+@click.option(
+    "--max-tiles",
+    type=click.IntRange(1),
+    default=12,
+    show_default=True,
+    help="At most this many tiles on the sheet.",
+)
 @click.option("--columns", type=click.IntRange(1), default=3, show_default=True, help="Tiles per row.")
-@click.option("--tile-width", type=click.IntRange(64), default=360, show_default=True, help="Width of each half (original, overlay) of a tile, pixels.")
-@click.option("--video/--no-video", default=True, show_default=True, help="Also write an overlay MP4 of the whole video.")
-@click.option("--video-width", type=click.IntRange(64), default=960, show_default=True, help="Downscale the MP4 to at most this width.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="Folder for the files [default: OUTPUT/previews].")
+@click.option(
+    "--tile-width",
+    type=click.IntRange(64),
+    default=360,
+    show_default=True,
+    help="Width of each half (original, overlay) of a tile, pixels.",
+)
+@click.option(
+    "--video/--no-video",
+    default=True,
+    show_default=True,
+    help="Also write an overlay MP4 of the whole video.",
+)
+@click.option(
+    "--video-width",
+    type=click.IntRange(64),
+    default=960,
+    show_default=True,
+    help="Downscale the MP4 to at most this width.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder for the files [default: OUTPUT/previews].",
+)
 def preview(
     config: Path,
     sessions: tuple[str, ...],
@@ -131,12 +195,28 @@ def preview(
         if not sessions and not outputs:
             from masktrack.errors import StoreError
 
-            raise StoreError("nothing to preview: no session masks or composed outputs (run `masktrack segment` first)", path=cfg.output)
-    kw = dict(every=every, max_tiles=max_tiles, columns=columns, tile_width=tile_width, video_width=video_width, video=video, out_dir=out_dir)
+            raise StoreError(
+                "nothing to preview: no session masks or composed outputs (run `masktrack segment` first)",
+                path=cfg.output,
+            )
+    kw = dict(
+        every=every,
+        max_tiles=max_tiles,
+        columns=columns,
+        tile_width=tile_width,
+        video_width=video_width,
+        video=video,
+        out_dir=out_dir,
+    )
     for s in sessions:
         cfg.session(s)  # a clear error for an unknown name
         p = preview_session(cfg, s, **kw)
-        click.echo(f"session {s}: {p.sheet} ({len(p.tiles)} tiles)" + (f", {p.video} ({p.codec})" if p.video else ""))
+        click.echo(
+            f"session {s}: {p.sheet} ({len(p.tiles)} tiles)" + (f", {p.video} ({p.codec})" if p.video else "")
+        )
     for o in outputs:
         p = preview_composed(cfg, o, **kw)
-        click.echo(f"composed {o}: {p.sheet} ({len(p.tiles)} tiles)" + (f", {p.video} ({p.codec})" if p.video else ""))
+        click.echo(
+            f"composed {o}: {p.sheet} ({len(p.tiles)} tiles)"
+            + (f", {p.video} ({p.codec})" if p.video else "")
+        )

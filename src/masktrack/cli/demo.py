@@ -11,13 +11,38 @@ import click
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default=Path("masktrack-demo"))
 @click.option("--small", is_flag=True, help="A smaller, quicker scene (3 cameras, 256x192, 40 frames).")
 @click.option("--force", is_flag=True, help="Redo every stage even if its outputs are current.")
-@click.option("--frames", type=click.IntRange(2, 2000), default=None, help="Number of frames (default 48; --small: 40).")
+@click.option(
+    "--frames", type=click.IntRange(2, 2000), default=None, help="Number of frames (default 48; --small: 40)."
+)
 @click.option("--size", type=str, default=None, metavar="WxH", help="Image size (default 320x240).")
-@click.option("--cameras", type=click.IntRange(1, 4), default=None, help="Number of cameras, 1..4 (default 4).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Scene seed (textures, object placement, camera jitter).")
-@click.option("--backend", default="classic", show_default=True, help="Segmentation backend of both sessions (see `masktrack backends`).")
+@click.option(
+    "--cameras", type=click.IntRange(1, 4), default=None, help="Number of cameras, 1..4 (default 4)."
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Scene seed (textures, object placement, camera jitter).",
+)
+@click.option(
+    "--backend",
+    default="classic",
+    show_default=True,
+    help="Segmentation backend of both sessions (see `masktrack backends`).",
+)
 @click.option("--json", "json_out", is_flag=True, help="Print report.json to stdout instead of tables.")
-def demo(out: Path, small: bool, force: bool, frames: int | None, size: str | None, cameras: int | None, seed: int, backend: str, json_out: bool) -> None:
+def demo(
+    out: Path,
+    small: bool,
+    force: bool,
+    frames: int | None,
+    size: str | None,
+    cameras: int | None,
+    seed: int,
+    backend: str,
+    json_out: bool,
+) -> None:
     """Render a synthetic multi-view RGB-D robot scene into OUT and run the whole job on it.
 
     \b
@@ -66,7 +91,9 @@ def demo(out: Path, small: bool, force: bool, frames: int | None, size: str | No
         out_console = Console()
         for t in report_tables(report):
             out_console.print(t)
-        out_console.print(f"report: {out / 'report.json'}   recordings: {out / 'tracks' / 'rerun' / 'combined.rrd'}   (masktrack view {out / 'tracks'})")
+        out_console.print(
+            f"report: {out / 'report.json'}   recordings: {out / 'tracks' / 'rerun' / 'combined.rrd'}   (masktrack view {out / 'tracks'})"
+        )
         if report.reused_all:
             out_console.print("[green]everything reused[/]: all stages were up to date (use --force to redo)")
     if not report.passed:

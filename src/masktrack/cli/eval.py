@@ -17,13 +17,31 @@ def eval_group() -> None:
 @eval_group.command(name="masks")
 @click.argument("pred_dir", type=click.Path(path_type=Path))
 @click.argument("gt_dir", type=click.Path(path_type=Path))
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the scores (per frame too) as JSON.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    help="Also write the scores (per frame too) as JSON.",
+)
 @click.option("--object", "obj", help="Object to score from a mask store (`name` or `session.name`).")
-@click.option("--label", type=int, help="Score only this palette index in the PNGs (default: any non-zero pixel).")
-@click.option("--skip-first-last", is_flag=True, help="DAVIS semi-supervised protocol: leave out the prompt frame and the last frame.")
+@click.option(
+    "--label", type=int, help="Score only this palette index in the PNGs (default: any non-zero pixel)."
+)
+@click.option(
+    "--skip-first-last",
+    is_flag=True,
+    help="DAVIS semi-supervised protocol: leave out the prompt frame and the last frame.",
+)
 @click.option("--per-frame", is_flag=True, help="Also print J and F of every frame.")
-def masks(pred_dir: Path, gt_dir: Path, json_path: Path | None, obj: str | None, label: int | None,
-          skip_first_last: bool, per_frame: bool) -> None:
+def masks(
+    pred_dir: Path,
+    gt_dir: Path,
+    json_path: Path | None,
+    obj: str | None,
+    label: int | None,
+    skip_first_last: bool,
+    per_frame: bool,
+) -> None:
     """Region similarity J and boundary accuracy F (DAVIS) of PRED_DIR against GT_DIR.
 
     \b
@@ -66,10 +84,16 @@ def masks(pred_dir: Path, gt_dir: Path, json_path: Path | None, obj: str | None,
     _print(results, per_frame)
     if json_path is not None:
         means = {k: _mean([getattr(r, k) for r in results]) for k in _KEYS}
-        atomic_write_json(json_path, {
-            "pred": str(pred_dir), "gt": str(gt_dir), "skip_first_last": skip_first_last,
-            "mean": means, "sequences": [r.to_dict() for r in results],
-        })
+        atomic_write_json(
+            json_path,
+            {
+                "pred": str(pred_dir),
+                "gt": str(gt_dir),
+                "skip_first_last": skip_first_last,
+                "mean": means,
+                "sequences": [r.to_dict() for r in results],
+            },
+        )
         click.echo(f"wrote {json_path}")
 
 
@@ -100,6 +124,10 @@ def _print(results: list, per_frame: bool) -> None:
     for r in results:
         t.add_row(r.name, str(len(r.frames)), *(f"{getattr(r, k):.3f}" for k in _KEYS))
     if len(results) > 1:
-        t.add_row("mean", str(sum(len(r.frames) for r in results)),
-                  *(f"{_mean([getattr(r, k) for r in results]):.3f}" for k in _KEYS), style="bold")
+        t.add_row(
+            "mean",
+            str(sum(len(r.frames) for r in results)),
+            *(f"{_mean([getattr(r, k) for r in results]):.3f}" for k in _KEYS),
+            style="bold",
+        )
     console.print(t)

@@ -18,11 +18,19 @@ from masktrack.errors import MasktrackError
 
 # command name -> ("module", "attribute", short help shown in `masktrack --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "segment": ("masktrack.cli.segment", "segment", "Run a config's segmentation sessions into the mask store."),
+    "segment": (
+        "masktrack.cli.segment",
+        "segment",
+        "Run a config's segmentation sessions into the mask store.",
+    ),
     "prompts": ("masktrack.cli.prompts", "prompts", "Validate and convert prompt files."),
     "backends": ("masktrack.cli.segment", "backends", "List segmentation backends."),
     "eval": ("masktrack.cli.eval", "eval_group", "Evaluate masks against ground truth (DAVIS J&F)."),
-    "compose": ("masktrack.cli.compose", "compose", "Compose session masks and export PNG folders for inpainting."),
+    "compose": (
+        "masktrack.cli.compose",
+        "compose",
+        "Compose session masks and export PNG folders for inpainting.",
+    ),
     "preview": ("masktrack.cli.compose", "preview", "Contact sheet and overlay video of masks."),
     "scene": ("masktrack.cli.track", "scene", "Import and inspect multi-view RGB-D scenes."),
     "instances": ("masktrack.cli.track", "instances", "List and verify a scene's instances."),
@@ -46,10 +54,12 @@ class LazyGroup(click.Group):
         module, attr, _ = COMMANDS[name]
         try:
             return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
+        except (ImportError, AttributeError) as exc:
+            reason = str(exc)
+
             @click.command(name=name, help=COMMANDS[name][2])
             def unavailable() -> None:
-                raise click.ClickException(f"command {name!r} is not available: {e}")
+                raise click.ClickException(f"command {name!r} is not available: {reason}")
 
             return unavailable
 
@@ -59,7 +69,9 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="masktrack")
 def cli() -> None:
     """masktrack: object masks and per-object 3D point tracks from robot-manipulation recordings.

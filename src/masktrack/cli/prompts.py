@@ -23,7 +23,12 @@ def prompts() -> None:
 
 @prompts.command("validate")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--video", "video", type=click.Path(path_type=Path), help="Frame folder or video file: checks frame range and image bounds, resolves legacy 'rel' coordinates.")
+@click.option(
+    "--video",
+    "video",
+    type=click.Path(path_type=Path),
+    help="Frame folder or video file: checks frame range and image bounds, resolves legacy 'rel' coordinates.",
+)
 def validate(file: Path, video: Path | None) -> None:
     """Check FILE and report every problem at once, each with its location.
 
@@ -39,14 +44,25 @@ def validate(file: Path, video: Path | None) -> None:
     num_frames, size = _size(video)
     pf = load_prompts(file, size=size).validate_for(num_frames=num_frames, size=size, path=file)
     n_kf = sum(len(o.keyframes) for o in pf.objects)
-    what = f"against {video} ({num_frames} frames, {size[1]}x{size[0]})" if size else "(structure only: pass --video to check frames and bounds)"
-    click.echo(f"{file}: ok, {len(pf.objects)} object(s) ({', '.join(pf.names())}), {n_kf} keyframe(s) {what}")
+    what = (
+        f"against {video} ({num_frames} frames, {size[1]}x{size[0]})"
+        if size
+        else "(structure only: pass --video to check frames and bounds)"
+    )
+    click.echo(
+        f"{file}: ok, {len(pf.objects)} object(s) ({', '.join(pf.names())}), {n_kf} keyframe(s) {what}"
+    )
 
 
 @prompts.command("convert")
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("dst", metavar="OUT", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--video", "video", type=click.Path(path_type=Path), help="Frame folder or video file (needed for legacy 'rel' coordinates; also validates against it).")
+@click.option(
+    "--video",
+    "video",
+    type=click.Path(path_type=Path),
+    help="Frame folder or video file (needed for legacy 'rel' coordinates; also validates against it).",
+)
 def convert(src: Path, dst: Path, video: Path | None) -> None:
     """Convert IN (legacy sam3.annotation_prompts.v1 or v1) to the v1 format in OUT.
 
@@ -71,4 +87,6 @@ def convert(src: Path, dst: Path, video: Path | None) -> None:
             if k.mask is not None:
                 k.mask = os.path.relpath(k.mask, dst.resolve().parent)
     save_prompts(pf, dst)
-    click.echo(f"wrote {dst}: {len(pf.objects)} object(s) ({', '.join(f'{o.name}={o.id}' for o in pf.objects)})")
+    click.echo(
+        f"wrote {dst}: {len(pf.objects)} object(s) ({', '.join(f'{o.name}={o.id}' for o in pf.objects)})"
+    )

@@ -32,14 +32,22 @@ def segment(config: Path, only: tuple[str, ...], force: bool, no_progress: bool)
     from masktrack.segment.pipeline import run_segment, summary_table
 
     cfg = load_config(config)
-    reports = run_segment(cfg, only=list(only) or None, force=force, progress=not no_progress, console=Console(stderr=True))
+    reports = run_segment(
+        cfg, only=list(only) or None, force=force, progress=not no_progress, console=Console(stderr=True)
+    )
     Console().print(summary_table(reports))
     for r in reports:
         for name, n in r.empty_frames.items():
             if n:
-                click.echo(f"note: session {r.session!r}: object {name!r} is empty on {n} of {r.frames} frames", err=True)
+                click.echo(
+                    f"note: session {r.session!r}: object {name!r} is empty on {n} of {r.frames} frames",
+                    err=True,
+                )
         if r.dropped_detections:
-            click.echo(f"note: session {r.session!r}: {r.dropped_detections} text detection(s) beyond the session's objects were dropped", err=True)
+            click.echo(
+                f"note: session {r.session!r}: {r.dropped_detections} text detection(s) beyond the session's objects were dropped",
+                err=True,
+            )
 
 
 @click.command("backends")

@@ -18,13 +18,29 @@ def scene() -> None:
 @scene.command("import")
 @click.argument("npz", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--mask-key", "mask_keys", multiple=True, metavar="KEY[=NAME]",
-              help="Masks to import as instances: a pickled dict of instances (e.g. sam2_masks, needs --allow-pickle) "
-                   "or a bool [C,T,H,W] array renamed (gt_masks_gripper=gripper). Repeatable or comma-separated.")
-@click.option("--allow-pickle", is_flag=True, help="Allow pickled object arrays (runs code from the file: only for files you trust).")
-@click.option("--camera-ids", default=None, metavar="A,B,C", help="Camera names (overrides the file's, e.g. when they are pickled).")
+@click.option(
+    "--mask-key",
+    "mask_keys",
+    multiple=True,
+    metavar="KEY[=NAME]",
+    help="Masks to import as instances: a pickled dict of instances (e.g. sam2_masks, needs --allow-pickle) "
+    "or a bool [C,T,H,W] array renamed (gt_masks_gripper=gripper). Repeatable or comma-separated.",
+)
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Allow pickled object arrays (runs code from the file: only for files you trust).",
+)
+@click.option(
+    "--camera-ids",
+    default=None,
+    metavar="A,B,C",
+    help="Camera names (overrides the file's, e.g. when they are pickled).",
+)
 @click.option("--fps", type=float, default=30.0, show_default=True)
-def scene_import(npz: Path, out: Path, mask_keys: tuple[str, ...], allow_pickle: bool, camera_ids: str | None, fps: float) -> None:
+def scene_import(
+    npz: Path, out: Path, mask_keys: tuple[str, ...], allow_pickle: bool, camera_ids: str | None, fps: float
+) -> None:
     """Convert an NPZ (rgbs [C,T,3,H,W], depths [C,T,1,H,W], intrs, extrs, camera_ids) into scene folder OUT.
 
     \b
@@ -35,12 +51,20 @@ def scene_import(npz: Path, out: Path, mask_keys: tuple[str, ...], allow_pickle:
     from masktrack.io.scene_import import import_npz
 
     keys = [k for spec in mask_keys for k in spec.split(",") if k.strip()]
-    sc = import_npz(npz, out, mask_key=keys or None, allow_pickle=allow_pickle,
-                    camera_ids=camera_ids.split(",") if camera_ids else None, fps=fps)
+    sc = import_npz(
+        npz,
+        out,
+        mask_key=keys or None,
+        allow_pickle=allow_pickle,
+        camera_ids=camera_ids.split(",") if camera_ids else None,
+        fps=fps,
+    )
     from masktrack.track.instances import list_instances
 
-    click.echo(f"scene {out}: {sc.num_cameras} cameras x {sc.num_frames} frames, {sc.size[0]}x{sc.size[1]}; "
-               f"instances: {', '.join(list_instances(out)) or 'none'}")
+    click.echo(
+        f"scene {out}: {sc.num_cameras} cameras x {sc.num_frames} frames, {sc.size[0]}x{sc.size[1]}; "
+        f"instances: {', '.join(list_instances(out)) or 'none'}"
+    )
 
 
 @scene.command("info")
@@ -59,22 +83,38 @@ def scene_info(scene_path: Path, as_json: bool) -> None:
     for c, cid in enumerate(sc.camera_ids):
         d = np.asarray(sc.depths[c, 0])
         valid = d[d > 0]
-        cams.append({
-            "id": cid,
-            "center_m_frame0": np.round(camera_center(sc.extrs[c, 0]), 3).tolist(),
-            "moving": bool(np.abs(np.asarray(sc.extrs[c]) - np.asarray(sc.extrs[c, :1])).max() > 1e-6),
-            "depth_valid_frame0": round(float(valid.size / d.size), 3),
-            "depth_range_m_frame0": [round(float(valid.min()), 3), round(float(valid.max()), 3)] if valid.size else None,
-        })
-    info = {"scene": str(scene_path), "num_cameras": sc.num_cameras, "num_frames": sc.num_frames, "height": sc.size[0], "width": sc.size[1],
-            "fps": sc.fps, "cameras": cams, "instances": list_instances(scene_path)}
+        cams.append(
+            {
+                "id": cid,
+                "center_m_frame0": np.round(camera_center(sc.extrs[c, 0]), 3).tolist(),
+                "moving": bool(np.abs(np.asarray(sc.extrs[c]) - np.asarray(sc.extrs[c, :1])).max() > 1e-6),
+                "depth_valid_frame0": round(float(valid.size / d.size), 3),
+                "depth_range_m_frame0": [round(float(valid.min()), 3), round(float(valid.max()), 3)]
+                if valid.size
+                else None,
+            }
+        )
+    info = {
+        "scene": str(scene_path),
+        "num_cameras": sc.num_cameras,
+        "num_frames": sc.num_frames,
+        "height": sc.size[0],
+        "width": sc.size[1],
+        "fps": sc.fps,
+        "cameras": cams,
+        "instances": list_instances(scene_path),
+    }
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"{scene_path}: {sc.num_cameras} cameras x {sc.num_frames} frames, {sc.size[0]}x{sc.size[1]}, {sc.fps:g} fps")
+    click.echo(
+        f"{scene_path}: {sc.num_cameras} cameras x {sc.num_frames} frames, {sc.size[0]}x{sc.size[1]}, {sc.fps:g} fps"
+    )
     for cam in cams:
-        click.echo(f"  {cam['id']:<16} centre {cam['center_m_frame0']}  {'moving' if cam['moving'] else 'static'}  "
-                   f"depth valid {100 * cam['depth_valid_frame0']:.0f}% range {cam['depth_range_m_frame0']}")
+        click.echo(
+            f"  {cam['id']:<16} centre {cam['center_m_frame0']}  {'moving' if cam['moving'] else 'static'}  "
+            f"depth valid {100 * cam['depth_valid_frame0']:.0f}% range {cam['depth_range_m_frame0']}"
+        )
     click.echo(f"  instances: {', '.join(info['instances']) or 'none'}")
 
 
@@ -104,7 +144,13 @@ def instances_list(scene_path: Path) -> None:
 
 @instances.command("verify")
 @click.argument("scene_path", metavar="SCENE", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--min-depth-valid", type=float, default=0.5, show_default=True, help="Minimum fraction of mask pixels with valid depth (per camera).")
+@click.option(
+    "--min-depth-valid",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Minimum fraction of mask pixels with valid depth (per camera).",
+)
 def instances_verify(scene_path: Path, min_depth_valid: float) -> None:
     """Check shapes, non-empty masks and valid depth inside masks; exit 2 on problems."""
     from masktrack.track.verify import verify_instances
@@ -119,10 +165,22 @@ def instances_verify(scene_path: Path, min_depth_valid: float) -> None:
 
 @instances.command("add")
 @click.argument("scene_path", metavar="SCENE", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--output", "outputs", multiple=True, required=True, metavar="CAMERA=DIR",
-              help="masktrack pipeline output folder of one camera's video (repeat per camera).")
-@click.option("--instance", "refs", multiple=True, required=True, metavar="NAME=REF",
-              help="Instance from the outputs: session.object (mask store) or composed:name (composition). Repeatable.")
+@click.option(
+    "--output",
+    "outputs",
+    multiple=True,
+    required=True,
+    metavar="CAMERA=DIR",
+    help="masktrack pipeline output folder of one camera's video (repeat per camera).",
+)
+@click.option(
+    "--instance",
+    "refs",
+    multiple=True,
+    required=True,
+    metavar="NAME=REF",
+    help="Instance from the outputs: session.object (mask store) or composed:name (composition). Repeatable.",
+)
 def instances_add(scene_path: Path, outputs: tuple[str, ...], refs: tuple[str, ...]) -> None:
     """Add instances from masktrack segmentation/composition outputs (one output folder per camera).
 
@@ -157,27 +215,88 @@ def _contact(value: str | None) -> int | dict[str, int] | None:
 
 @click.command("track")
 @click.argument("scene_path", metavar="SCENE", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Tracking output folder.")
-@click.option("--tracker", default="flow", show_default=True, help="flow (weight-free CPU), mvtracker, spatialtracker, cotracker.")
-@click.option("--option", "-o", "tracker_opts", multiple=True, metavar="KEY=VALUE", help="Tracker option (JSON value), e.g. -o method=dis -o checkpoint=ckpt.pth.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Tracking output folder.",
+)
+@click.option(
+    "--tracker",
+    default="flow",
+    show_default=True,
+    help="flow (weight-free CPU), mvtracker, spatialtracker, cotracker.",
+)
+@click.option(
+    "--option",
+    "-o",
+    "tracker_opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Tracker option (JSON value), e.g. -o method=dis -o checkpoint=ckpt.pth.",
+)
 @click.option("--instances", default="all", show_default=True, help="Comma-separated instance names, or all.")
-@click.option("--window", type=click.Choice(["first", "frame", "all", "before_contact", "after_contact"]), default="first", show_default=True,
-              help="Frames to sample queries from (per camera): first visible, --frame, every --stride-th, or around --contact.")
+@click.option(
+    "--window",
+    type=click.Choice(["first", "frame", "all", "before_contact", "after_contact"]),
+    default="first",
+    show_default=True,
+    help="Frames to sample queries from (per camera): first visible, --frame, every --stride-th, or around --contact.",
+)
 @click.option("--frame", type=int, default=0, show_default=True)
 @click.option("--span", type=int, default=1, show_default=True, help="Frames in the window.")
 @click.option("--stride", type=int, default=1, show_default=True)
-@click.option("--contact", default=None, metavar="F|CAM=F,...", help="Contact frame (one for all cameras, or per camera).")
-@click.option("--voxel", type=float, default=0.005, show_default=True, help="De-duplication voxel (m); 0 keeps every pixel.")
-@click.option("--max-queries", type=int, default=1024, show_default=True, help="Cap per instance (even spatial spread); 0 = no cap.")
-@click.option("--erode", type=int, default=1, show_default=True, help="Erode masks by this many pixels before sampling.")
+@click.option(
+    "--contact",
+    default=None,
+    metavar="F|CAM=F,...",
+    help="Contact frame (one for all cameras, or per camera).",
+)
+@click.option(
+    "--voxel",
+    type=float,
+    default=0.005,
+    show_default=True,
+    help="De-duplication voxel (m); 0 keeps every pixel.",
+)
+@click.option(
+    "--max-queries",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Cap per instance (even spatial spread); 0 = no cap.",
+)
+@click.option(
+    "--erode", type=int, default=1, show_default=True, help="Erode masks by this many pixels before sampling."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-points-per-batch", type=int, default=None, help="Track queries in batches of at most this many.")
+@click.option(
+    "--max-points-per-batch", type=int, default=None, help="Track queries in batches of at most this many."
+)
 @click.option("--rerun", "rerun", is_flag=True, help="Also write Rerun recordings under OUT/rerun.")
 @click.option("--force", is_flag=True, help="Recompute instances that are up to date.")
 @click.option("--quiet", is_flag=True)
-def track(scene_path: Path, out_dir: Path, tracker: str, tracker_opts: tuple[str, ...], instances: str, window: str, frame: int, span: int,
-          stride: int, contact: str | None, voxel: float, max_queries: int, erode: int, seed: int, max_points_per_batch: int | None,
-          rerun: bool, force: bool, quiet: bool) -> None:
+def track(
+    scene_path: Path,
+    out_dir: Path,
+    tracker: str,
+    tracker_opts: tuple[str, ...],
+    instances: str,
+    window: str,
+    frame: int,
+    span: int,
+    stride: int,
+    contact: str | None,
+    voxel: float,
+    max_queries: int,
+    erode: int,
+    seed: int,
+    max_points_per_batch: int | None,
+    rerun: bool,
+    force: bool,
+    quiet: bool,
+) -> None:
     """Track each instance of SCENE independently in 3D; writes OUT/<instance>/{tracks.npz,queries.npy,instance.json}.
 
     Re-runs skip instances whose scene, masks, tracker and query options are unchanged.
@@ -195,8 +314,30 @@ def track(scene_path: Path, out_dir: Path, tracker: str, tracker_opts: tuple[str
             opts[k] = json.loads(v)
         except json.JSONDecodeError:
             opts[k] = v
-    qo = QueryOptions(window=window, frame=frame, span=span, stride=stride, contact=_contact(contact), voxel=voxel,  # type: ignore[arg-type]
-                      max_queries=max_queries, erode=erode, seed=seed)
-    rep = run_tracking(scene_path, out_dir, tracker=tracker, tracker_options=opts, instances=instances, query_options=qo,
-                       rerun=rerun, force=force, progress=not quiet, max_points_per_batch=max_points_per_batch)
-    click.echo(f"tracked {len(rep.tracked)}, up to date {len(rep.skipped)} -> {out_dir}" + (f"; rerun: {rep.rerun}" if rep.rerun else ""))
+    qo = QueryOptions(
+        window=window,
+        frame=frame,
+        span=span,
+        stride=stride,
+        contact=_contact(contact),
+        voxel=voxel,  # type: ignore[arg-type]
+        max_queries=max_queries,
+        erode=erode,
+        seed=seed,
+    )
+    rep = run_tracking(
+        scene_path,
+        out_dir,
+        tracker=tracker,
+        tracker_options=opts,
+        instances=instances,
+        query_options=qo,
+        rerun=rerun,
+        force=force,
+        progress=not quiet,
+        max_points_per_batch=max_points_per_batch,
+    )
+    click.echo(
+        f"tracked {len(rep.tracked)}, up to date {len(rep.skipped)} -> {out_dir}"
+        + (f"; rerun: {rep.rerun}" if rep.rerun else "")
+    )

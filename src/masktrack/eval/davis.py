@@ -159,10 +159,17 @@ def evaluate_sequence(
     jm, jr, jd = mean_recall_decay(np.array(j))
     fm, fr, fd = mean_recall_decay(np.array(f))
     return SequenceScores(
-        frames=frames, j=j, f=f,
-        j_mean=jm, j_recall=jr, j_decay=jd,
-        f_mean=fm, f_recall=fr, f_decay=fd,
-        jf_mean=(jm + fm) / 2, name=name,
+        frames=frames,
+        j=j,
+        f=f,
+        j_mean=jm,
+        j_recall=jr,
+        j_decay=jd,
+        f_mean=fm,
+        f_recall=fr,
+        f_decay=fd,
+        jf_mean=(jm + fm) / 2,
+        name=name,
     )
 
 

@@ -49,12 +49,16 @@ def read_png_folder(folder: Path, label: int | None = None) -> np.ndarray:
     numbers = [int(p.stem) for p in files]
     if numbers != list(range(len(files))):
         missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))
-        raise StoreError(f"mask frames must be numbered 0..{len(files) - 1}; missing {missing[:5]}", path=folder)
+        raise StoreError(
+            f"mask frames must be numbered 0..{len(files) - 1}; missing {missing[:5]}", path=folder
+        )
     masks = [read_mask_png(p, label) for p in files]
     shape = masks[0].shape
     for p, m in zip(files, masks):
         if m.shape != shape:
-            raise StoreError(f"mask size {m.shape[1]}x{m.shape[0]} differs from {shape[1]}x{shape[0]}", path=p)
+            raise StoreError(
+                f"mask size {m.shape[1]}x{m.shape[0]} differs from {shape[1]}x{shape[0]}", path=p
+            )
     return np.stack(masks)
 
 

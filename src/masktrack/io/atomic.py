@@ -68,7 +68,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = 
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, fsync: bool = True) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", fsync=fsync)
+    atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", fsync=fsync
+    )
 
 
 def clean_temp_files(folder: str | os.PathLike[str]) -> int:

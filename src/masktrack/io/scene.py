@@ -82,19 +82,30 @@ class Scene:
         r = np.asarray(self.extrs[..., :3], np.float64)
         err = np.abs(np.einsum("...ij,...kj->...ik", r, r) - np.eye(3)).max()
         if err > 1e-3:
-            raise SceneError(f"rotation part is not orthonormal (max |R R^T - I| = {err:.2g})", path=where, field="extrs")
+            raise SceneError(
+                f"rotation part is not orthonormal (max |R R^T - I| = {err:.2g})", path=where, field="extrs"
+            )
         k = np.asarray(self.intrs, np.float64)
         if (k[..., 0, 0] <= 0).any() or (k[..., 1, 1] <= 0).any():
             raise SceneError("focal lengths must be positive", path=where, field="intrs")
         if self.timestamps is not None and tuple(self.timestamps.shape) != (c, t):
-            raise SceneError(f"shape {tuple(self.timestamps.shape)} does not match {(c, t)}", path=where, field="timestamps")
+            raise SceneError(
+                f"shape {tuple(self.timestamps.shape)} does not match {(c, t)}",
+                path=where,
+                field="timestamps",
+            )
 
 
 def save_scene(scene: Scene, path: str | Path) -> Path:
     """Write ``scene`` as a scene folder (each file atomically; scene.json last)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    arrays = {"rgbs": scene.rgbs, "depths": scene.depths.astype(np.float32), "intrs": scene.intrs.astype(np.float32), "extrs": scene.extrs.astype(np.float32)}
+    arrays = {
+        "rgbs": scene.rgbs,
+        "depths": scene.depths.astype(np.float32),
+        "intrs": scene.intrs.astype(np.float32),
+        "extrs": scene.extrs.astype(np.float32),
+    }
     if scene.timestamps is not None:
         arrays["timestamps"] = np.asarray(scene.timestamps, np.float64)
     for name, arr in arrays.items():
@@ -120,13 +131,17 @@ def load_scene(path: str | Path, *, mmap: bool = True, validate: bool = True) ->
     path = Path(path)
     meta_path = path / "scene.json"
     if not meta_path.exists():
-        raise SceneError("not a masktrack scene (no scene.json); import it with `masktrack scene import`", path=path)
+        raise SceneError(
+            "not a masktrack scene (no scene.json); import it with `masktrack scene import`", path=path
+        )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise SceneError(f"invalid JSON ({e})", path=meta_path) from None
     if meta.get("format") != SCENE_FORMAT:
-        raise SceneError(f"format {meta.get('format')!r}, expected {SCENE_FORMAT!r}", path=meta_path, field="format")
+        raise SceneError(
+            f"format {meta.get('format')!r}, expected {SCENE_FORMAT!r}", path=meta_path, field="format"
+        )
 
     def arr(name: str, required: bool = True) -> np.ndarray | None:
         p = path / f"{name}.npy"

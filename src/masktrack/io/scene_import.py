@@ -37,8 +37,16 @@ from masktrack.io.scene import Scene, load_scene, save_scene
 from masktrack.track.instances import Instance, list_instances, remove_instance, save_instance
 
 PALETTE: list[tuple[int, int, int]] = [
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
 ]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -63,7 +71,9 @@ def parse_mask_keys(specs: str | Sequence[str] | None) -> list[tuple[str, str | 
 
 def _check_name(name: str, where: Path, field: str) -> str:
     if not _NAME.match(name):
-        raise SceneError(f"instance name {name!r} must be letters, digits, '_', '-', '.'", path=where, field=field)
+        raise SceneError(
+            f"instance name {name!r} must be letters, digits, '_', '-', '.'", path=where, field=field
+        )
     return name
 
 
@@ -109,7 +119,11 @@ def _resize_masks(m: np.ndarray, size: tuple[int, int], where: Path, field: str)
     if (h, w) == (H, W):
         return m
     if abs(h / w - H / W) > 0.01 * (H / W):
-        raise SceneError(f"mask size {h}x{w} does not match image size {H}x{W} (different aspect ratio)", path=where, field=field)
+        raise SceneError(
+            f"mask size {h}x{w} does not match image size {H}x{W} (different aspect ratio)",
+            path=where,
+            field=field,
+        )
     import cv2
 
     flat = m.reshape(-1, h, w)
@@ -133,7 +147,9 @@ def _as_masks(arr: Any, shape: tuple[int, int, int, int], where: Path, field: st
     return _resize_masks(a, (H, W), where, field)
 
 
-def read_npz_masks(npz: _Npz, specs: list[tuple[str, str | None]], shape: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
+def read_npz_masks(
+    npz: _Npz, specs: list[tuple[str, str | None]], shape: tuple[int, int, int, int]
+) -> dict[str, np.ndarray]:
     """Masks named by ``specs`` (a dict-holding object array or plain bool arrays) -> {name: bool [C,T,H,W]}."""
     out: dict[str, np.ndarray] = {}
     for key, name in specs:
@@ -142,10 +158,16 @@ def read_npz_masks(npz: _Npz, specs: list[tuple[str, str | None]], shape: tuple[
         if arr.dtype == object:
             obj = arr.item() if arr.ndim == 0 else None
             if not isinstance(obj, dict):
-                raise SceneError("object array must be 0-d and hold a dict {instance: bool [C,T,H,W]}", path=npz.path, field=key)
+                raise SceneError(
+                    "object array must be 0-d and hold a dict {instance: bool [C,T,H,W]}",
+                    path=npz.path,
+                    field=key,
+                )
             for inst, m in obj.items():
                 n = f"{name}.{inst}" if name else str(inst)
-                out[_check_name(n, npz.path, f"{key}[{inst}]")] = _as_masks(m, shape, npz.path, f"{key}[{inst}]")
+                out[_check_name(n, npz.path, f"{key}[{inst}]")] = _as_masks(
+                    m, shape, npz.path, f"{key}[{inst}]"
+                )
         else:
             n = name or key
             out[_check_name(n, npz.path, key)] = _as_masks(arr, shape, npz.path, key)
@@ -185,7 +207,9 @@ def import_npz(
         if depths.ndim == 5 and depths.shape[2] == 1:
             depths = depths[:, :, 0]
         if depths.shape != (c, t, h, w):
-            raise SceneError(f"shape {depths.shape}, expected [C={c}, T={t}, 1, H={h}, W={w}]", path=npz, field="depths")
+            raise SceneError(
+                f"shape {depths.shape}, expected [C={c}, T={t}, 1, H={h}, W={w}]", path=npz, field="depths"
+            )
         intrs = _per_frame(intrs, (3, 3), c, t, npz, "intrs")
         extrs = _per_frame(extrs, (3, 4), c, t, npz, "extrs")
         ids = _camera_ids(src, c, camera_ids)
@@ -204,7 +228,14 @@ def import_npz(
             camera_ids=ids,
             fps=fps,
             timestamps=ts,
-            meta={"source": {"kind": "npz", "path": str(npz.resolve()), "sha256": hash_file(npz), "mask_keys": [list(s) for s in specs]}},
+            meta={
+                "source": {
+                    "kind": "npz",
+                    "path": str(npz.resolve()),
+                    "sha256": hash_file(npz),
+                    "mask_keys": [list(s) for s in specs],
+                }
+            },
         )
         scene.validate(where=npz)
     finally:
@@ -216,7 +247,14 @@ def import_npz(
         if old in masks:
             remove_instance(out_scene, old)
     for i, (name, m) in enumerate(masks.items()):
-        save_instance(out_scene, name, m, id=i + 1, color=PALETTE[i % len(PALETTE)], source={"kind": "npz", "key": specs_key(specs, name)})
+        save_instance(
+            out_scene,
+            name,
+            m,
+            id=i + 1,
+            color=PALETTE[i % len(PALETTE)],
+            source={"kind": "npz", "key": specs_key(specs, name)},
+        )
     save_scene(scene, out_scene)
     return load_scene(out_scene)
 
@@ -235,7 +273,9 @@ def _per_frame(a: np.ndarray, tail: tuple[int, int], c: int, t: int, where: Path
     if a.shape == (c, t, 4, 4) and tail == (3, 4):
         a = a[:, :, :3, :]
     if a.shape != (c, t, *tail):
-        raise SceneError(f"shape {a.shape}, expected [C={c}, T={t}, {tail[0]}, {tail[1]}]", path=where, field=field)
+        raise SceneError(
+            f"shape {a.shape}, expected [C={c}, T={t}, {tail[0]}, {tail[1]}]", path=where, field=field
+        )
     return a
 
 
@@ -283,7 +323,9 @@ def _composed_masks(output: Path, name: str) -> np.ndarray:
     folder = output / "composed" / name
     files = sorted(folder.glob("*.png"))
     if not files:
-        raise SceneError(f"no composed masks {name!r} (expected {folder}/%05d.png); run `masktrack compose`", path=output)
+        raise SceneError(
+            f"no composed masks {name!r} (expected {folder}/%05d.png); run `masktrack compose`", path=output
+        )
     import cv2
 
     frames = []
@@ -327,7 +369,11 @@ def instances_from_outputs(
     h, w = scene.size
     unknown = [cid for cid in outputs if cid not in scene.camera_ids]
     if unknown:
-        raise SceneError(f"unknown camera id(s) {unknown} (cameras: {', '.join(scene.camera_ids)})", path=scene.path, field="camera_ids")
+        raise SceneError(
+            f"unknown camera id(s) {unknown} (cameras: {', '.join(scene.camera_ids)})",
+            path=scene.path,
+            field="camera_ids",
+        )
     existing = list_instances(scene.path)
     made = []
     for i, (name, ref) in enumerate(refs.items()):
@@ -336,13 +382,23 @@ def instances_from_outputs(
         for cid, out in outputs.items():
             m = read_output_masks(out, ref)
             if m.shape[0] != t:
-                raise SceneError(f"{m.shape[0]} mask frames for {t} scene frames (camera {cid})", path=Path(out), field=ref)
+                raise SceneError(
+                    f"{m.shape[0]} mask frames for {t} scene frames (camera {cid})", path=Path(out), field=ref
+                )
             masks[scene.camera_ids.index(cid)] = _resize_masks(m, (h, w), Path(out), ref)
         idx = len(existing) + i
         made.append(
             save_instance(
-                scene.path, name, masks, id=idx + 1, color=PALETTE[idx % len(PALETTE)],
-                source={"kind": "masktrack-output", "ref": ref, "outputs": {k: str(Path(v).resolve()) for k, v in outputs.items()}},
+                scene.path,
+                name,
+                masks,
+                id=idx + 1,
+                color=PALETTE[idx % len(PALETTE)],
+                source={
+                    "kind": "masktrack-output",
+                    "ref": ref,
+                    "outputs": {k: str(Path(v).resolve()) for k, v in outputs.items()},
+                },
             )
         )
     return made

@@ -78,7 +78,9 @@ class FrameFolder(VideoSource):
         self.path = Path(path)
         if not self.path.is_dir():
             raise VideoError("not a folder of frames", path=self.path)
-        files = [p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and _NUMERIC.match(p.stem)]
+        files = [
+            p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and _NUMERIC.match(p.stem)
+        ]
         if not files:
             raise VideoError("no numbered .jpg/.png frames in folder", path=self.path)
         files.sort(key=lambda p: int(p.stem))
@@ -120,7 +122,9 @@ class FrameFolder(VideoSource):
         if img is None:
             raise VideoError("unreadable frame (decoder failed)", path=p)
         if img.shape[:2] != (self.height, self.width):
-            raise VideoError(f"frame size {img.shape[1]}x{img.shape[0]} differs from {self.width}x{self.height}", path=p)
+            raise VideoError(
+                f"frame size {img.shape[1]}x{img.shape[0]} differs from {self.width}x{self.height}", path=p
+            )
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
     @cached_property

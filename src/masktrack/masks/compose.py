@@ -291,7 +291,9 @@ class _Parser:
         n = 1 + len(extra) + len(kwargs)
         if not lo <= n <= hi:
             want = f"{lo}" if lo == hi else f"{lo} or {hi}"
-            raise self.error(f"{fn}() takes {want} arguments, got {n}", extra[-1] if extra and n > hi else close)
+            raise self.error(
+                f"{fn}() takes {want} arguments, got {n}", extra[-1] if extra and n > hi else close
+            )
         span = close.pos + 1 - name.pos
         if fn == "optional":
             return _mark_optional(arg)
@@ -348,26 +350,45 @@ def resolve(node: Node, sessions: Mapping[str, Sequence[str]], expr: str) -> Nod
     under them.
     """
     if isinstance(node, BinOp):
-        return BinOp(node.pos, node.length, node.op, resolve(node.left, sessions, expr), resolve(node.right, sessions, expr))  # type: ignore[arg-type]
+        return BinOp(
+            node.pos,
+            node.length,
+            node.op,
+            resolve(node.left, sessions, expr),
+            resolve(node.right, sessions, expr),
+        )  # type: ignore[arg-type]
     if isinstance(node, Call):
         return Call(node.pos, node.length, node.fn, resolve(node.arg, sessions, expr), node.value, node.shape)  # type: ignore[arg-type]
     assert isinstance(node, Ref)
     avail = ", ".join(sorted(sessions)) or "none"
     if node.second is not None:
         if node.first not in sessions:
-            raise ExpressionError(f"unknown session {node.first!r} (sessions with masks: {avail})", expr, node.pos, len(node.first))
+            raise ExpressionError(
+                f"unknown session {node.first!r} (sessions with masks: {avail})",
+                expr,
+                node.pos,
+                len(node.first),
+            )
         objs = tuple(sessions[node.first])
         if node.second == "*":
             return Ref(node.pos, node.length, node.first, "*", node.first, objs, node.optional)
         if node.second not in objs:
             raise ExpressionError(
-                f"session {node.first!r} has no object {node.second!r} (objects: {', '.join(objs)})", expr, node.pos, node.length
+                f"session {node.first!r} has no object {node.second!r} (objects: {', '.join(objs)})",
+                expr,
+                node.pos,
+                node.length,
             )
         return Ref(node.pos, node.length, node.first, node.second, node.first, (node.second,), node.optional)
     name = node.first
     owners = [s for s, objs in sessions.items() if name in objs]
     if len(owners) > 1:
-        raise ExpressionError(f"object {name!r} is in several sessions ({', '.join(owners)}); write session.object", expr, node.pos, node.length)
+        raise ExpressionError(
+            f"object {name!r} is in several sessions ({', '.join(owners)}); write session.object",
+            expr,
+            node.pos,
+            node.length,
+        )
     if owners and name in sessions and tuple(sessions[name]) != (name,):
         raise ExpressionError(
             f"{name!r} is both an object of session {owners[0]!r} and a session; write {owners[0]}.{name} or {name}.*",
@@ -379,7 +400,9 @@ def resolve(node: Node, sessions: Mapping[str, Sequence[str]], expr: str) -> Nod
         return Ref(node.pos, node.length, name, None, owners[0], (name,), node.optional)
     if name in sessions:
         return Ref(node.pos, node.length, name, None, name, tuple(sessions[name]), node.optional)
-    raise ExpressionError(f"no session or object named {name!r} (sessions with masks: {avail})", expr, node.pos, node.length)
+    raise ExpressionError(
+        f"no session or object named {name!r} (sessions with masks: {avail})", expr, node.pos, node.length
+    )
 
 
 @dataclass(frozen=True)
@@ -581,7 +604,9 @@ def _remove_small(a: MaskValue, min_area: int) -> MaskValue:
     return tighten(Window(a.y0, a.x0, keep[labels]))
 
 
-def evaluate(node: Node, leaves: Mapping[Ref, MaskValue] | Callable[[Ref], MaskValue], frame: tuple[int, int]) -> MaskValue:
+def evaluate(
+    node: Node, leaves: Mapping[Ref, MaskValue] | Callable[[Ref], MaskValue], frame: tuple[int, int]
+) -> MaskValue:
     """Evaluate a resolved AST for one frame.
 
     ``leaves`` gives each reference's mask as a :class:`Window` (or None when

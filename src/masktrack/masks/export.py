@@ -38,7 +38,15 @@ import numpy as np
 from masktrack.config import ComposeOutput, PipelineConfig
 from masktrack.errors import ConfigError, StoreError
 from masktrack.io.atomic import atomic_write_bytes, atomic_write_json, clean_temp_files, hash_json
-from masktrack.masks.compose import Expression, ExpressionError, MaskValue, Ref, Window, compile_expression, evaluate
+from masktrack.masks.compose import (
+    Expression,
+    ExpressionError,
+    MaskValue,
+    Ref,
+    Window,
+    compile_expression,
+    evaluate,
+)
 from masktrack.masks.store import MaskStore, SessionManifest, SessionStore, encode_frame
 
 COMPOSE_VERSION = 1
@@ -135,9 +143,14 @@ class ComposedStore:
     def require_manifest(self) -> dict[str, Any]:
         m = self.manifest()
         if m is None:
-            raise StoreError(f"no composed output {self.name!r} (run `masktrack compose` first)", path=self.manifest_path)
+            raise StoreError(
+                f"no composed output {self.name!r} (run `masktrack compose` first)", path=self.manifest_path
+            )
         if not m.get("complete"):
-            raise StoreError(f"composed output {self.name!r} is incomplete (interrupted run); rerun `masktrack compose`", path=self.manifest_path)
+            raise StoreError(
+                f"composed output {self.name!r} is incomplete (interrupted run); rerun `masktrack compose`",
+                path=self.manifest_path,
+            )
         return m
 
     def read_frame(self, frame: int, manifest: dict[str, Any] | None = None) -> np.ndarray:
@@ -155,7 +168,10 @@ class ComposedStore:
         p = self.png_path(frame)
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
         if img is None:
-            raise StoreError(f"frame {frame} of composed output {self.name!r} is missing or unreadable; rerun `masktrack compose`", path=p)
+            raise StoreError(
+                f"frame {frame} of composed output {self.name!r} is missing or unreadable; rerun `masktrack compose`",
+                path=p,
+            )
         return img > 0
 
 
@@ -188,7 +204,9 @@ def composed_outputs(output: str | Path) -> list[str]:
 # --------------------------------------------------------------------------
 # Reading leaves from the mask store without unpacking whole frames
 # --------------------------------------------------------------------------
-_NPY_HEADER = re.compile(rb"^\{'descr': '\|u1', 'fortran_order': False, 'shape': \((\d+), (\d+), (\d+)\), \}\s*$")
+_NPY_HEADER = re.compile(
+    rb"^\{'descr': '\|u1', 'fortran_order': False, 'shape': \((\d+), (\d+), (\d+)\), \}\s*$"
+)
 
 
 def _inflate_store_frame(data: bytes) -> np.ndarray | None:
@@ -203,7 +221,9 @@ def _inflate_store_frame(data: bytes) -> np.ndarray | None:
     flags, method = struct.unpack_from("<HH", data, 6)
     crc = struct.unpack_from("<I", data, 14)[0]
     n_name, n_extra = struct.unpack_from("<HH", data, 26)
-    if method != 8 or flags & 0x9 or data[30 : 30 + n_name] != b"masks.npy":  # deflate, not encrypted, no data descriptor
+    if (
+        method != 8 or flags & 0x9 or data[30 : 30 + n_name] != b"masks.npy"
+    ):  # deflate, not encrypted, no data descriptor
         return None
     d = zlib.decompressobj(-15)
     raw = d.decompress(data[30 + n_name + n_extra :])
@@ -234,9 +254,14 @@ def read_packed(store: SessionStore, frame: int, manifest: SessionManifest) -> n
             with np.load(p, allow_pickle=False) as z:
                 packed = z["masks"]
     except FileNotFoundError:
-        raise StoreError(f"frame {frame} of session {store.name!r} is missing; rerun `masktrack segment`", path=p) from None
+        raise StoreError(
+            f"frame {frame} of session {store.name!r} is missing; rerun `masktrack segment`", path=p
+        ) from None
     except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError, zlib.error) as e:
-        raise StoreError(f"corrupt or truncated mask file ({e.__class__.__name__}); rerun `masktrack segment --force`", path=p) from None
+        raise StoreError(
+            f"corrupt or truncated mask file ({e.__class__.__name__}); rerun `masktrack segment --force`",
+            path=p,
+        ) from None
     want = (len(manifest.objects), manifest.height, (manifest.width + 7) // 8)
     if packed.shape != want or packed.dtype != np.uint8:
         raise StoreError(f"mask file has shape {packed.shape}, manifest says {want}", path=p)
@@ -334,8 +359,14 @@ def _check_nonempty(expr: Expression, inputs: _FrameInputs, num_frames: int, loc
         f += 1
     if pending:
         r = next(iter(pending.values()))
-        whole_session = r.second == "*" or (r.second is None and r.first == r.session and r.objects != (r.first,))
-        what = f"session {r.session!r} (all its objects)" if whole_session else f"object {r.objects[0]!r} of session {r.session!r}"
+        whole_session = r.second == "*" or (
+            r.second is None and r.first == r.session and r.objects != (r.first,)
+        )
+        what = (
+            f"session {r.session!r} (all its objects)"
+            if whole_session
+            else f"object {r.objects[0]!r} of session {r.session!r}"
+        )
         raise ExpressionError(
             f"{what} (term {r.text!r}) is empty in all {num_frames} frames - wrong object ids? "
             f"Write {r.text}? if it may be empty",
@@ -407,7 +438,9 @@ def _existing_count(cs: ComposedStore, frame: int, shape: tuple[int, int], packe
     return int(cv2.countNonZero(img))
 
 
-def _write_frame(cs: ComposedStore, frame: int, value: MaskValue, shape: tuple[int, int], packed: bool, params: list[int]) -> int:
+def _write_frame(
+    cs: ComposedStore, frame: int, value: MaskValue, shape: tuple[int, int], packed: bool, params: list[int]
+) -> int:
     import cv2
 
     full = np.zeros(shape, np.uint8) if value is None else value.to_full(shape, 255)
@@ -468,12 +501,20 @@ def compose_output(
         "packed": packed,
     }
     old = cs.manifest()
-    if not force and old is not None and old.get("key") == key and old.get("complete") and (old.get("packed") or not packed):
+    if (
+        not force
+        and old is not None
+        and old.get("key") == key
+        and old.get("complete")
+        and (old.get("packed") or not packed)
+    ):
         if all(cs.png_path(f).exists() for f in range(T)):
             px = old.get("stats", {}).get("pixels", [])
             if len(px) == T:
                 empty = [f for f, n in enumerate(px) if n == 0]
-                return OutputReport(name, spec.expr, cs.folder, key, T, 0, T, empty, px, time.perf_counter() - t0)
+                return OutputReport(
+                    name, spec.expr, cs.folder, key, T, 0, T, empty, px, time.perf_counter() - t0
+                )
     resume = _start(cs, base, force)
     cs.folder.mkdir(parents=True, exist_ok=True)
     if packed:
@@ -495,7 +536,10 @@ def compose_output(
 
     workers = workers or default_workers()
     task = progress.add_task(f"compose {name}", total=T) if progress is not None else None
-    with _single_threaded_cv2(workers > 1), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose") as pool:
+    with (
+        _single_threaded_cv2(workers > 1),
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose") as pool,
+    ):
         futures = [pool.submit(job, f) for f in range(T)]
         try:
             for fut in as_completed(futures):
@@ -510,7 +554,18 @@ def compose_output(
             raise
     clean_temp_files(cs.folder)
     empty = [f for f, n in enumerate(pixels) if n == 0]
-    report = OutputReport(name, spec.expr, cs.folder, key, T, counts["written"], counts["skipped"], empty, pixels, time.perf_counter() - t0)
+    report = OutputReport(
+        name,
+        spec.expr,
+        cs.folder,
+        key,
+        T,
+        counts["written"],
+        counts["skipped"],
+        empty,
+        pixels,
+        time.perf_counter() - t0,
+    )
     atomic_write_json(cs.manifest_path, {**base, "complete": True, "stats": report.summary()})
     return report
 
@@ -546,14 +601,26 @@ def run_compose(
     outputs that came from ``--expr`` (errors then name the option, not the file).
     """
     if not cfg.compose:
-        raise ConfigError("no compose outputs: add a `compose:` section or pass --expr NAME=EXPR", path=cfg.source, field="compose")
+        raise ConfigError(
+            "no compose outputs: add a `compose:` section or pass --expr NAME=EXPR",
+            path=cfg.source,
+            field="compose",
+        )
     selected = list(cfg.compose) if not names else list(names)
     for n in selected:
         if n not in cfg.compose:
-            raise ConfigError(f"no compose output named {n!r} (outputs: {', '.join(cfg.compose)})", path=cfg.source, field="compose")
+            raise ConfigError(
+                f"no compose output named {n!r} (outputs: {', '.join(cfg.compose)})",
+                path=cfg.source,
+                field="compose",
+            )
         if not _NAME.fullmatch(n) or n == "summary":
             loc = _location(cfg, n, n in cli_names)
-            raise ConfigError("output names use letters, digits, '_' and '-' only (and not 'summary'): they name folders", path=loc["path"], field=loc["field"].removesuffix(".expr"))
+            raise ConfigError(
+                "output names use letters, digits, '_' and '-' only (and not 'summary'): they name folders",
+                path=loc["path"],
+                field=loc["field"].removesuffix(".expr"),
+            )
     reports: list[OutputReport] = []
     ctx: Any = contextlib.nullcontext(None)
     if progress:
@@ -568,7 +635,16 @@ def run_compose(
     with ctx as prog:
         for n in selected:
             reports.append(
-                compose_output(cfg, n, cfg.compose[n], force=force, packed=packed, workers=workers, progress=prog, from_cli=n in cli_names)
+                compose_output(
+                    cfg,
+                    n,
+                    cfg.compose[n],
+                    force=force,
+                    packed=packed,
+                    workers=workers,
+                    progress=prog,
+                    from_cli=n in cli_names,
+                )
             )
     summary = _update_summary(Path(cfg.output), reports)
     return ComposeReport(reports, summary)

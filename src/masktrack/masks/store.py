@@ -81,7 +81,9 @@ def decode_frame(data: bytes | Path, width: int) -> np.ndarray:
             packed = z["masks"]
     except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
         where = data if isinstance(data, Path) else None
-        raise StoreError(f"corrupt or truncated mask file ({e.__class__.__name__}); rerun with --force", path=where) from None
+        raise StoreError(
+            f"corrupt or truncated mask file ({e.__class__.__name__}); rerun with --force", path=where
+        ) from None
     return np.unpackbits(packed, axis=-1, count=width).astype(bool)
 
 
@@ -105,9 +107,14 @@ class SessionStore:
     def require_manifest(self) -> SessionManifest:
         m = self.manifest()
         if m is None:
-            raise StoreError(f"no masks for session {self.name!r} (run `masktrack segment` first)", path=self.manifest_path)
+            raise StoreError(
+                f"no masks for session {self.name!r} (run `masktrack segment` first)", path=self.manifest_path
+            )
         if not m.complete:
-            raise StoreError(f"masks of session {self.name!r} are incomplete (interrupted run); rerun `masktrack segment`", path=self.manifest_path)
+            raise StoreError(
+                f"masks of session {self.name!r} are incomplete (interrupted run); rerun `masktrack segment`",
+                path=self.manifest_path,
+            )
         return m
 
     def frame_path(self, frame: int) -> Path:
@@ -232,5 +239,7 @@ class MaskStore:
         if not hits:
             raise StoreError(f"no session has an object named {name!r}")
         if len(hits) > 1:
-            raise StoreError(f"object {name!r} is in several sessions ({', '.join(hits)}); write session.object")
+            raise StoreError(
+                f"object {name!r} is in several sessions ({', '.join(hits)}); write session.object"
+            )
         return hits[0], name

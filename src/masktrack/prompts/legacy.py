@@ -44,7 +44,12 @@ from masktrack.errors import Problem, PromptError
 
 LEGACY_FORMAT = "sam3.annotation_prompts.v1"
 
-ARM_KEYS = ("ARM_CABLE_INITIAL_PROMPTS", "ARM_CABLE_2_INITIAL_PROMPTS", "ARM_LEFT_INITIAL_PROMPTS", "ARM_RIGHT_INITIAL_PROMPTS")
+ARM_KEYS = (
+    "ARM_CABLE_INITIAL_PROMPTS",
+    "ARM_CABLE_2_INITIAL_PROMPTS",
+    "ARM_LEFT_INITIAL_PROMPTS",
+    "ARM_RIGHT_INITIAL_PROMPTS",
+)
 _ENTRY_KEYS = {"frame_index", "obj_id", "coord_type", "points", "labels"}
 _SUFFIX = re.compile(r"_(INITIAL|KEYFRAME)?_?PROMPTS$")
 
@@ -54,7 +59,9 @@ def is_legacy(data: object) -> bool:
         return False
     if data.get("format") == LEGACY_FORMAT:
         return True
-    return bool(data) and all(isinstance(k, str) and k.isupper() and isinstance(v, list) for k, v in data.items())
+    return bool(data) and all(
+        isinstance(k, str) and k.isupper() and isinstance(v, list) for k, v in data.items()
+    )
 
 
 def base_name(key: str) -> str:
@@ -84,13 +91,19 @@ def _check_entry(e: Any, loc: str, probs: list[Problem]) -> bool:
     ok = True
     extra = set(e) - _ENTRY_KEYS
     if extra:
-        probs.append(Problem(loc, f"unknown key(s) {', '.join(sorted(extra))} (expected {', '.join(sorted(_ENTRY_KEYS))})"))
+        probs.append(
+            Problem(
+                loc, f"unknown key(s) {', '.join(sorted(extra))} (expected {', '.join(sorted(_ENTRY_KEYS))})"
+            )
+        )
         ok = False
     for k in ("frame_index", "obj_id", "points", "labels"):
         if k not in e:
             probs.append(Problem(loc, f"missing {k!r}"))
             ok = False
-    if "frame_index" in e and not (isinstance(e["frame_index"], int) and not isinstance(e["frame_index"], bool)):
+    if "frame_index" in e and not (
+        isinstance(e["frame_index"], int) and not isinstance(e["frame_index"], bool)
+    ):
         probs.append(Problem(f"{loc}.frame_index", f"must be an integer, got {e['frame_index']!r}"))
         ok = False
     if "obj_id" in e and not (isinstance(e["obj_id"], int) and not isinstance(e["obj_id"], bool)):
@@ -119,7 +132,9 @@ def _check_entry(e: Any, loc: str, probs: list[Problem]) -> bool:
     else:
         for i, lab in enumerate(labels):
             if lab not in (0, 1) or isinstance(lab, bool):
-                probs.append(Problem(f"{loc}.labels[{i}]", f"label must be 0 (negative) or 1 (positive), got {lab!r}"))
+                probs.append(
+                    Problem(f"{loc}.labels[{i}]", f"label must be 0 (negative) or 1 (positive), got {lab!r}")
+                )
                 ok = False
         if isinstance(pts, list) and len(pts) != len(labels):
             probs.append(Problem(loc, f"{len(pts)} points but {len(labels)} labels (lengths must match)"))
@@ -127,7 +142,9 @@ def _check_entry(e: Any, loc: str, probs: list[Problem]) -> bool:
     return ok
 
 
-def parse_legacy(data: object, *, path: str | Path | None = None, size: tuple[int, int] | None = None):  # -> PromptFile
+def parse_legacy(
+    data: object, *, path: str | Path | None = None, size: tuple[int, int] | None = None
+):  # -> PromptFile
     """Convert a ``sam3.annotation_prompts.v1`` document (wrapped or bare) to a :class:`PromptFile`.
 
     ``size`` is the video's (height, width), needed only for ``rel`` entries.
@@ -148,7 +165,9 @@ def parse_legacy(data: object, *, path: str | Path | None = None, size: tuple[in
         if not isinstance(lists, dict):
             raise PromptError("'prompts' must be a map of LIST_NAME -> [entries]", path=path, field="prompts")
         if extra:
-            raise PromptError(f"unknown top-level key(s): {', '.join(sorted(extra))}", path=path, field=sorted(extra)[0])
+            raise PromptError(
+                f"unknown top-level key(s): {', '.join(sorted(extra))}", path=path, field=sorted(extra)[0]
+            )
     else:
         lists, prefix = data, ""
 
@@ -173,17 +192,25 @@ def parse_legacy(data: object, *, path: str | Path | None = None, size: tuple[in
             groups.setdefault(g, {}).setdefault(e["obj_id"], []).append((loc, e))
     if rel_locs and size is None:
         probs.append(
-            Problem(rel_locs[0], f"{len(rel_locs)} entries use relative coordinates: pass the video (--video) so they can become pixels")
+            Problem(
+                rel_locs[0],
+                f"{len(rel_locs)} entries use relative coordinates: pass the video (--video) so they can become pixels",
+            )
         )
     if probs:
         raise PromptError(f"{len(probs)} problem(s)", path=path, problems=probs)
 
     objects = []
     next_id = 1
-    for g in sorted(groups, key=lambda g: (_group_order(next(k for k in lists if base_name(k) == g)), group_first[g])):
+    for g in sorted(
+        groups, key=lambda g: (_group_order(next(k for k in lists if base_name(k) == g)), group_first[g])
+    ):
         for n, obj_id in enumerate(sorted(groups[g])):
             name = g if n == 0 else f"{g}_{n + 1}"
-            keyframes = [Keyframe(frame=e["frame_index"], points=_to_pixels(e, size), labels=list(e["labels"])) for _, e in groups[g][obj_id]]
+            keyframes = [
+                Keyframe(frame=e["frame_index"], points=_to_pixels(e, size), labels=list(e["labels"]))
+                for _, e in groups[g][obj_id]
+            ]
             objects.append(ObjectPrompts(name=name, id=next_id, keyframes=keyframes))
             next_id += 1
     return PromptFile(objects=objects)

@@ -32,9 +32,21 @@ Color = tuple[int, int, int]
 
 # Colour per object id when the file gives none: distinct, legible on video.
 PALETTE: list[Color] = [
-    (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (255, 225, 25),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
 ]
 
 
@@ -124,7 +136,9 @@ class PromptFile(BaseModel):
             o.keyframes = [by_frame[f] for f in sorted(by_frame)]
         return out
 
-    def problems(self, *, num_frames: int | None = None, size: tuple[int, int] | None = None) -> list[Problem]:
+    def problems(
+        self, *, num_frames: int | None = None, size: tuple[int, int] | None = None
+    ) -> list[Problem]:
         """Every problem at once, each with its location. ``size`` is (height, width)."""
         probs: list[Problem] = []
         seen_ids: dict[int, str] = {}
@@ -149,23 +163,43 @@ class PromptFile(BaseModel):
                     probs.append(Problem(f"{loc_k}.frame", f"frame {k.frame} out of range {rng}"))
                 if len(k.points) != len(k.labels):
                     probs.append(
-                        Problem(loc_k, f"{len(k.points)} points but {len(k.labels)} labels (lengths must match)")
+                        Problem(
+                            loc_k, f"{len(k.points)} points but {len(k.labels)} labels (lengths must match)"
+                        )
                     )
                 for li, lab in enumerate(k.labels):
                     if lab not in (0, 1):
-                        probs.append(Problem(f"{loc_k}.labels[{li}]", f"label must be 0 (negative) or 1 (positive), got {lab}"))
+                        probs.append(
+                            Problem(
+                                f"{loc_k}.labels[{li}]",
+                                f"label must be 0 (negative) or 1 (positive), got {lab}",
+                            )
+                        )
                 if size is not None:
                     h, w = size
                     for pi, (x, y) in enumerate(k.points):
                         if not (-0.5 <= x <= w - 0.5 and -0.5 <= y <= h - 0.5):
-                            probs.append(Problem(f"{loc_k}.points[{pi}]", f"point ({x:g}, {y:g}) outside the {w}x{h} image"))
+                            probs.append(
+                                Problem(
+                                    f"{loc_k}.points[{pi}]", f"point ({x:g}, {y:g}) outside the {w}x{h} image"
+                                )
+                            )
                 for bi, (x0, y0, x1, y1) in enumerate(k.boxes):
                     if not (x0 < x1 and y0 < y1):
-                        probs.append(Problem(f"{loc_k}.boxes[{bi}]", f"box {[x0, y0, x1, y1]} needs x0 < x1 and y0 < y1"))
+                        probs.append(
+                            Problem(
+                                f"{loc_k}.boxes[{bi}]", f"box {[x0, y0, x1, y1]} needs x0 < x1 and y0 < y1"
+                            )
+                        )
                     elif size is not None:
                         h, w = size
                         if x0 < -0.5 or y0 < -0.5 or x1 > w - 0.5 or y1 > h - 0.5:
-                            probs.append(Problem(f"{loc_k}.boxes[{bi}]", f"box {[x0, y0, x1, y1]} outside the {w}x{h} image"))
+                            probs.append(
+                                Problem(
+                                    f"{loc_k}.boxes[{bi}]",
+                                    f"box {[x0, y0, x1, y1]} outside the {w}x{h} image",
+                                )
+                            )
         # merging two masks for one frame is a problem too
         for oi, o in enumerate(self.objects):
             masks: dict[int, str] = {}
@@ -173,11 +207,17 @@ class PromptFile(BaseModel):
                 if k.mask is None:
                     continue
                 if k.frame in masks and masks[k.frame] != k.mask:
-                    probs.append(Problem(f"objects[{oi}:{o.name}].keyframes[{ki}].mask", f"second mask for frame {k.frame}"))
+                    probs.append(
+                        Problem(
+                            f"objects[{oi}:{o.name}].keyframes[{ki}].mask", f"second mask for frame {k.frame}"
+                        )
+                    )
                 masks[k.frame] = k.mask
         return probs
 
-    def validate_for(self, *, num_frames: int | None, size: tuple[int, int] | None, path: str | Path | None = None) -> PromptFile:
+    def validate_for(
+        self, *, num_frames: int | None, size: tuple[int, int] | None, path: str | Path | None = None
+    ) -> PromptFile:
         """Raise one :class:`PromptError` listing every problem; return the merged prompts."""
         probs = self.problems(num_frames=num_frames, size=size)
         if probs:
@@ -185,7 +225,9 @@ class PromptFile(BaseModel):
         return self.merged()
 
 
-def parse_prompts(data: object, *, path: str | Path | None = None, size: tuple[int, int] | None = None) -> PromptFile:
+def parse_prompts(
+    data: object, *, path: str | Path | None = None, size: tuple[int, int] | None = None
+) -> PromptFile:
     """Parse a decoded JSON document: the v1 format, or the legacy ``sam3.annotation_prompts.v1``.
 
     ``size`` (height, width) is needed only for legacy ``rel`` coordinates.

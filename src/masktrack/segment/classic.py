@@ -87,9 +87,13 @@ class ClassicBackend(Backend):
 
         o = self.options
         if o.flow not in FLOW_PRESETS:
-            raise BackendError(f"flow must be one of {', '.join(FLOW_PRESETS)}, got {o.flow!r}", field="options.flow")
+            raise BackendError(
+                f"flow must be one of {', '.join(FLOW_PRESETS)}, got {o.flow!r}", field="options.flow"
+            )
         if not isinstance(o.max_side, int) or o.max_side < 0:
-            raise BackendError(f"max_side must be an integer >= 0, got {o.max_side!r}", field="options.max_side")
+            raise BackendError(
+                f"max_side must be an integer >= 0, got {o.max_side!r}", field="options.max_side"
+            )
         if not 0 < float(o.band) <= 1:
             raise BackendError(f"band must be in (0, 1], got {o.band!r}", field="options.band")
         for k in ("sigma", "colour_weight"):
@@ -139,13 +143,20 @@ class ClassicSession(Session):
     def add_prompt(self, prompt: FramePrompt) -> None:
         """Add clicks/boxes/mask; a second prompt for the same object and frame adds to the first."""
         if prompt.object not in self._names:
-            raise PromptError(f"unknown object {prompt.object!r} (session objects: {', '.join(self._names)})", field="object")
+            raise PromptError(
+                f"unknown object {prompt.object!r} (session objects: {', '.join(self._names)})",
+                field="object",
+            )
         if not 0 <= prompt.frame < self.video.num_frames:
-            raise PromptError(f"frame {prompt.frame} out of range [0, {self.video.num_frames - 1}]", field="frame")
+            raise PromptError(
+                f"frame {prompt.frame} out of range [0, {self.video.num_frames - 1}]", field="frame"
+            )
         if prompt.mask is not None and prompt.mask.shape != self.video.size:
             raise PromptError(
                 f"mask of {prompt.mask.shape[1]}x{prompt.mask.shape[0]} does not match the video's "
-                f"{self.video.width}x{self.video.height}", field="mask")
+                f"{self.video.width}x{self.video.height}",
+                field="mask",
+            )
         if len(prompt.points) != len(prompt.labels):
             raise PromptError(f"{len(prompt.points)} points but {len(prompt.labels)} labels", field="labels")
         key = (prompt.frame, prompt.object)
@@ -155,7 +166,8 @@ class ClassicSession(Session):
             if prompt.mask is not None and old.mask is not None:
                 mask = old.mask | prompt.mask
             prompt = FramePrompt(
-                frame=prompt.frame, object=prompt.object,
+                frame=prompt.frame,
+                object=prompt.object,
                 points=np.concatenate([old.points, prompt.points]),
                 labels=np.concatenate([old.labels, prompt.labels]),
                 boxes=np.concatenate([old.boxes, prompt.boxes]),
@@ -215,7 +227,9 @@ class ClassicSession(Session):
         step = -1 if reverse else 1
         begin = start_frame
         for name in self._names:
-            behind = [f for f in self._keyframes(name) if (f <= start_frame if step > 0 else f >= start_frame)]
+            behind = [
+                f for f in self._keyframes(name) if (f <= start_frame if step > 0 else f >= start_frame)
+            ]
             if behind:
                 nearest = max(behind) if step > 0 else min(behind)
                 begin = min(begin, nearest) if step > 0 else max(begin, nearest)
@@ -228,10 +242,20 @@ class ClassicSession(Session):
             if (t >= start_frame) if step > 0 else (t <= start_frame):
                 yield t, self._output(t, state)
 
-    def _step(self, t: int, prev: int | None, state: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
+    def _step(
+        self, t: int, prev: int | None, state: dict[str, np.ndarray | None]
+    ) -> dict[str, np.ndarray | None]:
         """Masks of frame ``t`` at working resolution from those of frame ``prev``."""
         from masktrack.segment.classic_ops import (
-            Appearance, colour_index, dense_flow, flow_error, refine_mask, resolve_overlaps, update_appearance, warp_mask)
+            Appearance,
+            colour_index,
+            dense_flow,
+            flow_error,
+            refine_mask,
+            resolve_overlaps,
+            update_appearance,
+            warp_mask,
+        )
 
         o = self.options
         bgr, gray = self._frame(t)
@@ -246,7 +270,9 @@ class ClassicSession(Session):
         for name in self._names:
             if (t, name) in self._prompts:
                 m = self._keymask(t, name)
-                self._appearance[name] = Appearance.from_mask(index, m)  # a keyframe restarts the colour model
+                self._appearance[name] = Appearance.from_mask(
+                    index, m
+                )  # a keyframe restarts the colour model
                 self._track.pop(name, None)
                 masks.append(m)
                 conf.append(np.full(m.shape, 2.0, np.float32))  # prompts beat propagation
@@ -258,8 +284,19 @@ class ClassicSession(Session):
                 continue
             warped = warp_mask(m_prev, flow)
             app = self._appearance.get(name)
-            m = refine_mask(bgr, index, warped, app, flow_error=err, band_fraction=o.band, iterations=o.iterations,
-                            sigma=o.sigma, colour_weight=o.colour_weight, rescue=o.rescue, refine=o.refine)
+            m = refine_mask(
+                bgr,
+                index,
+                warped,
+                app,
+                flow_error=err,
+                band_fraction=o.band,
+                iterations=o.iterations,
+                sigma=o.sigma,
+                colour_weight=o.colour_weight,
+                rescue=o.rescue,
+                refine=o.refine,
+            )
             if o.refine and o.recover > 0:
                 m = self._check_collapse(name, bgr, index, m, warped, flow)
             update_appearance(app, index, m)
@@ -267,8 +304,15 @@ class ClassicSession(Session):
             conf.append(warped)
         return dict(zip(self._names, resolve_overlaps(masks, conf)))
 
-    def _check_collapse(self, name: str, bgr: np.ndarray, index: np.ndarray, m: np.ndarray, warped: np.ndarray,
-                        flow: np.ndarray) -> np.ndarray:
+    def _check_collapse(
+        self,
+        name: str,
+        bgr: np.ndarray,
+        index: np.ndarray,
+        m: np.ndarray,
+        warped: np.ndarray,
+        flow: np.ndarray,
+    ) -> np.ndarray:
         """Keep a running area and box of the object; when the mask suddenly shrinks, try to re-detect it.
 
         Occluders crossing an object (a pole, a hand) cut pieces off the mask
@@ -295,7 +339,12 @@ class ClassicSession(Session):
             d = np.median(-flow[sel], axis=0) if sel.any() else np.zeros(2)  # backward flow: minus the motion
             pad = 0.15  # the object may have turned or stretched a little since
             bw, bh = (x1 - x0), (y1 - y0)
-            box = (int(x0 + d[0] - pad * bw), int(y0 + d[1] - pad * bh), int(x1 + d[0] + pad * bw), int(y1 + d[1] + pad * bh))
+            box = (
+                int(x0 + d[0] - pad * bw),
+                int(y0 + d[1] - pad * bh),
+                int(x1 + d[0] + pad * bw),
+                int(y1 + d[1] + pad * bh),
+            )
             tr["box"] = box
             cand = recover_mask(bgr, index, m, self._appearance.get(name), box)
             if cand is not None and thr * tr["area"] <= cand.sum() <= tr["area"] / thr:
@@ -323,7 +372,9 @@ class ClassicSession(Session):
                 out[name] = resize_mask(m, size) if m is not None else np.zeros(size, bool)
         for name in exact:  # exact masks own their pixels; earlier exact masks win among themselves
             for other in self._names:
-                if other != name and (other not in exact or self._names.index(other) > self._names.index(name)):
+                if other != name and (
+                    other not in exact or self._names.index(other) > self._names.index(name)
+                ):
                     out[other] &= ~out[name]
         return out
 

@@ -63,8 +63,14 @@ def warp_mask(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """Pull a mask of the previous frame into the current one: soft float32 [H, W] in [0, 1]."""
     h, w = mask.shape
     gx, gy = _grid(h, w)
-    return cv2.remap(mask.astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.remap(
+        mask.astype(np.float32),
+        gx + flow[..., 0],
+        gy + flow[..., 1],
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
 
 
 def flow_error(flow: np.ndarray, back: np.ndarray) -> np.ndarray:
@@ -74,7 +80,9 @@ def flow_error(flow: np.ndarray, back: np.ndarray) -> np.ndarray:
     """
     h, w = flow.shape[:2]
     gx, gy = _grid(h, w)
-    b = cv2.remap(back, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    b = cv2.remap(
+        back, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     return np.sqrt(((flow + b) ** 2).sum(axis=2))
 
 
@@ -232,7 +240,7 @@ def colour_histogram(index: np.ndarray, where: np.ndarray) -> np.ndarray | None:
 
     if int(np.count_nonzero(where)) < 16:
         return None
-    h = np.bincount(index[where], minlength=BINS ** 3).astype(np.float32).reshape(BINS, BINS, BINS)
+    h = np.bincount(index[where], minlength=BINS**3).astype(np.float32).reshape(BINS, BINS, BINS)
     h = gaussian_filter(h, 0.8, mode="nearest").ravel()
     h += 1e-3 * h.sum() / h.size  # a floor: no colour is impossible
     return h / h.sum()
@@ -258,7 +266,9 @@ class Appearance:
         return np.clip(np.log(self.fg) - np.log(self.bg), -4.0, 4.0).astype(np.float32)
 
 
-def update_appearance(appearance: Appearance | None, index: np.ndarray, mask: np.ndarray, *, rate: float = 0.5) -> None:
+def update_appearance(
+    appearance: Appearance | None, index: np.ndarray, mask: np.ndarray, *, rate: float = 0.5
+) -> None:
     """Blend the colours of the mask's interior into the object's model, half of it always the keyframe's."""
     if appearance is None or not mask.any():
         return
@@ -295,9 +305,20 @@ def colour_trust(llr: np.ndarray, sd: np.ndarray, radius: float, band: float = 6
     return np.clip((num + k * g) / (den + k), 0.0, 1.0)
 
 
-def refine_mask(image: np.ndarray, index: np.ndarray, warped: np.ndarray, appearance: Appearance | None, *,
-                flow_error: np.ndarray | None = None, band_fraction: float = 0.1, iterations: int = 2,
-                sigma: float = 2.0, colour_weight: float = 1.0, rescue: float = 1.0, refine: bool = True) -> np.ndarray:
+def refine_mask(
+    image: np.ndarray,
+    index: np.ndarray,
+    warped: np.ndarray,
+    appearance: Appearance | None,
+    *,
+    flow_error: np.ndarray | None = None,
+    band_fraction: float = 0.1,
+    iterations: int = 2,
+    sigma: float = 2.0,
+    colour_weight: float = 1.0,
+    rescue: float = 1.0,
+    refine: bool = True,
+) -> np.ndarray:
     """Re-segment a frame around the flow-warped mask of the previous frame.
 
     1. GrabCut in a band around the warped boundary (deep inside: definite
@@ -338,19 +359,36 @@ def refine_mask(image: np.ndarray, index: np.ndarray, warped: np.ndarray, appear
     if rescue > 0:
         crop = _box_crop(ys, xs, max(2 * band, int(np.clip(0.5 * radius, 8, 0.1 * diag))), h, w)
         inside = wb[crop]
-        logit = location_colour_logit(index[crop], inside, appearance, radius, sigma=sigma, colour_weight=colour_weight,
-                                      flow_error=None if flow_error is None else flow_error[crop])
+        logit = location_colour_logit(
+            index[crop],
+            inside,
+            appearance,
+            radius,
+            sigma=sigma,
+            colour_weight=colour_weight,
+            flow_error=None if flow_error is None else flow_error[crop],
+        )
         out[crop] |= inside & (logit > rescue)
     return keep_components(out, wb)
 
 
 def _box_crop(ys: np.ndarray, xs: np.ndarray, margin: int, h: int, w: int) -> tuple[slice, slice]:
-    return (slice(max(0, ys.min() - margin), min(h, ys.max() + 1 + margin)),
-            slice(max(0, xs.min() - margin), min(w, xs.max() + 1 + margin)))
+    return (
+        slice(max(0, ys.min() - margin), min(h, ys.max() + 1 + margin)),
+        slice(max(0, xs.min() - margin), min(w, xs.max() + 1 + margin)),
+    )
 
 
-def location_colour_logit(index: np.ndarray, warped: np.ndarray, appearance: Appearance | None, radius: float, *,
-                          sigma: float, flow_error: np.ndarray | None, colour_weight: float) -> np.ndarray:
+def location_colour_logit(
+    index: np.ndarray,
+    warped: np.ndarray,
+    appearance: Appearance | None,
+    radius: float,
+    *,
+    sigma: float,
+    flow_error: np.ndarray | None,
+    colour_weight: float,
+) -> np.ndarray:
     """Foreground log-odds of a crop from where the object should be and what it looks like.
 
     Updates ``appearance.bg`` with the surroundings seen on this frame (a
@@ -373,8 +411,15 @@ def location_colour_logit(index: np.ndarray, warped: np.ndarray, appearance: App
     return logit + colour_weight * llr * colour_trust(llr, sd, radius)
 
 
-def recover_mask(image: np.ndarray, index: np.ndarray, mask: np.ndarray, appearance: Appearance | None,
-                 box: tuple[int, int, int, int], *, iterations: int = 3) -> np.ndarray | None:
+def recover_mask(
+    image: np.ndarray,
+    index: np.ndarray,
+    mask: np.ndarray,
+    appearance: Appearance | None,
+    box: tuple[int, int, int, int],
+    *,
+    iterations: int = 3,
+) -> np.ndarray | None:
     """Re-detect an object whose mask collapsed, in ``box`` (x0, y0, x1, y1): GrabCut seeded by the colour model.
 
     Inside the box, pixels whose colour is more likely object than surroundings
@@ -391,7 +436,9 @@ def recover_mask(image: np.ndarray, index: np.ndarray, mask: np.ndarray, appeara
     m = max(4, (x1 - x0 + y1 - y0) // 8)
     cx0, cy0, cx1, cy1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
     lab = np.full((cy1 - cy0, cx1 - cx0), cv2.GC_BGD, np.uint8)
-    lab[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0] = np.where(lo[index[y0:y1, x0:x1]] > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD)
+    lab[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0] = np.where(
+        lo[index[y0:y1, x0:x1]] > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD
+    )
     lab[mask[cy0:cy1, cx0:cx1]] = cv2.GC_FGD
     cut = grabcut(image[cy0:cy1, cx0:cx1], lab, iterations)
     if cut is None:

@@ -137,8 +137,11 @@ class GraphStats:
 
     def as_dict(self) -> dict:
         return {
-            "eager": self.eager, "replays": self.replays, "captures": self.captures,
-            "evictions": self.evictions, "failures": self.failures,
+            "eager": self.eager,
+            "replays": self.replays,
+            "captures": self.captures,
+            "evictions": self.evictions,
+            "failures": self.failures,
             "by_step": {k: dict(v) for k, v in self.by_step.items()},
         }
 
@@ -146,7 +149,12 @@ class GraphStats:
 def _autocast_state() -> tuple:
     import torch
 
-    return (torch.is_autocast_enabled("cuda"), str(torch.get_autocast_dtype("cuda")), torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+    return (
+        torch.is_autocast_enabled("cuda"),
+        str(torch.get_autocast_dtype("cuda")),
+        torch.is_grad_enabled(),
+        torch.is_inference_mode_enabled(),
+    )
 
 
 def cuda_capture(fn: Callable, args: tuple, kwargs: dict, stream: Any) -> Captured:
@@ -226,7 +234,12 @@ class StepGraphs:
 
         def step(*args: Any, **kwargs: Any) -> Any:
             counts = self._counts
-            if self._capturing or not self.enabled or counts is None or (when is not None and not when(*args, **kwargs)):
+            if (
+                self._capturing
+                or not self.enabled
+                or counts is None
+                or (when is not None and not when(*args, **kwargs))
+            ):
                 return fn(*args, **kwargs)
             leaves, spec = flatten((args, kwargs))
             if not leaves or (self.require_cuda and not all(t.device.type == "cuda" for t in leaves)):
@@ -271,11 +284,21 @@ class StepGraphs:
         self._capturing = True
         try:
             captured = self._capture(fn, args, kwargs, self._side_stream())
-        except Exception as e:  # noqa: BLE001 - a speed-up must never break a session
+        except Exception as e:
             self._failed[sig] += 1
             self.stats.failures += 1
-            final = "; this shape runs eagerly from now on" if self._failed[sig] >= self.max_failures else "; will retry"
-            log.warning("CUDA graph capture of %s failed (%s: %s)%s", name, type(e).__name__, str(e).splitlines()[0][:200], final)
+            final = (
+                "; this shape runs eagerly from now on"
+                if self._failed[sig] >= self.max_failures
+                else "; will retry"
+            )
+            log.warning(
+                "CUDA graph capture of %s failed (%s: %s)%s",
+                name,
+                type(e).__name__,
+                str(e).splitlines()[0][:200],
+                final,
+            )
             return None
         finally:
             self._capturing = False
@@ -362,7 +385,9 @@ def install_sam_step_graphs(model: Any, graphs: StepGraphs, *, memory_attention:
                 kw = dict(bound.arguments)
                 kw["current_vision_feats"] = [kw["current_vision_feats"][-1]]
                 kw["feat_sizes"] = [tuple(kw["feat_sizes"][-1])]
-                if "output_dict" in kw:  # unused by the step; the whole memory bank must not enter a signature
+                if (
+                    "output_dict" in kw
+                ):  # unused by the step; the whole memory bank must not enter a signature
                     kw["output_dict"] = None
                 if drop_image:
                     kw["image"] = None

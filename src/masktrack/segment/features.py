@@ -196,7 +196,9 @@ class FrameStore:
             return self._load_and_store(video, size, index, key, None)
         return self._load_and_store(video, size, index, key, event)
 
-    def _load_and_store(self, video: VideoSource, size: int, index: int, key: Hashable, event: threading.Event | None) -> Any:
+    def _load_and_store(
+        self, video: VideoSource, size: int, index: int, key: Hashable, event: threading.Event | None
+    ) -> Any:
         try:
             value = self._load(video, size, index)
             self.cache.put(key, value)
@@ -207,7 +209,9 @@ class FrameStore:
                     self._pending.pop(key, None)
                 event.set()
 
-    def prefetch(self, video: VideoSource, size: int, order: Iterable[int], *, budget_bytes: int | None = None) -> None:
+    def prefetch(
+        self, video: VideoSource, size: int, order: Iterable[int], *, budget_bytes: int | None = None
+    ) -> None:
         """Decode ``order`` ahead on one background thread (stops at ``budget_bytes`` of new frames)."""
         self.stop_prefetch()
         self._stop = stop = threading.Event()
@@ -263,7 +267,9 @@ def resolve_device(device: str) -> Any:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise BackendError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)", field="options.device") from None
+        raise BackendError(
+            f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)", field="options.device"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BackendError("device 'cuda' asked for but torch sees no CUDA GPU", field="options.device")
     return dev
@@ -284,7 +290,15 @@ class FrameSequence:
     from a video path; frames come from the backend's shared :class:`FrameStore`.
     """
 
-    def __init__(self, store: FrameStore, video: VideoSource, size: int, device: Any, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(
+        self,
+        store: FrameStore,
+        video: VideoSource,
+        size: int,
+        device: Any,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
         import torch
 
         self.store = store

@@ -37,7 +37,9 @@ def select_sessions(cfg: PipelineConfig, only: list[str] | None) -> list[Session
     unknown = [n for n in only if n not in names]
     if unknown:
         raise ConfigError(
-            f"no session named {', '.join(map(repr, unknown))} (sessions: {', '.join(names)})", path=cfg.source, field="--only"
+            f"no session named {', '.join(map(repr, unknown))} (sessions: {', '.join(names)})",
+            path=cfg.source,
+            field="--only",
         )
     return [s for s in cfg.sessions if s.name in only]
 
@@ -55,7 +57,11 @@ def _load_backends(cfg: PipelineConfig, resolved: list[ResolvedSession]) -> dict
                 try:
                     cache[k] = load_backend(s.backend, **s.options)
                 except BackendError as e:
-                    raise BackendError(e.message, path=cfg.source, field=f"sessions[{rs.index}:{s.name}].{e.field or 'backend'}") from None
+                    raise BackendError(
+                        e.message,
+                        path=cfg.source,
+                        field=f"sessions[{rs.index}:{s.name}].{e.field or 'backend'}",
+                    ) from None
     except BaseException:
         for b in cache.values():
             b.close()
@@ -69,7 +75,14 @@ def _progress_bars(enabled: bool, console) -> Iterator[object | None]:
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = console or Console(stderr=True)
     with Progress(
@@ -127,7 +140,12 @@ def run_segment(
 
                     report = run_resolved(cfg, rs, backend=backend, video=video, force=force, progress=cb)
                     if bars is not None and report.status == "reused":
-                        bars.update(task, description=f"{rs.name} (reused)", total=report.frames, completed=report.frames)  # type: ignore[attr-defined]
+                        bars.update(
+                            task,
+                            description=f"{rs.name} (reused)",
+                            total=report.frames,
+                            completed=report.frames,
+                        )  # type: ignore[attr-defined]
                     reports.append(report)
         finally:
             for b in backends.values():
@@ -140,7 +158,14 @@ def summary_table(reports: list[SessionReport]):
     from rich.table import Table
 
     table = Table(title="masktrack segment")
-    for col, just in (("session", "left"), ("objects", "left"), ("frames", "right"), ("seconds", "right"), ("status", "left"), ("empty frames", "left")):
+    for col, just in (
+        ("session", "left"),
+        ("objects", "left"),
+        ("frames", "right"),
+        ("seconds", "right"),
+        ("status", "left"),
+        ("empty frames", "left"),
+    ):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     show_dropped = any(r.dropped_detections for r in reports)
     if show_dropped:

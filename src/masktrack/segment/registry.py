@@ -88,9 +88,13 @@ def is_known(name: str) -> bool:
 def backend_class(name: str) -> type[Backend]:
     """Import and return the backend class for ``name``."""
     load_plugins()
-    target: type[Backend] | str | None = _REGISTERED.get(name) or _BUILTIN.get(name) or _entry_point_targets().get(name)
+    target: type[Backend] | str | None = (
+        _REGISTERED.get(name) or _BUILTIN.get(name) or _entry_point_targets().get(name)
+    )
     if target is None:
-        raise BackendError(f"unknown backend {name!r}; available: {', '.join(available_backends())}", field="backend")
+        raise BackendError(
+            f"unknown backend {name!r}; available: {', '.join(available_backends())}", field="backend"
+        )
     if not isinstance(target, str):
         return target
     module_name, _, attr = target.partition(":")

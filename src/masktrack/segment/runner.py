@@ -133,10 +133,14 @@ def _load_mask(path: Path, size: tuple[int, int], *, prompt_path: Path | None, l
     except FileNotFoundError:
         raise PromptError(f"mask file not found: {path}", path=prompt_path, field=loc) from None
     except OSError as e:
-        raise PromptError(f"unreadable or truncated mask file {path} ({e})", path=prompt_path, field=loc) from None
+        raise PromptError(
+            f"unreadable or truncated mask file {path} ({e})", path=prompt_path, field=loc
+        ) from None
     if arr.shape != size:
         raise PromptError(
-            f"mask {path} is {arr.shape[1]}x{arr.shape[0]}, the video is {size[1]}x{size[0]}", path=prompt_path, field=loc
+            f"mask {path} is {arr.shape[1]}x{arr.shape[0]}, the video is {size[1]}x{size[0]}",
+            path=prompt_path,
+            field=loc,
         )
     return arr > 0
 
@@ -164,7 +168,9 @@ def _keyframe_prompts(
                 mask=mask,
             )
         )
-        key.append({"frame": k.frame, "points": k.points, "labels": k.labels, "boxes": k.boxes, "mask": mask_hash})
+        key.append(
+            {"frame": k.frame, "points": k.points, "labels": k.labels, "boxes": k.boxes, "mask": mask_hash}
+        )
     return prompts, key
 
 
@@ -173,7 +179,9 @@ def _validate_inline(cfg: PipelineConfig, index: int, s: SessionConfig, video: V
     for oi, o in enumerate(s.objects):
         if not isinstance(o, InlineObject) or not o.keyframes:
             continue
-        pf = PromptFile(objects=[ObjectPrompts(name=o.name, id=o.id or 1, color=o.color, keyframes=o.keyframes)])
+        pf = PromptFile(
+            objects=[ObjectPrompts(name=o.name, id=o.id or 1, color=o.color, keyframes=o.keyframes)]
+        )
         for p in pf.problems(num_frames=video.num_frames, size=video.size):
             loc = p.location.replace(f"objects[0:{o.name}]", _field(index, s, f".objects[{oi}:{o.name}]"), 1)
             probs.append(Problem(loc, p.message))
@@ -186,7 +194,9 @@ def load_session_prompts(cfg: PipelineConfig, s: SessionConfig, video: VideoSour
     path = cfg.prompts_for(s)
     if path is None:
         return None
-    return load_prompts(path, size=video.size).validate_for(num_frames=video.num_frames, size=video.size, path=path)
+    return load_prompts(path, size=video.size).validate_for(
+        num_frames=video.num_frames, size=video.size, path=path
+    )
 
 
 def resolve_session(
@@ -227,14 +237,20 @@ def resolve_session(
         elif text is not None:
             entry = (o, None, None, [], None)
         else:
-            where = f"not in prompt file {src} (objects: {', '.join(pf.names()) or 'none'})" if pf is not None else "and the session has no prompt file"
+            where = (
+                f"not in prompt file {src} (objects: {', '.join(pf.names()) or 'none'})"
+                if pf is not None
+                else "and the session has no prompt file"
+            )
             raise ConfigError(
                 f"unknown object {o!r} in session {s.name!r}: {where}, and the session has no text prompt",
                 path=cfg.source,
                 field=loc,
             )
         if entry[0] in names_seen:
-            raise ConfigError(f"object {entry[0]!r} listed twice in session {s.name!r}", path=cfg.source, field=loc)
+            raise ConfigError(
+                f"object {entry[0]!r} listed twice in session {s.name!r}", path=cfg.source, field=loc
+            )
         names_seen.add(entry[0])
         entries.append(entry)
 
@@ -243,7 +259,11 @@ def resolve_session(
         if oid is None:
             continue
         if oid < 1:
-            raise ConfigError(f"object ids are integers >= 1, got {oid}", path=cfg.source, field=_field(index, s, f".objects[{oi}].id"))
+            raise ConfigError(
+                f"object ids are integers >= 1, got {oid}",
+                path=cfg.source,
+                field=_field(index, s, f".objects[{oi}].id"),
+            )
         if oid in explicit:
             raise ConfigError(
                 f"objects {explicit[oid]!r} and {name!r} share id {oid} in session {s.name!r}",
@@ -262,7 +282,9 @@ def resolve_session(
             used.add(oid)
         rgb = tuple(int(c) for c in color) if color is not None else default_color(oid)
         objects.append(SessionObject(name=name, id=oid, color=rgb))  # type: ignore[arg-type]
-        fps, key = _keyframe_prompts(name, keyframes, size, src=ksrc, loc=_field(index, s, f".objects[{oi}:{name}]"))
+        fps, key = _keyframe_prompts(
+            name, keyframes, size, src=ksrc, loc=_field(index, s, f".objects[{oi}:{name}]")
+        )
         prompts.extend(fps)
         frames = {p.frame for p in fps}
         if text is not None:
@@ -303,7 +325,9 @@ def check_backend(cfg: PipelineConfig, rs: ResolvedSession) -> None:
             field=f"{loc}.text",
         )
     if rs.prompts and not cls.supports_points:
-        raise BackendError(f"backend {s.backend!r} takes no point/box/mask prompts", path=cfg.source, field=f"{loc}.objects")
+        raise BackendError(
+            f"backend {s.backend!r} takes no point/box/mask prompts", path=cfg.source, field=f"{loc}.objects"
+        )
 
 
 # --------------------------------------------------------------------------- merge rule
@@ -348,7 +372,9 @@ def session_key(rs: ResolvedSession, video: VideoSource, backend: Backend) -> st
     return hash_json({**rs.key_inputs, "video": video.content_hash(), "backend": backend.fingerprint()})
 
 
-def _stack(masks: dict[str, np.ndarray], names: Sequence[str], size: tuple[int, int], where: str) -> np.ndarray:
+def _stack(
+    masks: dict[str, np.ndarray], names: Sequence[str], size: tuple[int, int], where: str
+) -> np.ndarray:
     out = np.zeros((len(names), *size), bool)
     for i, n in enumerate(names):
         m = masks.get(n)
@@ -433,7 +459,9 @@ def run_resolved(
             expected = fwd_start
             for f, masks in session.propagate(fwd_start, reverse=False):
                 if f != expected:
-                    raise RuntimeError(f"session {rs.name!r}: forward pass yielded frame {f}, expected {expected}")
+                    raise RuntimeError(
+                        f"session {rs.name!r}: forward pass yielded frame {f}, expected {expected}"
+                    )
                 stack = _stack(masks, names, size, f"session {rs.name!r} frame {f}")
                 store.write_stack(f, stack)
                 nonempty[:, f] = stack.any(axis=(1, 2))
@@ -441,12 +469,16 @@ def run_resolved(
                 expected += 1
                 tick()
             if expected != T:
-                raise RuntimeError(f"session {rs.name!r}: forward pass stopped at frame {expected}, video has {T}")
+                raise RuntimeError(
+                    f"session {rs.name!r}: forward pass stopped at frame {expected}, video has {T}"
+                )
         if bwd_start is not None:
             expected = bwd_start
             for f, masks in session.propagate(bwd_start, reverse=True):
                 if f != expected:
-                    raise RuntimeError(f"session {rs.name!r}: backward pass yielded frame {f}, expected {expected}")
+                    raise RuntimeError(
+                        f"session {rs.name!r}: backward pass yielded frame {f}, expected {expected}"
+                    )
                 stack = _stack(masks, names, size, f"session {rs.name!r} frame {f}")
                 if not written[f]:
                     store.write_stack(f, stack)

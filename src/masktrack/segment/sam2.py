@@ -36,9 +36,23 @@ import numpy as np
 
 from masktrack.errors import BackendError
 from masktrack.io.video import VideoSource
-from masktrack.segment.base import Backend, FramePrompt, FrameMasks, Session, SessionObject
-from masktrack.segment.cuda_graphs import StepGraphs, fingerprint_entry, install_sam_step_graphs, session_scope, stats_entry
-from masktrack.segment.features import FeatureCache, FrameSequence, FrameStore, autocast_for, default_cache_bytes, resolve_device, weights_id
+from masktrack.segment.base import Backend, FrameMasks, FramePrompt, Session, SessionObject
+from masktrack.segment.cuda_graphs import (
+    StepGraphs,
+    fingerprint_entry,
+    install_sam_step_graphs,
+    session_scope,
+    stats_entry,
+)
+from masktrack.segment.features import (
+    FeatureCache,
+    FrameSequence,
+    FrameStore,
+    autocast_for,
+    default_cache_bytes,
+    resolve_device,
+    weights_id,
+)
 
 DEFAULT_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 _IMG_MEAN = (0.485, 0.456, 0.406)
@@ -84,7 +98,9 @@ def _memory_in_model_dtype(model: Any) -> None:
     attention = model.memory_attention
     original = attention.forward
 
-    def forward(curr: Any, memory: Any, curr_pos: Any = None, memory_pos: Any = None, num_obj_ptr_tokens: int = 0) -> Any:
+    def forward(
+        curr: Any, memory: Any, curr_pos: Any = None, memory_pos: Any = None, num_obj_ptr_tokens: int = 0
+    ) -> Any:
         dtype = (curr[0] if isinstance(curr, list) else curr).dtype
         memory = memory.to(dtype)
         memory_pos = memory_pos.to(dtype) if memory_pos is not None else None
@@ -122,9 +138,13 @@ class Sam2Backend(Backend):
                 field="options.checkpoint",
             )
         if checkpoint is not None and random_weights:
-            raise BackendError("give either checkpoint or random_weights: true, not both", field="options.checkpoint")
+            raise BackendError(
+                "give either checkpoint or random_weights: true, not both", field="options.checkpoint"
+            )
         if image_size is not None and (int(image_size) < 64 or int(image_size) % 16):
-            raise BackendError(f"image_size must be a multiple of 16 and >= 64, got {image_size}", field="options.image_size")
+            raise BackendError(
+                f"image_size must be a multiple of 16 and >= 64, got {image_size}", field="options.image_size"
+            )
         self._vp = _import_sam2()
         import torch
 
@@ -142,7 +162,9 @@ class Sam2Backend(Backend):
         self.predictor = self._build(image_size)
         self.image_size = int(self.predictor.image_size)
         self.graphs = StepGraphs() if cuda_graphs and self.device.type == "cuda" else None
-        self.graph_steps = install_sam_step_graphs(self.predictor, self.graphs) if self.graphs is not None else []
+        self.graph_steps = (
+            install_sam_step_graphs(self.predictor, self.graphs) if self.graphs is not None else []
+        )
         self.cache = FeatureCache(default_cache_bytes(self.device, feature_cache_gb))
         frames_device = torch.device("cpu") if self.offload_video_to_cpu else self.device
         self.frames = FrameStore(self.cache, frames_device)
@@ -176,7 +198,11 @@ class Sam2Backend(Backend):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
                 model = build_sam2_video_predictor(
-                    self.config, ckpt_path=None, device="cpu", hydra_overrides_extra=overrides, apply_postprocessing=False
+                    self.config,
+                    ckpt_path=None,
+                    device="cpu",
+                    hydra_overrides_extra=overrides,
+                    apply_postprocessing=False,
                 )
         except HydraException as e:
             raise BackendError(
@@ -197,17 +223,25 @@ class Sam2Backend(Backend):
         path = self.checkpoint
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-            raise BackendError(f"cannot read sam2 checkpoint ({type(e).__name__}: {e})", path=path, field="options.checkpoint") from None
+        except Exception as e:
+            raise BackendError(
+                f"cannot read sam2 checkpoint ({type(e).__name__}: {e})",
+                path=path,
+                field="options.checkpoint",
+            ) from None
         state = ckpt.get("model") if isinstance(ckpt, dict) else None
         if not isinstance(state, dict):
-            raise BackendError("not a SAM2 checkpoint (no 'model' state dict)", path=path, field="options.checkpoint")
+            raise BackendError(
+                "not a SAM2 checkpoint (no 'model' state dict)", path=path, field="options.checkpoint"
+            )
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[-1].strip()
             raise BackendError(
-                f"checkpoint does not match config {self.config!r} ({first})", path=path, field="options.checkpoint"
+                f"checkpoint does not match config {self.config!r} ({first})",
+                path=path,
+                field="options.checkpoint",
             ) from None
         if missing or unexpected:
             raise BackendError(
@@ -324,7 +358,10 @@ class Sam2Session(Session):
 
     def _obj_id(self, name: str) -> int:
         if name not in self._ids:
-            raise BackendError(f"prompt for {name!r}, which is not an object of this session ({', '.join(self._ids)})", field="object")
+            raise BackendError(
+                f"prompt for {name!r}, which is not an object of this session ({', '.join(self._ids)})",
+                field="object",
+            )
         return self._ids[name]
 
     def add_prompt(self, prompt: FramePrompt) -> None:
@@ -339,7 +376,10 @@ class Sam2Session(Session):
             if prompt.mask is not None:
                 mask = np.asarray(prompt.mask, bool)
                 if mask.shape != (self.video.height, self.video.width):
-                    raise BackendError(f"mask of {prompt.object!r} on frame {prompt.frame} has shape {mask.shape}, video is {self.video.height}x{self.video.width}", field="mask")
+                    raise BackendError(
+                        f"mask of {prompt.object!r} on frame {prompt.frame} has shape {mask.shape}, video is {self.video.height}x{self.video.width}",
+                        field="mask",
+                    )
                 pred.add_new_mask(self.state, frame_idx=key[1], obj_id=oid, mask=torch.from_numpy(mask))
                 self._masked.add(key)
                 self._prompted.add(oid)
@@ -348,21 +388,40 @@ class Sam2Session(Session):
             boxes = np.asarray(prompt.boxes, np.float32).reshape(-1, 4)
             if len(points) == 0 and len(boxes) == 0:
                 return
-            old_p, old_l, old_box = self._clicks.get(key, (np.zeros((0, 2), np.float32), np.zeros(0, np.int32), None))
+            old_p, old_l, old_box = self._clicks.get(
+                key, (np.zeros((0, 2), np.float32), np.zeros(0, np.int32), None)
+            )
             if len(boxes) > 1 or (len(boxes) and old_box is not None):
-                raise BackendError(f"sam2 takes one box per object and frame; {prompt.object!r} has more on frame {prompt.frame}", field="boxes")
+                raise BackendError(
+                    f"sam2 takes one box per object and frame; {prompt.object!r} has more on frame {prompt.frame}",
+                    field="boxes",
+                )
             box = boxes[0] if len(boxes) else old_box
             if key in self._masked:
                 if box is not None:
-                    raise BackendError(f"sam2 cannot combine a box and a mask for {prompt.object!r} on frame {prompt.frame}", field="boxes")
-                pred.add_new_points_or_box(self.state, frame_idx=key[1], obj_id=oid, points=points, labels=labels, clear_old_points=False)
+                    raise BackendError(
+                        f"sam2 cannot combine a box and a mask for {prompt.object!r} on frame {prompt.frame}",
+                        field="boxes",
+                    )
+                pred.add_new_points_or_box(
+                    self.state,
+                    frame_idx=key[1],
+                    obj_id=oid,
+                    points=points,
+                    labels=labels,
+                    clear_old_points=False,
+                )
             else:
                 all_p = np.concatenate([old_p, points])
                 all_l = np.concatenate([old_l, labels])
                 pred.add_new_points_or_box(
-                    self.state, frame_idx=key[1], obj_id=oid,
-                    points=all_p if len(all_p) else None, labels=all_l if len(all_l) else None,
-                    box=box, clear_old_points=True,
+                    self.state,
+                    frame_idx=key[1],
+                    obj_id=oid,
+                    points=all_p if len(all_p) else None,
+                    labels=all_l if len(all_l) else None,
+                    box=box,
+                    clear_old_points=True,
                 )
             self._clicks[key] = (np.concatenate([old_p, points]), np.concatenate([old_l, labels]), box)
             self._prompted.add(oid)
@@ -376,10 +435,16 @@ class Sam2Session(Session):
         order = range(start_frame, -1, -1) if reverse else range(start_frame, n)
         backend = self.backend
         backend.frames.prefetch(self.video, backend.image_size, order)
-        if reverse and start_frame == 0:  # SAM2 yields nothing backward from frame 0; the contract wants frame 0
-            gen = backend.predictor.propagate_in_video(self.state, start_frame_idx=0, max_frame_num_to_track=0)
+        if (
+            reverse and start_frame == 0
+        ):  # SAM2 yields nothing backward from frame 0; the contract wants frame 0
+            gen = backend.predictor.propagate_in_video(
+                self.state, start_frame_idx=0, max_frame_num_to_track=0
+            )
         else:
-            gen = backend.predictor.propagate_in_video(self.state, start_frame_idx=start_frame, reverse=reverse)
+            gen = backend.predictor.propagate_in_video(
+                self.state, start_frame_idx=start_frame, reverse=reverse
+            )
         h, w = self.video.height, self.video.width
         try:
             while True:
@@ -390,9 +455,10 @@ class Sam2Session(Session):
                     frame, obj_ids, logits = item
                     binary = (logits[:, 0] > 0.0).cpu().numpy()
                 by_id = dict(zip(obj_ids, binary))
-                yield int(frame), {
-                    o.name: by_id[o.id] if o.id in by_id else np.zeros((h, w), bool) for o in self.objects
-                }
+                yield (
+                    int(frame),
+                    {o.name: by_id[o.id] if o.id in by_id else np.zeros((h, w), bool) for o in self.objects},
+                )
         finally:
             gen.close()
             backend.frames.stop_prefetch()

@@ -70,7 +70,13 @@ from masktrack.segment.base import (
     TextPrompt,
     assign_detections,
 )
-from masktrack.segment.cuda_graphs import StepGraphs, fingerprint_entry, install_sam_step_graphs, session_scope, stats_entry
+from masktrack.segment.cuda_graphs import (
+    StepGraphs,
+    fingerprint_entry,
+    install_sam_step_graphs,
+    session_scope,
+    stats_entry,
+)
 from masktrack.segment.features import (
     FeatureCache,
     FrameSequence,
@@ -133,7 +139,7 @@ def _predictor_class() -> type:
     from sam3.model.sam3_video_predictor import Sam3VideoPredictor
 
     class WrappedPredictor(Sam3VideoPredictor):
-        def __init__(self, model: Any) -> None:  # noqa: D107 - the parent would build its own model
+        def __init__(self, model: Any) -> None:
             self.model = model
             self.async_loading_frames = False
             self.video_loader_type = "cv2"
@@ -152,7 +158,11 @@ def _predictor_class() -> type:
             finally:
                 vi.load_resource_as_video_frames = original
             session_id = session_id or str(uuid.uuid4())
-            self._ALL_INFERENCE_STATES[session_id] = {"state": state, "session_id": session_id, "start_time": time.time()}
+            self._ALL_INFERENCE_STATES[session_id] = {
+                "state": state,
+                "session_id": session_id,
+                "start_time": time.time(),
+            }
             return {"session_id": session_id}
 
     _PREDICTOR_CLASS = WrappedPredictor
@@ -187,19 +197,26 @@ class Sam3Backend(Backend):
                 field="options.checkpoint",
             )
         if checkpoint is not None and random_weights:
-            raise BackendError("give either checkpoint or random_weights: true, not both", field="options.checkpoint")
+            raise BackendError(
+                "give either checkpoint or random_weights: true, not both", field="options.checkpoint"
+            )
         self.checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
         if self.checkpoint is not None and not self.checkpoint.is_file():
             raise BackendError("sam3 checkpoint not found", path=self.checkpoint, field="options.checkpoint")
         self.gpus_to_use = [int(g) for g in gpus_to_use] if gpus_to_use else None
         if self.gpus_to_use and len(self.gpus_to_use) > 1 and self.checkpoint is None:
-            raise BackendError("gpus_to_use with several GPUs needs a checkpoint (each GPU loads it)", field="options.gpus_to_use")
+            raise BackendError(
+                "gpus_to_use with several GPUs needs a checkpoint (each GPU loads it)",
+                field="options.gpus_to_use",
+            )
         _import_sam3()
         import torch
 
         self.device = resolve_device(device)
         if self.device.type != "cuda":
-            raise BackendError("sam3 runs on a CUDA GPU only (torch sees none, or device is cpu)", field="options.device")
+            raise BackendError(
+                "sam3 runs on a CUDA GPU only (torch sees none, or device is cpu)", field="options.device"
+            )
         self.bpe_path = find_bpe(bpe_path)
         self.random_weights = bool(random_weights)
         self.seed = int(seed)
@@ -228,21 +245,30 @@ class Sam3Backend(Backend):
         try:
             if self.multi_gpu:
                 predictor = build_sam3_video_predictor(
-                    checkpoint_path=ckpt, bpe_path=str(self.bpe_path), gpus_to_use=self.gpus_to_use,
+                    checkpoint_path=ckpt,
+                    bpe_path=str(self.bpe_path),
+                    gpus_to_use=self.gpus_to_use,
                     apply_temporal_disambiguation=apply_temporal_disambiguation,
                 )
                 return predictor, predictor.model
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
                 model = build_sam3_video_model(
-                    checkpoint_path=ckpt, load_from_HF=False, bpe_path=str(self.bpe_path), device=str(self.device),
+                    checkpoint_path=ckpt,
+                    load_from_HF=False,
+                    bpe_path=str(self.bpe_path),
+                    device=str(self.device),
                     apply_temporal_disambiguation=apply_temporal_disambiguation,
                 )
         except (RuntimeError, KeyError, OSError) as e:
             if ckpt is None:
                 raise
             first = str(e).strip().splitlines()[0][:300]
-            raise BackendError(f"checkpoint does not load into SAM3 ({type(e).__name__}: {first})", path=self.checkpoint, field="options.checkpoint") from None
+            raise BackendError(
+                f"checkpoint does not load into SAM3 ({type(e).__name__}: {first})",
+                path=self.checkpoint,
+                field="options.checkpoint",
+            ) from None
         model = model.eval()
         return _predictor_class()(model), model
 
@@ -281,9 +307,14 @@ class Sam3Backend(Backend):
             if install_shared_first_self_attention(tracker, frame_of, self.cache, wrap):
                 done.append("shared_first_self_attention" if self.share_features else "memory_attention")
         if self.compile and "memory_attention" not in done and "shared_first_self_attention" not in done:
-            raise BackendError("compile: true needs sam3's memory attention layout (sam3 0.1.4)", field="options.compile")
+            raise BackendError(
+                "compile: true needs sam3's memory attention layout (sam3 0.1.4)", field="options.compile"
+            )
         if self.graphs is not None:
-            done += [f"cuda_graph:{name}" for name in install_sam_step_graphs(tracker, self.graphs, memory_attention=False)]
+            done += [
+                f"cuda_graph:{name}"
+                for name in install_sam_step_graphs(tracker, self.graphs, memory_attention=False)
+            ]
         return done
 
     def _sa0_key(self, src: Any) -> tuple | None:
@@ -461,12 +492,17 @@ class Sam3Session(Session):
         if self._text is not None:
             raise BackendError("sam3 takes one text prompt per session", field="text")
         if not 0 <= prompt.frame < self.video.num_frames:
-            raise BackendError(f"text frame {prompt.frame} out of range [0, {self.video.num_frames - 1}]", field="text.frame")
+            raise BackendError(
+                f"text frame {prompt.frame} out of range [0, {self.video.num_frames - 1}]", field="text.frame"
+            )
         self._text = prompt
 
     def add_prompt(self, prompt: FramePrompt) -> None:
         if prompt.object not in self._ids:
-            raise BackendError(f"prompt for {prompt.object!r}, which is not an object of this session ({', '.join(self._names)})", field="object")
+            raise BackendError(
+                f"prompt for {prompt.object!r}, which is not an object of this session ({', '.join(self._names)})",
+                field="object",
+            )
         if self._started:
             raise BackendError("sam3: add prompts before propagating", field="prompts")
         self._prompts.append(prompt)
@@ -488,7 +524,9 @@ class Sam3Session(Session):
             self._start_text()
         else:
             if not self._prompts:
-                raise BackendError("sam3 session has neither a text prompt nor clicks/boxes/masks", field="prompts")
+                raise BackendError(
+                    "sam3 session has neither a text prompt nor clicks/boxes/masks", field="prompts"
+                )
             self._start_points()
 
     def _empty(self) -> np.ndarray:
@@ -498,12 +536,19 @@ class Sam3Session(Session):
     def _rel_points(self, p: FramePrompt) -> tuple[Any, Any]:
         import torch
 
-        pts = np.asarray(p.points, np.float32).reshape(-1, 2) / np.array([self.video.width, self.video.height], np.float32)
+        pts = np.asarray(p.points, np.float32).reshape(-1, 2) / np.array(
+            [self.video.width, self.video.height], np.float32
+        )
         return torch.from_numpy(pts), torch.from_numpy(np.asarray(p.labels, np.int32).reshape(-1))
 
     def _request_stream(self, direction: str, start: int) -> Iterator[dict]:
         pred = self.backend.predictor
-        req = {"type": "propagate_in_video", "session_id": self._sid, "propagation_direction": direction, "start_frame_index": start}
+        req = {
+            "type": "propagate_in_video",
+            "session_id": self._sid,
+            "propagation_direction": direction,
+            "start_frame_index": start,
+        }
         gen = pred.handle_stream_request(req)
         try:
             while True:
@@ -527,7 +572,9 @@ class Sam3Session(Session):
         text = self._text
         assert text is not None
         with backend.autocast():
-            self._sid = backend.predictor.handle_request({"type": "start_session", "resource_path": resource})["session_id"]
+            self._sid = backend.predictor.handle_request(
+                {"type": "start_session", "resource_path": resource}
+            )["session_id"]
             out = backend.predictor.handle_request(
                 {"type": "add_prompt", "session_id": self._sid, "frame_index": text.frame, "text": text.text}
             )["outputs"]
@@ -553,8 +600,14 @@ class Sam3Session(Session):
                     next_id += 1
                 pts, labels = self._rel_points(p)
                 backend.predictor.handle_request(
-                    {"type": "add_prompt", "session_id": self._sid, "frame_index": int(p.frame),
-                     "points": pts, "point_labels": labels, "obj_id": int(bid)}
+                    {
+                        "type": "add_prompt",
+                        "session_id": self._sid,
+                        "frame_index": int(p.frame),
+                        "points": pts,
+                        "point_labels": labels,
+                        "obj_id": int(bid),
+                    }
                 )
 
     def _assign(self, outputs: dict) -> None:
@@ -620,7 +673,9 @@ class Sam3Session(Session):
         with self.backend.autocast():
             for names in by_frames.values():
                 state = tracker.init_state(
-                    video_height=self.video.height, video_width=self.video.width, num_frames=self.video.num_frames,
+                    video_height=self.video.height,
+                    video_width=self.video.width,
+                    num_frames=self.video.num_frames,
                     cached_features=_TrackerFeatures(self.backend, self.seq),
                 )
                 self._apply_points(state, [p for p in self._prompts if p.object in names])
@@ -637,14 +692,23 @@ class Sam3Session(Session):
             if p.mask is not None:
                 mask = np.asarray(p.mask, bool)
                 if mask.shape != (h, w):
-                    raise BackendError(f"mask of {p.object!r} on frame {p.frame} has shape {mask.shape}, video is {h}x{w}", field="mask")
+                    raise BackendError(
+                        f"mask of {p.object!r} on frame {p.frame} has shape {mask.shape}, video is {h}x{w}",
+                        field="mask",
+                    )
                 tracker.add_new_mask(state, frame_idx=int(p.frame), obj_id=oid, mask=torch.from_numpy(mask))
-            acc = clicks.setdefault((oid, int(p.frame)), [np.zeros((0, 2), np.float32), np.zeros(0, np.int32), None, p.mask is not None])
+            acc = clicks.setdefault(
+                (oid, int(p.frame)),
+                [np.zeros((0, 2), np.float32), np.zeros(0, np.int32), None, p.mask is not None],
+            )
             acc[0] = np.concatenate([acc[0], np.asarray(p.points, np.float32).reshape(-1, 2)])
             acc[1] = np.concatenate([acc[1], np.asarray(p.labels, np.int32).reshape(-1)])
             boxes = np.asarray(p.boxes, np.float32).reshape(-1, 4)
             if len(boxes) > 1 or (len(boxes) and acc[2] is not None):
-                raise BackendError(f"sam3 takes one box per object and frame; {p.object!r} has more on frame {p.frame}", field="boxes")
+                raise BackendError(
+                    f"sam3 takes one box per object and frame; {p.object!r} has more on frame {p.frame}",
+                    field="boxes",
+                )
             if len(boxes):
                 acc[2] = boxes[0]
             acc[3] = acc[3] or p.mask is not None
@@ -653,13 +717,19 @@ class Sam3Session(Session):
             if len(pts) == 0 and box is None:
                 continue
             if has_mask and box is not None:
-                raise BackendError(f"sam3 cannot combine a box and a mask for one object on frame {frame}", field="boxes")
+                raise BackendError(
+                    f"sam3 cannot combine a box and a mask for one object on frame {frame}", field="boxes"
+                )
             rel_box = None if box is None else torch.from_numpy((box.reshape(2, 2) / scale).reshape(4))
             tracker.add_new_points_or_box(
-                inference_state=state, frame_idx=frame, obj_id=oid,
+                inference_state=state,
+                frame_idx=frame,
+                obj_id=oid,
                 points=torch.from_numpy(pts / scale) if len(pts) else None,
                 labels=torch.from_numpy(labels) if len(pts) else None,
-                clear_old_points=not has_mask, rel_coordinates=True, box=rel_box,
+                clear_old_points=not has_mask,
+                rel_coordinates=True,
+                box=rel_box,
             )
 
     def _propagate_points(self, start: int, reverse: bool) -> Iterator[tuple[int, FrameMasks]]:
@@ -669,7 +739,13 @@ class Sam3Session(Session):
         order = range(start, -1, -1) if reverse else range(start, n)
         backend.frames.prefetch(self.video, backend.image_size, order)
         gens = [
-            tracker.propagate_in_video(state, start_frame_idx=start, max_frame_num_to_track=n, reverse=reverse, propagate_preflight=True)
+            tracker.propagate_in_video(
+                state,
+                start_frame_idx=start,
+                max_frame_num_to_track=n,
+                reverse=reverse,
+                propagate_preflight=True,
+            )
             for _, state in self._groups
         ]
         try:

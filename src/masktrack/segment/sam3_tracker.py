@@ -54,7 +54,9 @@ def _flags(scores: list, threshold: float) -> list[bool]:
     return [s._masktrack_valid for s in scores]
 
 
-def frame_filter(self: Any, output_dict: dict, track_in_reverse: bool, frame_idx: int, num_frames: int, r: int) -> list[int]:
+def frame_filter(
+    self: Any, output_dict: dict, track_in_reverse: bool, frame_idx: int, num_frames: int, r: int
+) -> list[int]:
     """The tracker's memory-frame selection with one host sync per call (at most), same frames chosen."""
     if (frame_idx == 0 and not track_in_reverse) or (frame_idx == num_frames - 1 and track_in_reverse):
         return []
@@ -84,7 +86,11 @@ def frame_filter(self: Any, output_dict: dict, track_in_reverse: bool, frame_idx
 
 
 def install_frame_filter(tracker: Any) -> bool:
-    if not (hasattr(tracker, "frame_filter") and hasattr(tracker, "mf_threshold") and hasattr(tracker, "max_obj_ptrs_in_encoder")):
+    if not (
+        hasattr(tracker, "frame_filter")
+        and hasattr(tracker, "mf_threshold")
+        and hasattr(tracker, "max_obj_ptrs_in_encoder")
+    ):
         return False
     tracker.frame_filter = MethodType(frame_filter, tracker)
     return True
@@ -139,7 +145,15 @@ def _layers_ok(encoder: Any) -> bool:
     )
 
 
-def memory_attention(encoder: Any, output: Any, first_sa_done: bool, prompt: Any, src_pos: Any, prompt_pos: Any, num_obj_ptr_tokens: int) -> Any:
+def memory_attention(
+    encoder: Any,
+    output: Any,
+    first_sa_done: bool,
+    prompt: Any,
+    src_pos: Any,
+    prompt_pos: Any,
+    num_obj_ptr_tokens: int,
+) -> Any:
     """The encoder's layers on batch-first tensors; the first self-attention skipped when already applied."""
     for i, layer in enumerate(encoder.layers):
         if i > 0 or not first_sa_done:
@@ -171,24 +185,43 @@ def install_shared_first_self_attention(
     first = encoder.layers[0]
 
     def forward(
-        src: Any, prompt: Any, src_mask: Any = None, prompt_mask: Any = None, src_key_padding_mask: Any = None,
-        prompt_key_padding_mask: Any = None, src_pos: Any = None, prompt_pos: Any = None, feat_sizes: Any = None,
+        src: Any,
+        prompt: Any,
+        src_mask: Any = None,
+        prompt_mask: Any = None,
+        src_key_padding_mask: Any = None,
+        prompt_key_padding_mask: Any = None,
+        src_pos: Any = None,
+        prompt_pos: Any = None,
+        feat_sizes: Any = None,
         num_obj_ptr_tokens: int = 0,
     ) -> dict:
         s = src[0] if isinstance(src, list) and len(src) == 1 else src
         pos = src_pos[0] if isinstance(src_pos, list) and len(src_pos) == 1 else src_pos
         key = None
         if (
-            not encoder.training and src_mask is None and prompt_mask is None and pos is not None
-            and getattr(s, "dim", lambda: 0)() == 3 and (s.shape[1] == 1 or s.stride(1) == 0)
-            and pos.shape == s.shape and (pos.shape[1] == 1 or pos.stride(1) == 0)
+            not encoder.training
+            and src_mask is None
+            and prompt_mask is None
+            and pos is not None
+            and getattr(s, "dim", lambda: 0)() == 3
+            and (s.shape[1] == 1 or s.stride(1) == 0)
+            and pos.shape == s.shape
+            and (pos.shape[1] == 1 or pos.stride(1) == 0)
         ):
             key = frame_of(s)
         if key is None:
             return original(
-                src, prompt, src_mask=src_mask, prompt_mask=prompt_mask, src_key_padding_mask=src_key_padding_mask,
-                prompt_key_padding_mask=prompt_key_padding_mask, src_pos=src_pos, prompt_pos=prompt_pos,
-                feat_sizes=feat_sizes, num_obj_ptr_tokens=num_obj_ptr_tokens,
+                src,
+                prompt,
+                src_mask=src_mask,
+                prompt_mask=prompt_mask,
+                src_key_padding_mask=src_key_padding_mask,
+                prompt_key_padding_mask=prompt_key_padding_mask,
+                src_pos=src_pos,
+                prompt_pos=prompt_pos,
+                feat_sizes=feat_sizes,
+                num_obj_ptr_tokens=num_obj_ptr_tokens,
             )
         batch = s.shape[1]
         pos_bf = pos.transpose(0, 1)  # (B, HW, C), rows identical
@@ -200,9 +233,23 @@ def install_shared_first_self_attention(
             return first._forward_sa(x.transpose(0, 1), pos_bf[:1])
 
         sa = cache.get_or_compute(key, first_sa)
-        out = run(encoder, sa.expand(batch, -1, -1), True, prompt.transpose(0, 1), pos_bf, prompt_pos.transpose(0, 1), num_obj_ptr_tokens)
-        key_padding = src_key_padding_mask[0] if isinstance(src_key_padding_mask, list) else src_key_padding_mask
-        return {"memory": out.transpose(0, 1), "pos_embed": pos_bf.transpose(0, 1), "padding_mask": key_padding}
+        out = run(
+            encoder,
+            sa.expand(batch, -1, -1),
+            True,
+            prompt.transpose(0, 1),
+            pos_bf,
+            prompt_pos.transpose(0, 1),
+            num_obj_ptr_tokens,
+        )
+        key_padding = (
+            src_key_padding_mask[0] if isinstance(src_key_padding_mask, list) else src_key_padding_mask
+        )
+        return {
+            "memory": out.transpose(0, 1),
+            "pos_embed": pos_bf.transpose(0, 1),
+            "padding_mask": key_padding,
+        }
 
     encoder.forward = forward
     return True
@@ -233,7 +280,12 @@ class ServedFeatures:
             return None
         key, feature = hit
         _, c, h, w = feature.shape
-        if src.shape[0] != h * w or src.shape[2] != c or src.dtype != feature.dtype or src.device != feature.device:
+        if (
+            src.shape[0] != h * w
+            or src.shape[2] != c
+            or src.dtype != feature.dtype
+            or src.device != feature.device
+        ):
             return None
         return key
 
@@ -252,9 +304,13 @@ def compile_memory_attention(fn: Callable) -> Callable:
         if not state["failed"]:
             try:
                 return compiled(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - an opt-in speed-up must not break a session
+            except Exception as e:
                 state["failed"] = True
-                log.warning("sam3: torch.compile of memory attention failed (%s: %s); running eagerly", type(e).__name__, e)
+                log.warning(
+                    "sam3: torch.compile of memory attention failed (%s: %s); running eagerly",
+                    type(e).__name__,
+                    e,
+                )
         return fn(*args, **kwargs)
 
     return run

@@ -5,6 +5,22 @@ with a two-finger gripper pushing a box, seen by up to 4 RGB-D cameras, and
 writes frame folders, a masktrack scene, GT instance masks and GT 3D tracks.
 """
 
-from masktrack.synth.generate import GTTracks, SynthConfig, SynthRender, SynthScene, generate, load_gt_tracks, render_scene
+from masktrack.synth.generate import (
+    GTTracks,
+    SynthConfig,
+    SynthRender,
+    SynthScene,
+    generate,
+    load_gt_tracks,
+    render_scene,
+)
 
-__all__ = ["GTTracks", "SynthConfig", "SynthRender", "SynthScene", "generate", "load_gt_tracks", "render_scene"]
+__all__ = [
+    "GTTracks",
+    "SynthConfig",
+    "SynthRender",
+    "SynthScene",
+    "generate",
+    "load_gt_tracks",
+    "render_scene",
+]

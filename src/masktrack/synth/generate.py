@@ -27,12 +27,25 @@ import numpy as np
 
 from masktrack.io.atomic import atomic_path, atomic_write_json, hash_json
 from masktrack.synth import render as R
-from masktrack.synth.scene import BOX, ArmGeometry, Camera, Primitive, build_primitives, make_cameras, plan_trajectory
+from masktrack.synth.scene import (
+    BOX,
+    ArmGeometry,
+    Camera,
+    Primitive,
+    build_primitives,
+    make_cameras,
+    plan_trajectory,
+)
 
 GENERATOR_VERSION = 1
 
 INSTANCE_IDS = {"gt_arm": 1, "gt_gripper": 2, "gt_object": 3, "gt_arm_only": 4}
-INSTANCE_COLORS = {"gt_arm": (230, 25, 75), "gt_gripper": (255, 225, 25), "gt_object": (60, 180, 75), "gt_arm_only": (0, 130, 200)}
+INSTANCE_COLORS = {
+    "gt_arm": (230, 25, 75),
+    "gt_gripper": (255, 225, 25),
+    "gt_object": (60, 180, 75),
+    "gt_arm_only": (0, 130, 200),
+}
 LINK_NAMES = ["base", "turret", "upper_arm", "forearm", "wrist", "palm", "finger_left", "finger_right"]
 # GT surface points: instance -> primitive instance labels they are sampled on
 TRACKED = {"arm": ("arm", "gripper"), "gripper": ("gripper",), "object": ("object",), "arm_only": ("arm",)}
@@ -171,7 +184,9 @@ def _sample_surface(prim: Primitive, n: int, rng: np.random.Generator) -> np.nda
     return p
 
 
-def _gt_tracks(prims: list[Primitive], cams: list[Camera], cfg: SynthConfig, rng: np.random.Generator) -> dict[str, GTTracks]:
+def _gt_tracks(
+    prims: list[Primitive], cams: list[Camera], cfg: SynthConfig, rng: np.random.Generator
+) -> dict[str, GTTracks]:
     """Surface points per tracked instance, their world paths and per-camera visibility.
 
     Visibility is decided by casting the exact ray camera -> point against every
@@ -200,11 +215,23 @@ def _gt_tracks(prims: list[Primitive], cams: list[Camera], cfg: SynthConfig, rng
         for c, cam in enumerate(cams):
             for t in range(t_count):
                 uv, z = cam.project(pts[t])
-                inside = (z > 1e-3) & (uv[:, 0] >= -0.5) & (uv[:, 0] <= cfg.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= cfg.height - 0.5)
+                inside = (
+                    (z > 1e-3)
+                    & (uv[:, 0] >= -0.5)
+                    & (uv[:, 0] <= cfg.width - 0.5)
+                    & (uv[:, 1] >= -0.5)
+                    & (uv[:, 1] <= cfg.height - 0.5)
+                )
                 dirs = (pts[t] - cam.center) / np.where(z > 1e-6, z, 1.0)[:, None]
                 hit = R.first_hit(prims, t, cam.center, dirs)
                 vis[c, t] = inside & (hit >= z - 2e-4)
-        out[name] = GTTracks(name=name, points=pts.astype(np.float32), visibility=vis, prim=prim, local=local.astype(np.float32))
+        out[name] = GTTracks(
+            name=name,
+            points=pts.astype(np.float32),
+            visibility=vis,
+            prim=prim,
+            local=local.astype(np.float32),
+        )
     return out
 
 
@@ -233,7 +260,17 @@ def render_scene(cfg: SynthConfig) -> SynthRender:
             depths[c, t] = depth
             ids[c, t] = pid
     tracks = _gt_tracks(prims, cams, cfg, np.random.default_rng([cfg.seed, 2]))
-    return SynthRender(config=cfg, cameras=cams, prims=prims, rgbs=rgbs, depths=depths, ids=ids, tracks=tracks, joints=traj.joints, tip=traj.tip)
+    return SynthRender(
+        config=cfg,
+        cameras=cams,
+        prims=prims,
+        rgbs=rgbs,
+        depths=depths,
+        ids=ids,
+        tracks=tracks,
+        joints=traj.joints,
+        tip=traj.tip,
+    )
 
 
 # ---------------------------------------------------------------- files
@@ -253,7 +290,10 @@ def load_gt_tracks(path: str | Path) -> dict[str, GTTracks]:
     """GT surface tracks by instance name (``arm``, ``gripper``, ``object``, ``arm_only``)."""
     with np.load(path, allow_pickle=False) as z:
         names = [str(n) for n in z["names"]]
-        return {n: GTTracks(n, z[f"{n}.points"], z[f"{n}.visibility"], z[f"{n}.prim"], z[f"{n}.local"]) for n in names}
+        return {
+            n: GTTracks(n, z[f"{n}.points"], z[f"{n}.visibility"], z[f"{n}.prim"], z[f"{n}.local"])
+            for n in names
+        }
 
 
 def _write_frames(r: SynthRender, root: Path) -> None:
@@ -285,22 +325,48 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, force: bool = False) -> S
 
     root = Path(out_dir)
     man = read_manifest(root)
-    if not force and man is not None and man.get("key") == cfg.key() and (root / "scene" / "scene.json").exists() and (root / "gt" / "tracks.npz").exists():
-        return SynthScene(root=root, config=cfg, camera_ids=list(man["camera_ids"]), reused=True, instances=list(man.get("instances", [])))
+    if (
+        not force
+        and man is not None
+        and man.get("key") == cfg.key()
+        and (root / "scene" / "scene.json").exists()
+        and (root / "gt" / "tracks.npz").exists()
+    ):
+        return SynthScene(
+            root=root,
+            config=cfg,
+            camera_ids=list(man["camera_ids"]),
+            reused=True,
+            instances=list(man.get("instances", [])),
+        )
     (root / "synth.json").unlink(missing_ok=True)
     for sub in ("frames", "scene", "gt"):
         if (root / sub).exists():
             shutil.rmtree(root / sub)
     r = render_scene(cfg)
     _write_frames(r, root)
-    scene = Scene(rgbs=r.rgbs, depths=r.depths, intrs=r.intrs(), extrs=r.extrs(), camera_ids=r.camera_ids, fps=cfg.fps,
-                  meta={"source": "masktrack.synth", "synth_key": cfg.key()})
+    scene = Scene(
+        rgbs=r.rgbs,
+        depths=r.depths,
+        intrs=r.intrs(),
+        extrs=r.extrs(),
+        camera_ids=r.camera_ids,
+        fps=cfg.fps,
+        meta={"source": "masktrack.synth", "synth_key": cfg.key()},
+    )
     save_scene(scene, root / "scene")
     names = []
     for i, (name, m) in enumerate(r.masks().items()):
         iid = INSTANCE_IDS.get(name, 10 + i)
         color = INSTANCE_COLORS.get(name, _link_color(i))
-        save_instance(root / "scene", name, m, id=iid, color=color, source={"kind": "ground_truth", "generator": "masktrack.synth"})
+        save_instance(
+            root / "scene",
+            name,
+            m,
+            id=iid,
+            color=color,
+            source={"kind": "ground_truth", "generator": "masktrack.synth"},
+        )
         names.append(name)
     (root / "gt").mkdir(parents=True, exist_ok=True)
     save_gt_tracks(r.tracks, root / "gt" / "tracks.npz")
@@ -308,15 +374,44 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, force: bool = False) -> S
     obj = next(i for i, p in enumerate(r.prims) if p.instance == "object")
     with atomic_path(root / "gt" / "kinematics.npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, joints=r.joints.astype(np.float32), tip=r.tip.astype(np.float32), object_pose=poses[:, obj], prim_poses=poses)
-    atomic_write_json(root / "gt" / "kinematics.json", {
-        "joints": ["yaw", "shoulder_pitch", "elbow_pitch", "grip_half_opening"],
-        "geometry": asdict(ArmGeometry()),
-        "primitives": [{"name": p.name, "kind": "box" if p.kind == BOX else "cylinder", "half": list(p.half), "instance": p.instance, "link": p.link} for p in r.prims],
-        "cameras": [{"id": c.id, "K": c.K.tolist(), "R": c.R.tolist(), "t": c.t.tolist()} for c in r.cameras],
-    })
-    atomic_write_json(root / "synth.json", {"format": "masktrack.synth", "version": GENERATOR_VERSION, "key": cfg.key(), "config": cfg.to_dict(),
-                                             "camera_ids": r.camera_ids, "instances": names})
+            np.savez(
+                f,
+                joints=r.joints.astype(np.float32),
+                tip=r.tip.astype(np.float32),
+                object_pose=poses[:, obj],
+                prim_poses=poses,
+            )
+    atomic_write_json(
+        root / "gt" / "kinematics.json",
+        {
+            "joints": ["yaw", "shoulder_pitch", "elbow_pitch", "grip_half_opening"],
+            "geometry": asdict(ArmGeometry()),
+            "primitives": [
+                {
+                    "name": p.name,
+                    "kind": "box" if p.kind == BOX else "cylinder",
+                    "half": list(p.half),
+                    "instance": p.instance,
+                    "link": p.link,
+                }
+                for p in r.prims
+            ],
+            "cameras": [
+                {"id": c.id, "K": c.K.tolist(), "R": c.R.tolist(), "t": c.t.tolist()} for c in r.cameras
+            ],
+        },
+    )
+    atomic_write_json(
+        root / "synth.json",
+        {
+            "format": "masktrack.synth",
+            "version": GENERATOR_VERSION,
+            "key": cfg.key(),
+            "config": cfg.to_dict(),
+            "camera_ids": r.camera_ids,
+            "instances": names,
+        },
+    )
     return SynthScene(root=root, config=cfg, camera_ids=r.camera_ids, reused=False, instances=names)
 
 

@@ -87,7 +87,10 @@ def texture(mat: Material, p: np.ndarray) -> np.ndarray:
     n2 = s[:, half:].sum(1) / np.sqrt((k - half) / 2)
     n1 = np.tanh(0.8 * n1)
     n2 = np.tanh(0.8 * n2)
-    col = np.asarray(mat.base)[None] * (1 + mat.contrast * n1[:, None]) + np.asarray(mat.tint)[None] * n2[:, None]
+    col = (
+        np.asarray(mat.base)[None] * (1 + mat.contrast * n1[:, None])
+        + np.asarray(mat.tint)[None] * n2[:, None]
+    )
     if mat.checker > 0:
         chk = np.floor(p / mat.checker).sum(1) % 2
         col = col * (1 + mat.checker_contrast * (2 * chk[:, None] - 1))
@@ -102,9 +105,13 @@ def pixel_rays(cam: Camera, height: int, width: int) -> np.ndarray:
     return d_cam @ cam.R  # R^T d
 
 
-def _sphere_bbox(prim: Primitive, frame: int, cam: Camera, height: int, width: int) -> tuple[int, int, int, int] | None:
+def _sphere_bbox(
+    prim: Primitive, frame: int, cam: Camera, height: int, width: int
+) -> tuple[int, int, int, int] | None:
     """Pixel box (v0, v1, u0, u1) covering the primitive's bounding sphere; None if it is behind or outside."""
-    rad = float(np.linalg.norm(prim.half)) if prim.kind == BOX else float(np.hypot(prim.half[0], prim.half[2]))
+    rad = (
+        float(np.linalg.norm(prim.half)) if prim.kind == BOX else float(np.hypot(prim.half[0], prim.half[2]))
+    )
     c = cam.R @ prim.poses[frame][:3, 3] + cam.t
     if c[2] + rad <= 0:
         return None
@@ -138,7 +145,9 @@ class ViewRenderer:
         self.dynamic = [i for i in range(len(prims)) if i not in self.static]
         self._bg = self._layer(self.static, 0, None)
 
-    def _layer(self, which: list[int], frame: int, base: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _layer(
+        self, which: list[int], frame: int, base: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         h, w, origin = self.h, self.w, self.cam.center
         if base is None:
             depth = np.full((h, w), np.inf)
@@ -182,7 +191,9 @@ class ViewRenderer:
         return np.clip(rgb, 0, 1), depth, ids
 
 
-def render_view(prims: list[Primitive], frame: int, cam: Camera, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_view(
+    prims: list[Primitive], frame: int, cam: Camera, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one camera at one frame (see :meth:`ViewRenderer.render`)."""
     return ViewRenderer(prims, cam, height, width).render(frame)
 

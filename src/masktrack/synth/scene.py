@@ -93,7 +93,9 @@ class Trajectory:
     elbow: np.ndarray  # [T, 3]
     wrist: np.ndarray  # [T, 3]
     object_center: np.ndarray  # [T, 3]
-    joints: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [T, 4] yaw, shoulder pitch, elbow pitch, grip
+    joints: np.ndarray = field(
+        default_factory=lambda: np.zeros(0)
+    )  # [T, 4] yaw, shoulder pitch, elbow pitch, grip
 
 
 def min_jerk(s: np.ndarray) -> np.ndarray:
@@ -160,7 +162,16 @@ def plan_trajectory(num_frames: int, geo: ArmGeometry, rng: np.random.Generator)
     phi1 = np.arctan2(ez_, er_)
     phi2 = np.arctan2(pz - ez_, pr - er_)
     joints = np.stack([yaw, phi1, phi2 - phi1, grip], -1)
-    return Trajectory(yaw=yaw, tip=tip, grip=grip, shoulder=shoulder, elbow=elbow, wrist=wrist, object_center=obj_c, joints=joints)
+    return Trajectory(
+        yaw=yaw,
+        tip=tip,
+        grip=grip,
+        shoulder=shoulder,
+        elbow=elbow,
+        wrist=wrist,
+        object_center=obj_c,
+        joints=joints,
+    )
 
 
 def _pose(rot: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -178,16 +189,31 @@ def _frame(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.stack([x, y, np.cross(x, y)], -1)
 
 
-def _random_material(rng: np.random.Generator, base: tuple[float, float, float], *, tint: tuple[float, float, float] | None = None,
-                     wavelengths: tuple[float, float] = (0.015, 0.06), k: int = 10, contrast: float = 0.35,
-                     checker: float = 0.0, checker_contrast: float = 0.0) -> Material:
+def _random_material(
+    rng: np.random.Generator,
+    base: tuple[float, float, float],
+    *,
+    tint: tuple[float, float, float] | None = None,
+    wavelengths: tuple[float, float] = (0.015, 0.06),
+    k: int = 10,
+    contrast: float = 0.35,
+    checker: float = 0.0,
+    checker_contrast: float = 0.0,
+) -> Material:
     dirs = rng.normal(size=(k, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     lam = np.exp(rng.uniform(np.log(wavelengths[0]), np.log(wavelengths[1]), k))
     waves = np.concatenate([dirs, (2 * np.pi / lam)[:, None], rng.uniform(0, 2 * np.pi, (k, 1))], 1)
     if tint is None:
         tint = tuple(float(v) for v in rng.uniform(-0.15, 0.15, 3))  # type: ignore[assignment]
-    return Material(base=base, tint=tint, waves=waves, contrast=contrast, checker=checker, checker_contrast=checker_contrast)  # type: ignore[arg-type]
+    return Material(
+        base=base,
+        tint=tint,
+        waves=waves,
+        contrast=contrast,
+        checker=checker,
+        checker_contrast=checker_contrast,
+    )  # type: ignore[arg-type]
 
 
 def build_primitives(traj: Trajectory, geo: ArmGeometry, rng: np.random.Generator) -> list[Primitive]:
@@ -198,58 +224,202 @@ def build_primitives(traj: Trajectory, geo: ArmGeometry, rng: np.random.Generato
     er = np.stack([np.cos(traj.yaw), np.sin(traj.yaw), np.zeros(t)], -1)
     et = np.stack([-np.sin(traj.yaw), np.cos(traj.yaw), np.zeros(t)], -1)
 
-    wood = _random_material(rng, (0.55, 0.38, 0.22), tint=(0.08, 0.04, -0.02), wavelengths=(0.02, 0.12), contrast=0.3, checker=0.05, checker_contrast=0.06)
-    floor = _random_material(rng, (0.24, 0.21, 0.19), wavelengths=(0.05, 0.4), contrast=0.3, checker=0.25, checker_contrast=0.12)
+    wood = _random_material(
+        rng,
+        (0.55, 0.38, 0.22),
+        tint=(0.08, 0.04, -0.02),
+        wavelengths=(0.02, 0.12),
+        contrast=0.3,
+        checker=0.05,
+        checker_contrast=0.06,
+    )
+    floor = _random_material(
+        rng, (0.24, 0.21, 0.19), wavelengths=(0.05, 0.4), contrast=0.3, checker=0.25, checker_contrast=0.12
+    )
     wall = _random_material(rng, (0.34, 0.42, 0.36), wavelengths=(0.1, 0.6), contrast=0.2)
-    arm_white = _random_material(rng, (0.86, 0.86, 0.88), tint=(-0.05, 0.0, 0.06), wavelengths=(0.02, 0.07), contrast=0.28, checker=0.035, checker_contrast=0.08)
+    arm_white = _random_material(
+        rng,
+        (0.86, 0.86, 0.88),
+        tint=(-0.05, 0.0, 0.06),
+        wavelengths=(0.02, 0.07),
+        contrast=0.28,
+        checker=0.035,
+        checker_contrast=0.08,
+    )
     joint_mat = _random_material(rng, (0.72, 0.74, 0.80), wavelengths=(0.018, 0.05), contrast=0.28)
-    base_mat = _random_material(rng, (0.78, 0.78, 0.80), wavelengths=(0.02, 0.06), contrast=0.25, checker=0.035, checker_contrast=0.06)
-    dark = _random_material(rng, (0.16, 0.16, 0.19), tint=(0.08, 0.08, 0.12), wavelengths=(0.018, 0.05), contrast=0.55, checker=0.022, checker_contrast=0.25)
-    obj_mat = _random_material(rng, (0.20, 0.68, 0.38), tint=(0.12, 0.08, -0.08), wavelengths=(0.018, 0.05), contrast=0.3, checker=0.025, checker_contrast=0.12)
+    base_mat = _random_material(
+        rng, (0.78, 0.78, 0.80), wavelengths=(0.02, 0.06), contrast=0.25, checker=0.035, checker_contrast=0.06
+    )
+    dark = _random_material(
+        rng,
+        (0.16, 0.16, 0.19),
+        tint=(0.08, 0.08, 0.12),
+        wavelengths=(0.018, 0.05),
+        contrast=0.55,
+        checker=0.022,
+        checker_contrast=0.25,
+    )
+    obj_mat = _random_material(
+        rng,
+        (0.20, 0.68, 0.38),
+        tint=(0.12, 0.08, -0.08),
+        wavelengths=(0.018, 0.05),
+        contrast=0.3,
+        checker=0.025,
+        checker_contrast=0.12,
+    )
 
-    def seg(a: np.ndarray, b: np.ndarray, width: float, depth: float, name: str, mat: Material, inst: str = "arm", extra: float = 0.0) -> Primitive:
+    def seg(
+        a: np.ndarray,
+        b: np.ndarray,
+        width: float,
+        depth: float,
+        name: str,
+        mat: Material,
+        inst: str = "arm",
+        extra: float = 0.0,
+    ) -> Primitive:
         """A box from point a to b (per frame), its local y along the pitch axis et."""
         v = b - a
         length = np.linalg.norm(v, axis=1)
         x = v / length[:, None]
         rot = _frame(x, et)
-        return Primitive(name, BOX, (float(length[0] / 2 + extra), width / 2, depth / 2), inst, name, mat, _pose(rot, (a + b) / 2))
+        return Primitive(
+            name,
+            BOX,
+            (float(length[0] / 2 + extra), width / 2, depth / 2),
+            inst,
+            name,
+            mat,
+            _pose(rot, (a + b) / 2),
+        )
 
     prims: list[Primitive] = []
     # environment
-    prims.append(Primitive("table", BOX, (0.65, 0.62, 0.02), "table", "table", wood, _pose(eye, np.tile([0.30, 0.0, -0.02], (t, 1)))))
-    prims.append(Primitive("floor", BOX, (4.0, 4.0, 0.02), "floor", "floor", floor, _pose(eye, np.tile([0.3, 0.0, -0.77], (t, 1)))))
+    prims.append(
+        Primitive(
+            "table",
+            BOX,
+            (0.65, 0.62, 0.02),
+            "table",
+            "table",
+            wood,
+            _pose(eye, np.tile([0.30, 0.0, -0.02], (t, 1))),
+        )
+    )
+    prims.append(
+        Primitive(
+            "floor",
+            BOX,
+            (4.0, 4.0, 0.02),
+            "floor",
+            "floor",
+            floor,
+            _pose(eye, np.tile([0.3, 0.0, -0.77], (t, 1))),
+        )
+    )
     # the room's walls, so no pixel lacks depth
-    for k, (c, h) in enumerate([((2.9, 0, 0.5), (0.02, 3.0, 1.3)), ((-2.3, 0, 0.5), (0.02, 3.0, 1.3)), ((0.3, 2.6, 0.5), (3.0, 0.02, 1.3)), ((0.3, -2.6, 0.5), (3.0, 0.02, 1.3))]):
+    for k, (c, h) in enumerate(
+        [
+            ((2.9, 0, 0.5), (0.02, 3.0, 1.3)),
+            ((-2.3, 0, 0.5), (0.02, 3.0, 1.3)),
+            ((0.3, 2.6, 0.5), (3.0, 0.02, 1.3)),
+            ((0.3, -2.6, 0.5), (3.0, 0.02, 1.3)),
+        ]
+    ):
         prims.append(Primitive(f"wall{k}", BOX, h, "room", "room", wall, _pose(eye, np.tile(c, (t, 1)))))
     # static base, turning turret
-    prims.append(Primitive("base", CYLINDER, (geo.base_radius, geo.base_radius, geo.base_height / 2), "arm", "base", base_mat,
-                           _pose(eye, np.tile([0, 0, geo.base_height / 2], (t, 1)))))
+    prims.append(
+        Primitive(
+            "base",
+            CYLINDER,
+            (geo.base_radius, geo.base_radius, geo.base_height / 2),
+            "arm",
+            "base",
+            base_mat,
+            _pose(eye, np.tile([0, 0, geo.base_height / 2], (t, 1))),
+        )
+    )
     turret_h = geo.shoulder_height - geo.base_height
-    prims.append(Primitive("turret", CYLINDER, (geo.turret_radius, geo.turret_radius, turret_h / 2), "arm", "turret", arm_white,
-                           _pose(_frame(er, et), np.tile([0, 0, geo.base_height + turret_h / 2], (t, 1)))))
+    prims.append(
+        Primitive(
+            "turret",
+            CYLINDER,
+            (geo.turret_radius, geo.turret_radius, turret_h / 2),
+            "arm",
+            "turret",
+            arm_white,
+            _pose(_frame(er, et), np.tile([0, 0, geo.base_height + turret_h / 2], (t, 1))),
+        )
+    )
     # joints: cylinders along the pitch axis
     jrot = _frame(er, up)  # local z = er x up = -et (axis along the pitch axis)
-    prims.append(Primitive("shoulder", CYLINDER, (0.052, 0.052, 0.07), "arm", "upper_arm", joint_mat, _pose(jrot, traj.shoulder)))
-    prims.append(Primitive("elbow", CYLINDER, (0.046, 0.046, 0.06), "arm", "forearm", joint_mat, _pose(jrot, traj.elbow)))
-    prims.append(Primitive("wrist_joint", CYLINDER, (0.036, 0.036, 0.045), "arm", "wrist", joint_mat, _pose(jrot, traj.wrist)))
+    prims.append(
+        Primitive(
+            "shoulder",
+            CYLINDER,
+            (0.052, 0.052, 0.07),
+            "arm",
+            "upper_arm",
+            joint_mat,
+            _pose(jrot, traj.shoulder),
+        )
+    )
+    prims.append(
+        Primitive(
+            "elbow", CYLINDER, (0.046, 0.046, 0.06), "arm", "forearm", joint_mat, _pose(jrot, traj.elbow)
+        )
+    )
+    prims.append(
+        Primitive(
+            "wrist_joint", CYLINDER, (0.036, 0.036, 0.045), "arm", "wrist", joint_mat, _pose(jrot, traj.wrist)
+        )
+    )
     # links
-    prims.append(seg(traj.shoulder, traj.elbow, geo.upper_width, geo.upper_width * 0.9, "upper_arm", arm_white))
+    prims.append(
+        seg(traj.shoulder, traj.elbow, geo.upper_width, geo.upper_width * 0.9, "upper_arm", arm_white)
+    )
     prims.append(seg(traj.elbow, traj.wrist, geo.fore_width, geo.fore_width * 0.9, "forearm", arm_white))
     palm_top = traj.wrist - up * geo.wrist_len
     prims.append(seg(traj.wrist, palm_top, geo.wrist_width, geo.wrist_width, "wrist", arm_white, extra=0.0))
     # gripper: palm + two fingers, local x = er, y = et, z = up
     grot = _frame(er, et)
     palm_c = palm_top - up * (geo.palm_h / 2)
-    prims.append(Primitive("palm", BOX, (geo.palm_depth / 2, geo.palm_span / 2, geo.palm_h / 2), "gripper", "palm", dark, _pose(grot, palm_c)))
+    prims.append(
+        Primitive(
+            "palm",
+            BOX,
+            (geo.palm_depth / 2, geo.palm_span / 2, geo.palm_h / 2),
+            "gripper",
+            "palm",
+            dark,
+            _pose(grot, palm_c),
+        )
+    )
     fz = palm_top - up * (geo.palm_h + geo.finger_len / 2)
     for side, sgn in (("finger_left", 1.0), ("finger_right", -1.0)):
         c = fz + et * (sgn * traj.grip)[:, None]
-        prims.append(Primitive(side, BOX, (geo.finger_depth / 2, geo.finger_thick / 2, geo.finger_len / 2), "gripper", side, dark, _pose(grot, c)))
+        prims.append(
+            Primitive(
+                side,
+                BOX,
+                (geo.finger_depth / 2, geo.finger_thick / 2, geo.finger_len / 2),
+                "gripper",
+                side,
+                dark,
+                _pose(grot, c),
+            )
+        )
     # the pushed object, aligned with its push direction
     oyaw = float(np.arctan2(traj.object_center[-1, 1], traj.object_center[-1, 0]))
-    orot = np.tile(np.array([[np.cos(oyaw), -np.sin(oyaw), 0], [np.sin(oyaw), np.cos(oyaw), 0], [0, 0, 1.0]]), (t, 1, 1))
-    prims.append(Primitive("object", BOX, geo.object_half, "object", "object", obj_mat, _pose(orot, traj.object_center)))
+    orot = np.tile(
+        np.array([[np.cos(oyaw), -np.sin(oyaw), 0], [np.sin(oyaw), np.cos(oyaw), 0], [0, 0, 1.0]]), (t, 1, 1)
+    )
+    prims.append(
+        Primitive(
+            "object", BOX, geo.object_half, "object", "object", obj_mat, _pose(orot, traj.object_center)
+        )
+    )
     return prims
 
 
@@ -309,6 +479,12 @@ def make_cameras(num: int, width: int, height: int, rng: np.random.Generator) ->
         eye = np.array(pos) + rng.uniform(-0.03, 0.03, 3)
         r, t = look_at(eye, target + rng.uniform(-0.02, 0.02, 3))
         f = 0.92 * width * (1 + rng.uniform(-0.03, 0.03))
-        k = np.array([[f, 0, (width - 1) / 2 + rng.uniform(-2, 2)], [0, f * (1 + rng.uniform(-0.004, 0.004)), (height - 1) / 2 + rng.uniform(-2, 2)], [0, 0, 1.0]])
+        k = np.array(
+            [
+                [f, 0, (width - 1) / 2 + rng.uniform(-2, 2)],
+                [0, f * (1 + rng.uniform(-0.004, 0.004)), (height - 1) / 2 + rng.uniform(-2, 2)],
+                [0, 0, 1.0],
+            ]
+        )
         cams.append(Camera(id=f"cam{i}_{name}", K=k, R=r, t=t))
     return cams

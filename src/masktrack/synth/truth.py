@@ -34,8 +34,13 @@ class SceneTruth:
         with np.load(root / "gt" / "kinematics.npz", allow_pickle=False) as z:
             poses = z["prim_poses"].astype(np.float64)
         prims = meta["primitives"]
-        return cls([p["kind"] for p in prims], np.array([p["half"] for p in prims], np.float64),
-                   [p["instance"] for p in prims], [p["link"] for p in prims], poses)
+        return cls(
+            [p["kind"] for p in prims],
+            np.array([p["half"] for p in prims], np.float64),
+            [p["instance"] for p in prims],
+            [p["link"] for p in prims],
+            poses,
+        )
 
     def surface_distance(self, points: np.ndarray, frames: np.ndarray) -> np.ndarray:
         """|signed distance| [N, P] of world points (each at its own frame) to every primitive's surface."""

@@ -99,7 +99,14 @@ class Tracker(ABC):
         return {"tracker": self.name}
 
 
-def track_batched(tracker: Tracker, scene: Scene, queries: np.ndarray, *, max_points: int | None = None, instance: Any = None) -> Tracks:
+def track_batched(
+    tracker: Tracker,
+    scene: Scene,
+    queries: np.ndarray,
+    *,
+    max_points: int | None = None,
+    instance: Any = None,
+) -> Tracks:
     """Track ``queries`` in batches of at most ``max_points`` and merge the results (query order kept)."""
     q = np.asarray(queries, np.float32).reshape(-1, 4)
     size = max_points or tracker.max_points_per_batch or len(q)
@@ -114,4 +121,8 @@ def track_batched(tracker: Tracker, scene: Scene, queries: np.ndarray, *, max_po
 def empty_tracks(num_frames: int, queries: np.ndarray) -> Tracks:
     """NaN tracks, nothing visible: the starting point of every tracker's output."""
     n = len(queries)
-    return Tracks(np.full((num_frames, n, 3), np.nan, np.float32), np.zeros((num_frames, n), bool), np.asarray(queries, np.float32).reshape(-1, 4))
+    return Tracks(
+        np.full((num_frames, n, 3), np.nan, np.float32),
+        np.zeros((num_frames, n), bool),
+        np.asarray(queries, np.float32).reshape(-1, 4),
+    )

@@ -38,7 +38,9 @@ class CoTracker3Tracker(HubTracker):
         import torch
 
         model = self.model()
-        dev = next(iter(getattr(model, "parameters", lambda: iter([torch.empty(0)]))()), torch.empty(0)).device
+        dev = next(
+            iter(getattr(model, "parameters", lambda: iter([torch.empty(0)]))()), torch.empty(0)
+        ).device
         video = torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2)[None].float().to(dev)
         qs = torch.from_numpy(np.asarray(queries, np.float32))[None].to(dev)
         with torch.no_grad():
@@ -52,7 +54,9 @@ class CoTracker3Tracker(HubTracker):
     def track(self, scene: Scene, queries: np.ndarray, *, instance: Any = None) -> Tracks:
         out = track_monocular(scene, queries, self.run_2d, provenance=self.fingerprint())
         t = np.clip(np.rint(out.queries[:, 0]).astype(int), 0, scene.num_frames - 1)
-        before = np.arange(scene.num_frames)[:, None] < t[None]  # the offline model also tracks backwards: drop it
+        before = (
+            np.arange(scene.num_frames)[:, None] < t[None]
+        )  # the offline model also tracks backwards: drop it
         out.tracks[before] = np.nan
         out.visibility[before] = False
         return out

@@ -75,7 +75,9 @@ from masktrack.track.instances import Instance
 
 @dataclass(frozen=True)
 class FlowOptions:
-    method: str = "lk"  # "lk": sparse pyramidal Lucas-Kanade; "dis": dense DIS flow (cost per frame, not per point)
+    method: str = (
+        "lk"  # "lk": sparse pyramidal Lucas-Kanade; "dis": dense DIS flow (cost per frame, not per point)
+    )
     win: int = 5  # LK window (pixels, odd); small: a wide window is dominated by the silhouette and under-measures rotation
     levels: int = 3  # pyramid levels above the base
     iters: int = 10  # LK iterations per level
@@ -88,14 +90,20 @@ class FlowOptions:
     mask_dilate_px: int = 2
     mask_images: bool = True  # track on images with the background (outside the dilated mask) flattened
     mask_fill: int = 128
-    measure_cell_px: float = 1.0  # with rigidity: measure (2D-track) one point per cell of this size per camera; 0 = all
+    measure_cell_px: float = (
+        1.0  # with rigidity: measure (2D-track) one point per cell of this size per camera; 0 = all
+    )
     fuse_outlier_m: float = 0.02
     rigidity: float = 1.0  # 0 = off
     rigid_radius_m: float = 0.05  # rigid neighbourhood: Gaussian of this scale over all measurements, confidence-weighted; 0 = k nearest
     neighbours: int = 24  # (with rigid_radius_m = 0)
     rigid_iters: int = 4
-    rigid_anchors: int = 64  # fit at most this many neighbourhoods per frame; other points take their nearest anchor's motion
-    rigid_choose: int = 4  # a measured point takes the best-fitting motion of its this many nearest anchors (articulation)
+    rigid_anchors: int = (
+        64  # fit at most this many neighbourhoods per frame; other points take their nearest anchor's motion
+    )
+    rigid_choose: int = (
+        4  # a measured point takes the best-fitting motion of its this many nearest anchors (articulation)
+    )
     rigid_scale_m: float = 0.003  # Cauchy scale of the robust rigid fit: about the per-frame motion of one part relative to the next
     margin_px: float = 2.0
 
@@ -122,7 +130,12 @@ def _bbox(mask: np.ndarray, pad: int) -> tuple[int, int, int, int]:
         return (0, 0, 0, 0)
     cols = np.flatnonzero(mask.any(axis=0))
     h, w = mask.shape
-    return (max(rows[0] - pad, 0), min(rows[-1] + 1 + pad, h), max(cols[0] - pad, 0), min(cols[-1] + 1 + pad, w))
+    return (
+        max(rows[0] - pad, 0),
+        min(rows[-1] + 1 + pad, h),
+        max(cols[0] - pad, 0),
+        min(cols[-1] + 1 + pad, w),
+    )
 
 
 class _Frame:
@@ -141,13 +154,19 @@ class _Frame:
         self.depth = np.asarray(scene.depths[:, f], np.float32)  # [C, H, W]
         self.K = np.asarray(scene.intrs[:, f], np.float64)
         self.E = np.asarray(scene.extrs[:, f], np.float64)
-        self.mask = None if masks is None else [_dilate(masks[c], opts.mask_dilate_px) for c in range(scene.num_cameras)]
+        self.mask = (
+            None
+            if masks is None
+            else [_dilate(masks[c], opts.mask_dilate_px) for c in range(scene.num_cameras)]
+        )
         self.maskf = None if self.mask is None else np.stack(self.mask).astype(np.float32)
         self.flat = self.mask is not None and opts.mask_images
         h, w = scene.size
         # the LK window's reach at the coarsest level, plus the pyramid filter's
         self.pad = (opts.win // 2 + 3) * 2**opts.levels
-        self.roi = [_bbox(m, self.pad) for m in self.mask] if self.flat else [(0, h, 0, w)] * scene.num_cameras
+        self.roi = (
+            [_bbox(m, self.pad) for m in self.mask] if self.flat else [(0, h, 0, w)] * scene.num_cameras
+        )
         self._gray: dict[int, np.ndarray] = {}
         self._dense: dict[tuple[int, int], tuple[np.ndarray, int, int]] = {}
 
@@ -185,7 +204,9 @@ def _pair(a: _Frame, b: _Frame, c: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return a.canvas(c, box), b.canvas(c, box), np.array([box[2], box[0]], np.float64)
 
 
-def _sees(fr: _Frame, X: np.ndarray, opts: FlowOptions, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _sees(
+    fr: _Frame, X: np.ndarray, opts: FlowOptions, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """(seen bool [C, N], uv [C, N, 2]) of world points X in every camera at frame fr (one batched pass)."""
     uv, z = project_cameras(X, fr.K, fr.E)
     C, n = z.shape
@@ -274,8 +295,18 @@ def _rotation_from_moments(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _fit_from_covariance(H, pc, qc)
 
 
-def rigid_smooth(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, k: int, iters: int, scale: float, anchors: int = 0, *, radius: float = 0.0,
-                 choose: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def rigid_smooth(
+    X: np.ndarray,
+    Y: np.ndarray,
+    weight: np.ndarray,
+    k: int,
+    iters: int,
+    scale: float,
+    anchors: int = 0,
+    *,
+    radius: float = 0.0,
+    choose: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
     """Move each point of X [N,3] by the robust rigid fit of its neighbours' X -> Y.
 
     ``weight`` [N] is each measurement's confidence (0 = no measurement Y).
@@ -322,7 +353,15 @@ def rigid_smooth(X: np.ndarray, Y: np.ndarray, weight: np.ndarray, k: int, iters
             R, t = _rotation_from_moments(_matmul(W, Fm))
             if i + 1 < iters:
                 # |R p + t - q|^2 = |p|^2 + |q|^2 + |t|^2 - 2 t.q + 2 (R^T t).p - 2 vec(R).vec(q p^T)
-                G = np.concatenate([(t * t).sum(1)[:, None], -2 * t, 2 * np.matmul(R.transpose(0, 2, 1), t[..., None])[..., 0], -2 * R.reshape(-1, 9)], axis=1)
+                G = np.concatenate(
+                    [
+                        (t * t).sum(1)[:, None],
+                        -2 * t,
+                        2 * np.matmul(R.transpose(0, 2, 1), t[..., None])[..., 0],
+                        -2 * R.reshape(-1, 9),
+                    ],
+                    axis=1,
+                )
                 r2 = base[None] + _matmul(G, Fr.T)
                 W = K / (1.0 + np.maximum(r2, 0) / scale**2)
         t = t + o - np.matmul(R, o)  # back from centred coordinates
@@ -369,7 +408,9 @@ class FlowTracker(Tracker):
     def fingerprint(self) -> dict[str, Any]:
         return {"tracker": self.name, "version": 3, **asdict(self.options)}
 
-    def _flow(self, a: _Frame, b: _Frame, c: int, p0: np.ndarray, guess: np.ndarray, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def _flow(
+        self, a: _Frame, b: _Frame, c: int, p0: np.ndarray, guess: np.ndarray, check: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Track pixels p0 [n, 2] of camera c from frame a to b; returns (p1 [n, 2], ok [n]).
 
         ``check``: ok also requires the backward track to return within
@@ -393,9 +434,16 @@ class FlowTracker(Tracker):
             fb = np.linalg.norm(pb - p0, axis=1)
             return p1, fb <= opts.fb_max_px
         crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, opts.iters, 0.01)
-        lk = dict(winSize=(opts.win, opts.win), maxLevel=opts.levels, criteria=crit, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+        lk = dict(
+            winSize=(opts.win, opts.win),
+            maxLevel=opts.levels,
+            criteria=crit,
+            flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+        )
         q0 = (p0 - off).astype(np.float32).reshape(-1, 1, 2)
-        q1, st1, _ = cv2.calcOpticalFlowPyrLK(ga, gb, q0, (guess - off).astype(np.float32).reshape(-1, 1, 2), **lk)
+        q1, st1, _ = cv2.calcOpticalFlowPyrLK(
+            ga, gb, q0, (guess - off).astype(np.float32).reshape(-1, 1, 2), **lk
+        )
         p1 = q1.reshape(-1, 2).astype(np.float64) + off
         if not check:
             return p1, st1.ravel() == 1
@@ -403,7 +451,17 @@ class FlowTracker(Tracker):
         fb = np.linalg.norm(qb.reshape(-1, 2) - q0.reshape(-1, 2), axis=1)
         return p1, (st1.ravel() == 1) & (st2.ravel() == 1) & (fb <= opts.fb_max_px)
 
-    def _track_camera(self, c: int, cur: _Frame, nxt: _Frame, kf: list, kf_uv: np.ndarray, ids: np.ndarray, p0: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _track_camera(
+        self,
+        c: int,
+        cur: _Frame,
+        nxt: _Frame,
+        kf: list,
+        kf_uv: np.ndarray,
+        ids: np.ndarray,
+        p0: np.ndarray,
+        guess: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """2D tracks in camera c from ``cur`` to ``nxt`` of points ``ids`` (query indices) at pixels p0.
 
         Keyframe first: chained frame-to-frame flow accumulates a small bias
@@ -499,7 +557,9 @@ class FlowTracker(Tracker):
                 p1s.append(p1)
                 oks.append(ok)
             meas = np.full((C, active.size, 3), np.nan)
-            prec = np.zeros((C, active.size))  # inverse variance: (focal / depth)^2 = 1 / (metres per pixel)^2
+            prec = np.zeros(
+                (C, active.size)
+            )  # inverse variance: (focal / depth)^2 = 1 / (metres per pixel)^2
             if cams:
                 cam, idx, p1, ok = (np.concatenate(v) for v in (cams, pts, p1s, oks))
                 ok &= in_image(p1, size, opts.margin_px)
@@ -514,7 +574,17 @@ class FlowTracker(Tracker):
             fused, weight = _fuse(meas, prec, opts.fuse_outlier_m)
             has = weight > 0
             if opts.rigidity > 0:
-                rig, rok = rigid_smooth(Xa, np.where(has[:, None], fused, Xa), weight, opts.neighbours, opts.rigid_iters, opts.rigid_scale_m, opts.rigid_anchors, radius=opts.rigid_radius_m, choose=opts.rigid_choose)
+                rig, rok = rigid_smooth(
+                    Xa,
+                    np.where(has[:, None], fused, Xa),
+                    weight,
+                    opts.neighbours,
+                    opts.rigid_iters,
+                    opts.rigid_scale_m,
+                    opts.rigid_anchors,
+                    radius=opts.rigid_radius_m,
+                    choose=opts.rigid_choose,
+                )
                 new_pos = np.where(has[:, None], opts.rigidity * rig + (1 - opts.rigidity) * fused, rig)
                 new_pos = np.where(rok[:, None], new_pos, np.where(has[:, None], fused, pred))
             else:

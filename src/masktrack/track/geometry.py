@@ -88,14 +88,18 @@ def _corners(shape: tuple[int, ...], uv: np.ndarray) -> tuple[np.ndarray, ...]:
     uv = np.asarray(uv, np.float64)
     u = np.clip(uv[:, 0], 0, w - 1)
     v = np.clip(uv[:, 1], 0, h - 1)
-    u0 = np.clip(u.astype(np.int64), 0, max(w - 2, 0))  # u >= 0: truncation is floor (clip: NaN stays in range)
+    u0 = np.clip(
+        u.astype(np.int64), 0, max(w - 2, 0)
+    )  # u >= 0: truncation is floor (clip: NaN stays in range)
     v0 = np.clip(v.astype(np.int64), 0, max(h - 2, 0))
     u1 = np.minimum(u0 + 1, w - 1)
     v1 = np.minimum(v0 + 1, h - 1)
     return u0, u1, v0, v1, u - u0, v - v0, u, v
 
 
-def sample_depth(depth: np.ndarray, uv: np.ndarray, *, max_rel_jump: float = 0.05, cam: np.ndarray | None = None) -> np.ndarray:
+def sample_depth(
+    depth: np.ndarray, uv: np.ndarray, *, max_rel_jump: float = 0.05, cam: np.ndarray | None = None
+) -> np.ndarray:
     """Depth at float pixels [N, 2], bilinear between the four nearest centres.
 
     Returns 0 (invalid) where any of the four is invalid or where they differ
@@ -109,7 +113,9 @@ def sample_depth(depth: np.ndarray, uv: np.ndarray, *, max_rel_jump: float = 0.0
         depth = depth[None]
         cam = np.zeros(len(uv), np.int64)
     u0, u1, v0, v1, fu, fv, u, v = _corners(depth.shape[1:], uv)
-    d = np.stack([depth[cam, v0, u0], depth[cam, v0, u1], depth[cam, v1, u0], depth[cam, v1, u1]], axis=1).astype(np.float64)
+    d = np.stack(
+        [depth[cam, v0, u0], depth[cam, v0, u1], depth[cam, v1, u0], depth[cam, v1, u1]], axis=1
+    ).astype(np.float64)
     wts = np.stack([(1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv], axis=1)
     dmax, dmin = d.max(axis=1), d.min(axis=1)
     valid = dmin > 0

@@ -45,16 +45,29 @@ class HubTracker(Tracker):
     default_entry: ClassVar[str]
     strict_checkpoint: ClassVar[bool] = True
 
-    def __init__(self, *, repo: str | None = None, source: str = "github", entry: str | None = None,
-                 checkpoint: str | None = None, pretrained: bool = True, device: str | None = "auto",
-                 model: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        repo: str | None = None,
+        source: str = "github",
+        entry: str | None = None,
+        checkpoint: str | None = None,
+        pretrained: bool = True,
+        device: str | None = "auto",
+        model: Callable[..., Any] | None = None,
+    ) -> None:
         self.repo, self.source, self.entry = repo or self.default_repo, source, entry or self.default_entry
         self.checkpoint, self.pretrained, self.device = checkpoint, pretrained, device
         self._model = model
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"tracker": self.name, "repo": self.repo, "entry": self.entry, "checkpoint": self.checkpoint,
-                "pretrained": self.pretrained and self.checkpoint is None}
+        return {
+            "tracker": self.name,
+            "repo": self.repo,
+            "entry": self.entry,
+            "checkpoint": self.checkpoint,
+            "pretrained": self.pretrained and self.checkpoint is None,
+        }
 
     def hub_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments of the hub entry point."""
@@ -69,13 +82,27 @@ class HubTracker(Tracker):
             try:
                 import torch
             except ImportError:
-                raise BackendError(f"the {self.name} tracker needs torch (pip install 'masktrack[trackers]')", field="tracker") from None
+                raise BackendError(
+                    f"the {self.name} tracker needs torch (pip install 'masktrack[trackers]')",
+                    field="tracker",
+                ) from None
             try:
-                m = torch.hub.load(self.repo, self.entry, source=self.source, pretrained=self.pretrained and self.checkpoint is None,
-                                   trust_repo=True, **self.hub_kwargs())
+                m = torch.hub.load(
+                    self.repo,
+                    self.entry,
+                    source=self.source,
+                    pretrained=self.pretrained and self.checkpoint is None,
+                    trust_repo=True,
+                    **self.hub_kwargs(),
+                )
             except Exception as e:  # hub errors are many kinds (network, missing entry, bad repo)
-                raise BackendError(f"cannot load {self.label} from {self.repo!r} ({e.__class__.__name__}: {e})", field="tracker") from None
+                raise BackendError(
+                    f"cannot load {self.label} from {self.repo!r} ({e.__class__.__name__}: {e})",
+                    field="tracker",
+                ) from None
             if self.checkpoint:
-                getattr(m, "model", m).load_state_dict(load_state(self.checkpoint), strict=self.strict_checkpoint)
+                getattr(m, "model", m).load_state_dict(
+                    load_state(self.checkpoint), strict=self.strict_checkpoint
+                )
             self._model = self.prepare(m)
         return self._model

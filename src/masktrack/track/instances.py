@@ -59,17 +59,43 @@ class Instance:
         return np.unpackbits(np.asarray(sel), axis=-1, count=self.shape[3]).astype(bool)
 
 
-def save_instance(scene_path: str | Path, name: str, masks: np.ndarray, *, id: int, color: Color, source: dict[str, Any] | None = None) -> Instance:
+def save_instance(
+    scene_path: str | Path,
+    name: str,
+    masks: np.ndarray,
+    *,
+    id: int,
+    color: Color,
+    source: dict[str, Any] | None = None,
+) -> Instance:
     """Store bool masks [C, T, H, W] as instance ``name`` of the scene (atomically)."""
     scene_path = Path(scene_path)
     if masks.ndim != 4 or masks.dtype != bool:
-        raise SceneError(f"instance masks must be bool [C, T, H, W], got {masks.dtype} {masks.shape}", field=name)
+        raise SceneError(
+            f"instance masks must be bool [C, T, H, W], got {masks.dtype} {masks.shape}", field=name
+        )
     folder = scene_path / "instances" / name
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "masks.npy") as tmp:
         np.save(tmp, np.packbits(masks, axis=-1), allow_pickle=False)
-    inst = Instance(name=name, id=int(id), color=tuple(int(c) for c in color), scene_path=scene_path, shape=tuple(int(s) for s in masks.shape), source=source or {})  # type: ignore[arg-type]
-    atomic_write_json(folder / "instance.json", {"name": name, "id": inst.id, "color": list(inst.color), "shape": list(inst.shape), "source": inst.source})
+    inst = Instance(
+        name=name,
+        id=int(id),
+        color=tuple(int(c) for c in color),
+        scene_path=scene_path,
+        shape=tuple(int(s) for s in masks.shape),
+        source=source or {},
+    )  # type: ignore[arg-type]
+    atomic_write_json(
+        folder / "instance.json",
+        {
+            "name": name,
+            "id": inst.id,
+            "color": list(inst.color),
+            "shape": list(inst.shape),
+            "source": inst.source,
+        },
+    )
     return inst
 
 
@@ -79,17 +105,29 @@ def load_instance(scene_path: str | Path, name: str) -> Instance:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SceneError(f"scene has no instance {name!r} (instances: {', '.join(list_instances(scene_path)) or 'none'})", path=scene_path) from None
+        raise SceneError(
+            f"scene has no instance {name!r} (instances: {', '.join(list_instances(scene_path)) or 'none'})",
+            path=scene_path,
+        ) from None
     except json.JSONDecodeError as e:
         raise SceneError(f"invalid JSON ({e})", path=meta_path) from None
-    return Instance(name=meta["name"], id=int(meta["id"]), color=tuple(meta["color"]), scene_path=scene_path, shape=tuple(meta["shape"]), source=meta.get("source", {}))  # type: ignore[arg-type]
+    return Instance(
+        name=meta["name"],
+        id=int(meta["id"]),
+        color=tuple(meta["color"]),
+        scene_path=scene_path,
+        shape=tuple(meta["shape"]),
+        source=meta.get("source", {}),
+    )  # type: ignore[arg-type]
 
 
 def list_instances(scene_path: str | Path) -> list[str]:
     root = Path(scene_path) / "instances"
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / "instance.json").exists() and (p / "masks.npy").exists())
+    return sorted(
+        p.name for p in root.iterdir() if (p / "instance.json").exists() and (p / "masks.npy").exists()
+    )
 
 
 def remove_instance(scene_path: str | Path, name: str) -> None:

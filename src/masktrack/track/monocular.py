@@ -28,7 +28,9 @@ from masktrack.track.geometry import in_image, lift, project, sample_depth
 Run2D = Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def best_cameras(scene: Scene, queries: np.ndarray, *, depth_tol_m: float = 0.02, depth_tol_rel: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+def best_cameras(
+    scene: Scene, queries: np.ndarray, *, depth_tol_m: float = 0.02, depth_tol_rel: float = 0.02
+) -> tuple[np.ndarray, np.ndarray]:
     """(camera index [N] (-1 = seen by none), pixel [N, 2]) of each query's best view at its frame."""
     n = len(queries)
     t = np.clip(np.rint(queries[:, 0]).astype(int), 0, scene.num_frames - 1)
@@ -46,15 +48,23 @@ def best_cameras(scene: Scene, queries: np.ndarray, *, depth_tol_m: float = 0.02
             d = np.zeros(len(sel))
             d[ok] = sample_depth(np.asarray(scene.depths[c, f]), uv[ok])
             ok &= (d > 0) & (np.abs(d - z) <= depth_tol_m + depth_tol_rel * np.abs(z))
-            border = np.minimum.reduce([uv[:, 0] + 0.5, w - 0.5 - uv[:, 0], uv[:, 1] + 0.5, h - 0.5 - uv[:, 1]])
-            s = np.where(ok, float(scene.intrs[c, f, 0, 0]) / np.maximum(z, 1e-9) + 1e-3 * np.minimum(border, 50), -np.inf)
+            border = np.minimum.reduce(
+                [uv[:, 0] + 0.5, w - 0.5 - uv[:, 0], uv[:, 1] + 0.5, h - 0.5 - uv[:, 1]]
+            )
+            s = np.where(
+                ok,
+                float(scene.intrs[c, f, 0, 0]) / np.maximum(z, 1e-9) + 1e-3 * np.minimum(border, 50),
+                -np.inf,
+            )
             better = s > score[sel]
             idx = sel[better]
             best[idx], score[idx], uv_best[idx] = c, s[better], uv[better]
     return best, uv_best
 
 
-def lift_2d(scene: Scene, c: int, tracks2d: np.ndarray, visible: np.ndarray, q_t: np.ndarray, q_xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lift_2d(
+    scene: Scene, c: int, tracks2d: np.ndarray, visible: np.ndarray, q_t: np.ndarray, q_xyz: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Lift one camera's 2D tracks [T, n, 2] to world [T, n, 3]; visibility needs valid depth too."""
     T, n = visible.shape
     out = np.full((T, n, 3), np.nan)
@@ -82,7 +92,9 @@ def lift_2d(scene: Scene, c: int, tracks2d: np.ndarray, visible: np.ndarray, q_t
     return out, vis
 
 
-def track_monocular(scene: Scene, queries: np.ndarray, run: Run2D, *, provenance: dict | None = None) -> Tracks:
+def track_monocular(
+    scene: Scene, queries: np.ndarray, run: Run2D, *, provenance: dict | None = None
+) -> Tracks:
     """Track queries with a 2D tracker in each query's best camera and lift them to 3D."""
     q = np.asarray(queries, np.float64).reshape(-1, 4)
     res = empty_tracks(scene.num_frames, q)
@@ -99,5 +111,9 @@ def track_monocular(scene: Scene, queries: np.ndarray, run: Run2D, *, provenance
         res.visibility[:, sel] = vis
     lost = np.flatnonzero(cams < 0)  # no camera sees them at their frame: only the query itself is known
     res.tracks[qt[lost], lost] = q[lost, 1:4]
-    res.provenance = {**(provenance or {}), "query_cameras": np.bincount(cams[cams >= 0], minlength=scene.num_cameras).tolist(), "unseen_queries": int((cams < 0).sum())}
+    res.provenance = {
+        **(provenance or {}),
+        "query_cameras": np.bincount(cams[cams >= 0], minlength=scene.num_cameras).tolist(),
+        "unseen_queries": int((cams < 0).sum()),
+    }
     return res

@@ -44,21 +44,34 @@ class MVTrackerTracker(HubTracker):
         import torch
 
         model = self.model()
-        dev = self._dev() if self._model is None or not hasattr(model, "parameters") else next(model.parameters()).device
+        dev = (
+            self._dev()
+            if self._model is None or not hasattr(model, "parameters")
+            else next(model.parameters()).device
+        )
         q = np.asarray(queries, np.float32).reshape(-1, 4)
         rgbs = torch.from_numpy(np.array(scene.rgbs)).permute(0, 1, 4, 2, 3)[None].float().div(255.0).to(dev)
         depths = torch.from_numpy(np.asarray(scene.depths, np.float32))[None, :, :, None].to(dev)
         intrs = torch.from_numpy(np.asarray(scene.intrs, np.float32))[None].to(dev)
         extrs = torch.from_numpy(np.asarray(scene.extrs, np.float32))[None].to(dev)
         with torch.no_grad():
-            res = model(rgbs=rgbs, depths=depths, intrs=intrs, extrs=extrs, query_points_3d=torch.from_numpy(q)[None].to(dev))
+            res = model(
+                rgbs=rgbs,
+                depths=depths,
+                intrs=intrs,
+                extrs=extrs,
+                query_points_3d=torch.from_numpy(q)[None].to(dev),
+            )
         traj = res["traj_e"].float().cpu().numpy()
         vis = res["vis_e"].float().cpu().numpy()
         if traj.ndim == 4:
             traj, vis = traj[0], vis[0]
         T = scene.num_frames
         if traj.shape != (T, len(q), 3) or vis.shape != (T, len(q)):
-            raise BackendError(f"MVTracker returned traj_e {traj.shape}, vis_e {vis.shape}; expected ({T}, {len(q)}, 3) and ({T}, {len(q)})", field="tracker")
+            raise BackendError(
+                f"MVTracker returned traj_e {traj.shape}, vis_e {vis.shape}; expected ({T}, {len(q)}, 3) and ({T}, {len(q)})",
+                field="tracker",
+            )
         t = np.clip(np.rint(q[:, 0]).astype(int), 0, T - 1)
         before = np.arange(T)[:, None] < t[None]
         traj[before] = np.nan

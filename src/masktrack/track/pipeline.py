@@ -100,12 +100,21 @@ def select_instances(scene_path: Path, instances: str | list[str]) -> list[str]:
     have = list_instances(scene_path)
     if instances == "all" or instances == ["all"]:
         if not have:
-            raise SceneError("scene has no instances; add some with `masktrack scene import --mask-key` or `masktrack instances add`", path=scene_path)
+            raise SceneError(
+                "scene has no instances; add some with `masktrack scene import --mask-key` or `masktrack instances add`",
+                path=scene_path,
+            )
         return have
-    names = [s.strip() for s in (instances.split(",") if isinstance(instances, str) else instances) if s.strip()]
+    names = [
+        s.strip() for s in (instances.split(",") if isinstance(instances, str) else instances) if s.strip()
+    ]
     missing = [n for n in names if n not in have]
     if missing:
-        raise SceneError(f"no instance(s) {', '.join(missing)} (instances: {', '.join(have) or 'none'})", path=scene_path, field="instances")
+        raise SceneError(
+            f"no instance(s) {', '.join(missing)} (instances: {', '.join(have) or 'none'})",
+            path=scene_path,
+            field="instances",
+        )
     return names
 
 
@@ -124,7 +133,16 @@ def _is_done(folder: Path, key: str) -> bool:
     return tr.queries.shape == q.shape
 
 
-def track_instance(scene: Scene, inst: Instance, folder: Path, tracker: Any, query_options: QueryOptions, key: str, provenance: dict[str, Any], max_points_per_batch: int | None) -> InstanceResult:
+def track_instance(
+    scene: Scene,
+    inst: Instance,
+    folder: Path,
+    tracker: Any,
+    query_options: QueryOptions,
+    key: str,
+    provenance: dict[str, Any],
+    max_points_per_batch: int | None,
+) -> InstanceResult:
     """Sample, track and write one instance (instance.json marked complete last)."""
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
@@ -145,9 +163,21 @@ def track_instance(scene: Scene, inst: Instance, folder: Path, tracker: Any, que
     tracks.save(folder / "tracks.npz")
     secs = time.perf_counter() - t0
     vis = float(tracks.visibility.mean()) if tracks.visibility.size else 0.0
-    stats = {"queries": queries.stats, "seconds": round(secs, 3), "visible_fraction": round(vis, 4), "query_cameras": np.bincount(queries.camera, minlength=scene.num_cameras).tolist()}
+    stats = {
+        "queries": queries.stats,
+        "seconds": round(secs, 3),
+        "visible_fraction": round(vis, 4),
+        "query_cameras": np.bincount(queries.camera, minlength=scene.num_cameras).tolist(),
+    }
     atomic_write_json(folder / "instance.json", {**meta, "complete": True, "stats": stats})
-    return InstanceResult(inst.name, "tracked" if len(queries) else "empty", len(queries), round(secs, 3), str(folder), round(vis, 4))
+    return InstanceResult(
+        inst.name,
+        "tracked" if len(queries) else "empty",
+        len(queries),
+        round(secs, 3),
+        str(folder),
+        round(vis, 4),
+    )
 
 
 def run_tracking(
@@ -178,7 +208,11 @@ def run_tracking(
         inst = load_instance(scene_path, name)
         loaded[name] = inst
         if tuple(inst.shape) != (scene.num_cameras, scene.num_frames, *scene.size):
-            raise SceneError(f"instance shape {tuple(inst.shape)} does not match the scene", path=inst.folder, field="shape")
+            raise SceneError(
+                f"instance shape {tuple(inst.shape)} does not match the scene",
+                path=inst.folder,
+                field="shape",
+            )
         provenance = {
             "scene": str(scene_path.resolve()),
             "scene_fingerprint": fp_scene,
@@ -193,14 +227,32 @@ def run_tracking(
         if not force and _is_done(folder, key):
             meta = json.loads((folder / "instance.json").read_text(encoding="utf-8"))
             st = meta.get("stats", {})
-            report.instances.append(InstanceResult(name, "skipped", int(st.get("queries", {}).get("kept", 0)), 0.0, str(folder), float(st.get("visible_fraction", 0.0))))
+            report.instances.append(
+                InstanceResult(
+                    name,
+                    "skipped",
+                    int(st.get("queries", {}).get("kept", 0)),
+                    0.0,
+                    str(folder),
+                    float(st.get("visible_fraction", 0.0)),
+                )
+            )
             say(f"[{i}/{len(names)}] {name}: up to date, skipped")
             continue
         say(f"[{i}/{len(names)}] {name}: sampling queries and tracking with {tracker} ...")
         res = track_instance(scene, inst, folder, trk, query_options, key, provenance, max_points_per_batch)
         report.instances.append(res)
-        say(f"[{i}/{len(names)}] {name}: {res.num_queries} queries, {res.seconds:.1f} s, {100 * res.visible_fraction:.0f}% visible")
-    atomic_write_json(out_dir / "tracking.json", {"scene": str(scene_path.resolve()), "tracker": tracker, "instances": [asdict(r) for r in report.instances]})
+        say(
+            f"[{i}/{len(names)}] {name}: {res.num_queries} queries, {res.seconds:.1f} s, {100 * res.visible_fraction:.0f}% visible"
+        )
+    atomic_write_json(
+        out_dir / "tracking.json",
+        {
+            "scene": str(scene_path.resolve()),
+            "tracker": tracker,
+            "instances": [asdict(r) for r in report.instances],
+        },
+    )
     if rerun:
         report.rerun = write_rerun(scene, out_dir, names, loaded)
         say(f"rerun recording(s): {report.rerun}")
@@ -216,4 +268,3 @@ def write_rerun(scene: Scene, out_dir: Path, names: list[str], instances: dict[s
     tracks = {n: Tracks.load(out_dir / n / "tracks.npz") for n in names}
     res = write_recordings(scene, tracks, out_dir, instances=instances)
     return str(getattr(res, "combined", res))
-

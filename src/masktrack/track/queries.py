@@ -146,8 +146,14 @@ def sample_queries(scene: Scene, instance: Instance, opts: QueryOptions | None =
     opts = opts or QueryOptions()
     c_all, t_all, h, w = instance.shape
     if (c_all, t_all, h, w) != (scene.num_cameras, scene.num_frames, *scene.size):
-        raise SceneError(f"instance shape {instance.shape} does not match the scene", path=instance.folder, field="shape")
-    cams = range(c_all) if opts.cameras is None else [scene.camera_ids.index(c) for c in opts.cameras if c in scene.camera_ids]
+        raise SceneError(
+            f"instance shape {instance.shape} does not match the scene", path=instance.folder, field="shape"
+        )
+    cams = (
+        range(c_all)
+        if opts.cameras is None
+        else [scene.camera_ids.index(c) for c in opts.cameras if c in scene.camera_ids]
+    )
     packed = instance.packed()
     rows, cam_of, uvs = [], [], []
     for c in cams:
@@ -170,7 +176,9 @@ def sample_queries(scene: Scene, instance: Instance, opts: QueryOptions | None =
             cam_of.append(np.full(len(X), c, np.int32))
             uvs.append(uv)
     if not rows:
-        return Queries(np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros((0, 2), np.float32), {"sampled": 0})
+        return Queries(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros((0, 2), np.float32), {"sampled": 0}
+        )
     pts = np.concatenate(rows).astype(np.float32).astype(np.float64)  # de-dup on the values that are stored
     cam = np.concatenate(cam_of)
     uv = np.concatenate(uvs)
@@ -184,4 +192,9 @@ def sample_queries(scene: Scene, instance: Instance, opts: QueryOptions | None =
     if opts.max_queries and len(pts) > opts.max_queries:
         keep = farthest_point_sample(pts[:, 1:4], opts.max_queries, opts.seed)
         pts, cam, uv = pts[keep], cam[keep], uv[keep]
-    return Queries(pts.astype(np.float32), cam, uv.astype(np.float32), {"sampled": sampled, "after_voxel": deduped, "kept": len(pts)})
+    return Queries(
+        pts.astype(np.float32),
+        cam,
+        uv.astype(np.float32),
+        {"sampled": sampled, "after_voxel": deduped, "kept": len(pts)},
+    )

@@ -10,10 +10,26 @@ from masktrack.track.base import Tracker
 
 # name -> (module, class, one-line description)
 TRACKERS: dict[str, tuple[str, str, str]] = {
-    "flow": ("masktrack.track.flow", "FlowTracker", "weight-free CPU default: multi-view Lucas-Kanade + depth, fused, locally rigid"),
-    "mvtracker": ("masktrack.track.mvtracker", "MVTrackerTracker", "MVTracker (multi-view, torch.hub; needs torch and a checkpoint)"),
-    "spatialtracker": ("masktrack.track.spatialtracker", "SpatialTrackerV2Tracker", "SpatialTrackerV2 per camera, lifted with depth (needs its code + weights)"),
-    "cotracker": ("masktrack.track.cotracker", "CoTracker3Tracker", "CoTracker3 per camera, lifted with depth (torch.hub; needs torch)"),
+    "flow": (
+        "masktrack.track.flow",
+        "FlowTracker",
+        "weight-free CPU default: multi-view Lucas-Kanade + depth, fused, locally rigid",
+    ),
+    "mvtracker": (
+        "masktrack.track.mvtracker",
+        "MVTrackerTracker",
+        "MVTracker (multi-view, torch.hub; needs torch and a checkpoint)",
+    ),
+    "spatialtracker": (
+        "masktrack.track.spatialtracker",
+        "SpatialTrackerV2Tracker",
+        "SpatialTrackerV2 per camera, lifted with depth (needs its code + weights)",
+    ),
+    "cotracker": (
+        "masktrack.track.cotracker",
+        "CoTracker3Tracker",
+        "CoTracker3 per camera, lifted with depth (torch.hub; needs torch)",
+    ),
 }
 
 

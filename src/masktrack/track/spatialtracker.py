@@ -40,29 +40,58 @@ class SpatialTrackerV2Tracker(Tracker):
     name: ClassVar[str] = "spatialtracker"
     max_points_per_batch: ClassVar[int | None] = 1024
 
-    def __init__(self, *, code: str | None = None, weights: str = "Yuxihenry/SpatialTrackerV2-Offline", device: str | None = "auto",
-                 iters: int = 4, track_num: int = 756, model: Callable[..., Any] | None = None) -> None:
-        self.code, self.weights, self.device, self.iters, self.track_num = code, weights, device, iters, track_num
+    def __init__(
+        self,
+        *,
+        code: str | None = None,
+        weights: str = "Yuxihenry/SpatialTrackerV2-Offline",
+        device: str | None = "auto",
+        iters: int = 4,
+        track_num: int = 756,
+        model: Callable[..., Any] | None = None,
+    ) -> None:
+        self.code, self.weights, self.device, self.iters, self.track_num = (
+            code,
+            weights,
+            device,
+            iters,
+            track_num,
+        )
         self._model = model
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"tracker": self.name, "weights": self.weights, "iters": self.iters, "track_num": self.track_num}
+        return {
+            "tracker": self.name,
+            "weights": self.weights,
+            "iters": self.iters,
+            "track_num": self.track_num,
+        }
 
     def model(self) -> Callable[..., Any]:
         if self._model is None:
             try:
                 import torch
             except ImportError:
-                raise BackendError("the spatialtracker tracker needs torch (pip install 'masktrack[trackers]')", field="tracker") from None
+                raise BackendError(
+                    "the spatialtracker tracker needs torch (pip install 'masktrack[trackers]')",
+                    field="tracker",
+                ) from None
             if self.code and self.code not in sys.path:
                 sys.path.insert(0, self.code)
             try:
                 from models.SpaTrackV2.models.predictor import Predictor  # type: ignore[import-not-found]
             except ImportError as e:
-                raise BackendError(f"SpatialTrackerV2 code not found ({e}); clone henry123-boy/SpaTrackerV2 and pass -o code=PATH", field="tracker") from None
+                raise BackendError(
+                    f"SpatialTrackerV2 code not found ({e}); clone henry123-boy/SpaTrackerV2 and pass -o code=PATH",
+                    field="tracker",
+                ) from None
             m = Predictor.from_pretrained(self.weights)
             m.spatrack.track_num = self.track_num
-            dev = self.device if self.device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+            dev = (
+                self.device
+                if self.device not in (None, "auto")
+                else ("cuda" if torch.cuda.is_available() else "cpu")
+            )
             self._model = m.to(dev).eval()
         return self._model
 
@@ -74,10 +103,22 @@ class SpatialTrackerV2Tracker(Tracker):
             video = torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float()
             depth = np.asarray(scene.depths[c], np.float32)
             with torch.no_grad():
-                out = model.forward(video, depth=depth, intrs=np.asarray(scene.intrs[c], np.float32),
-                                    extrs=camera_to_world(scene.extrs[c]).astype(np.float32), queries=np.asarray(queries, np.float32),
-                                    fps=1, full_point=False, iters_track=self.iters, query_no_BA=True, fixed_cam=True, stage=1,
-                                    unc_metric=depth > 0, support_frame=len(frames) - 1, replace_ratio=0.2)
+                out = model.forward(
+                    video,
+                    depth=depth,
+                    intrs=np.asarray(scene.intrs[c], np.float32),
+                    extrs=camera_to_world(scene.extrs[c]).astype(np.float32),
+                    queries=np.asarray(queries, np.float32),
+                    fps=1,
+                    full_point=False,
+                    iters_track=self.iters,
+                    query_no_BA=True,
+                    fixed_cam=True,
+                    stage=1,
+                    unc_metric=depth > 0,
+                    support_frame=len(frames) - 1,
+                    replace_ratio=0.2,
+                )
             track2d, vis = out[5], out[6]
             track2d = np.asarray(track2d.float().cpu() if hasattr(track2d, "cpu") else track2d)[..., :2]
             vis = np.asarray(vis.float().cpu() if hasattr(vis, "cpu") else vis)

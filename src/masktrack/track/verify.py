@@ -11,7 +11,9 @@ from masktrack.io.scene import load_scene
 from masktrack.track.instances import list_instances, load_instance
 
 
-def verify_instances(scene_path: str | Path, *, min_depth_valid: float = 0.5) -> tuple[list[str], list[Problem]]:
+def verify_instances(
+    scene_path: str | Path, *, min_depth_valid: float = 0.5
+) -> tuple[list[str], list[Problem]]:
     """Report lines and problems for every instance of the scene.
 
     A problem is: a mask shape that differs from the scene, an instance with no
@@ -27,11 +29,15 @@ def verify_instances(scene_path: str | Path, *, min_depth_valid: float = 0.5) ->
     for name in list_instances(scene_path):
         inst = load_instance(scene_path, name)
         if tuple(inst.shape) != want:
-            problems.append(Problem(f"instances[{name}].shape", f"{tuple(inst.shape)} does not match the scene {want}"))
+            problems.append(
+                Problem(f"instances[{name}].shape", f"{tuple(inst.shape)} does not match the scene {want}")
+            )
             continue
         packed = inst.packed()
         if packed.shape != (*want[:3], (want[3] + 7) // 8):
-            problems.append(Problem(f"instances[{name}].masks", f"packed shape {packed.shape} does not match {want}"))
+            problems.append(
+                Problem(f"instances[{name}].masks", f"packed shape {packed.shape} does not match {want}")
+            )
             continue
         total = 0
         for c, cid in enumerate(sc.camera_ids):
@@ -41,9 +47,16 @@ def verify_instances(scene_path: str | Path, *, min_depth_valid: float = 0.5) ->
             total += px
             frames = int(m.reshape(want[1], -1).any(axis=1).sum())
             valid = float((m & d).sum() / px) if px else 1.0
-            lines.append(f"{name} {cid}: {frames}/{want[1]} frames with mask, {px} px, depth valid {100 * valid:.0f}%")
+            lines.append(
+                f"{name} {cid}: {frames}/{want[1]} frames with mask, {px} px, depth valid {100 * valid:.0f}%"
+            )
             if px and valid < min_depth_valid:
-                problems.append(Problem(f"instances[{name}].cameras[{cid}]", f"only {100 * valid:.0f}% of mask pixels have valid depth"))
+                problems.append(
+                    Problem(
+                        f"instances[{name}].cameras[{cid}]",
+                        f"only {100 * valid:.0f}% of mask pixels have valid depth",
+                    )
+                )
         if total == 0:
             problems.append(Problem(f"instances[{name}]", "masks are empty in every camera and frame"))
     if not list_instances(scene_path):

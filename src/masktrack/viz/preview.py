@@ -66,7 +66,14 @@ def overlay(
     return out
 
 
-def label(img: np.ndarray, text: str, org: tuple[int, int] = (6, 6), *, scale: float = FONT_SCALE, color: Color = (255, 255, 255)) -> np.ndarray:
+def label(
+    img: np.ndarray,
+    text: str,
+    org: tuple[int, int] = (6, 6),
+    *,
+    scale: float = FONT_SCALE,
+    color: Color = (255, 255, 255),
+) -> np.ndarray:
     """Draw ``text`` on a dark box at top-left ``org`` (in place; returns ``img``)."""
     import cv2
 
@@ -75,11 +82,15 @@ def label(img: np.ndarray, text: str, org: tuple[int, int] = (6, 6), *, scale: f
     x, y = org
     pad = 4
     cv2.rectangle(img, (x, y), (x + tw + 2 * pad, y + th + base + 2 * pad), (0, 0, 0), -1)
-    cv2.putText(img, text, (x + pad, y + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
+    cv2.putText(
+        img, text, (x + pad, y + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA
+    )
     return img
 
 
-def legend_bar(names: Sequence[str], colors: Sequence[Color], width: int, *, title: str = "", scale: float = FONT_SCALE) -> np.ndarray:
+def legend_bar(
+    names: Sequence[str], colors: Sequence[Color], width: int, *, title: str = "", scale: float = FONT_SCALE
+) -> np.ndarray:
     """A dark strip: optional title, then a colour swatch and name per object, wrapping lines."""
     import cv2
 
@@ -120,10 +131,21 @@ def _resize(img: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if width < w else cv2.INTER_LINEAR)
 
 
-def tile(frame: np.ndarray, masks: Sequence[np.ndarray], colors: Sequence[Color], index: int, *, width: int, alpha: float = 0.5, note: str = "") -> np.ndarray:
+def tile(
+    frame: np.ndarray,
+    masks: Sequence[np.ndarray],
+    colors: Sequence[Color],
+    index: int,
+    *,
+    width: int,
+    alpha: float = 0.5,
+    note: str = "",
+) -> np.ndarray:
     """Original | overlay side by side, each ``width`` wide, labelled with the frame number."""
     left = _resize(frame, width)
-    right = _resize(overlay(frame, masks, colors, alpha, outline=max(2, int(round(2 * frame.shape[1] / width)))), width)
+    right = _resize(
+        overlay(frame, masks, colors, alpha, outline=max(2, int(round(2 * frame.shape[1] / width)))), width
+    )
     gap = np.full((left.shape[0], 4, 3), BG, np.uint8)
     t = np.concatenate([left, gap, right], axis=1)
     label(t, f"frame {index}")
@@ -146,7 +168,12 @@ def pick_frames(num_frames: int, every: int | None, max_tiles: int) -> list[int]
 
 
 def contact_sheet(
-    tiles: Sequence[np.ndarray], names: Sequence[str], colors: Sequence[Color], *, title: str = "", columns: int = 3
+    tiles: Sequence[np.ndarray],
+    names: Sequence[str],
+    colors: Sequence[Color],
+    *,
+    title: str = "",
+    columns: int = 3,
 ) -> np.ndarray:
     """Tiles in a grid under a legend bar (RGB uint8)."""
     if not tiles:
@@ -185,7 +212,7 @@ def _codec() -> str:
         try:
             av.codec.Codec(name, "w")
             return name
-        except Exception:  # noqa: BLE001 - codec missing in this FFmpeg build
+        except Exception:
             continue
     raise RuntimeError("no h264 or mpeg4 encoder in this FFmpeg build")
 
@@ -272,7 +299,11 @@ def render_preview(
         tiles = []
         for f in picked:
             masks = read_masks(f)
-            note = " ".join(f"{n}:{int(np.count_nonzero(m))}px" for n, m in zip(names, masks)) if len(names) <= 3 else ""
+            note = (
+                " ".join(f"{n}:{int(np.count_nonzero(m))}px" for n, m in zip(names, masks))
+                if len(names) <= 3
+                else ""
+            )
             tiles.append(tile(video.read(f), masks, colors, f, width=tile_width, alpha=alpha, note=note))
         write_png(sheet_path, contact_sheet(tiles, names, colors, title=title, columns=columns))
         out = Preview(name, sheet_path, picked)
@@ -294,9 +325,7 @@ def render_preview(
     return out
 
 
-def preview_session(
-    cfg, session: str, *, video: bool = True, out_dir: Path | None = None, **kw
-) -> Preview:
+def preview_session(cfg, session: str, *, video: bool = True, out_dir: Path | None = None, **kw) -> Preview:
     """Preview one session's objects (colours from its manifest)."""
     from masktrack.masks.store import MaskStore
 
@@ -319,7 +348,9 @@ def preview_session(
     )
 
 
-def preview_composed(cfg, name: str, *, video: bool = True, out_dir: Path | None = None, color: Color = (255, 0, 200), **kw) -> Preview:
+def preview_composed(
+    cfg, name: str, *, video: bool = True, out_dir: Path | None = None, color: Color = (255, 0, 200), **kw
+) -> Preview:
     """Preview one composed output (the holes an inpainter will fill)."""
     from masktrack.masks.export import ComposedStore
 

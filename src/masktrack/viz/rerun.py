@@ -64,8 +64,16 @@ MANIFEST = "manifest.json"
 
 # Colours for instances without masks (tab10); instances with masks use their own colour.
 PALETTE: list[tuple[int, int, int]] = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 ]
 
 
@@ -97,7 +105,11 @@ def recording_id(scene: Scene, out_dir: str | os.PathLike[str]) -> str:
     Derived from the scene folder (or, for an in-memory scene, its shape and cameras) and the
     resolved output folder: the same job always gets the same id, two jobs never share one.
     """
-    src = str(Path(scene.path).resolve()) if scene.path is not None else f"memory:{scene.rgbs.shape}:{scene.camera_ids}"
+    src = (
+        str(Path(scene.path).resolve())
+        if scene.path is not None
+        else f"memory:{scene.rgbs.shape}:{scene.camera_ids}"
+    )
     digest = hashlib.sha256(f"{src}|{Path(out_dir).resolve()}".encode()).digest()
     return str(uuid.UUID(bytes=digest[:16], version=4))
 
@@ -117,7 +129,9 @@ def camera_entity(camera_id: str) -> str:
     return f"world/cameras/{entity_part(camera_id)}"
 
 
-def instance_styles(names: Iterable[str], instances: Mapping[str, Instance] | None) -> dict[str, InstanceStyle]:
+def instance_styles(
+    names: Iterable[str], instances: Mapping[str, Instance] | None
+) -> dict[str, InstanceStyle]:
     """Name -> (segmentation class id, colour): the instance's own when known, else a palette colour."""
     instances = instances or {}
     names = list(dict.fromkeys([*instances, *names]))
@@ -144,7 +158,9 @@ def instance_styles(names: Iterable[str], instances: Mapping[str, Instance] | No
 # blueprint
 
 
-def scene_blueprint(camera_ids: list[str], instance_names: Iterable[str], *, trail: int = 10) -> rrb.Blueprint:
+def scene_blueprint(
+    camera_ids: list[str], instance_names: Iterable[str], *, trail: int = 10
+) -> rrb.Blueprint:
     """3D view of the world (trails over the last ``trail`` frames) beside a grid of per-camera 2D views."""
     import rerun.blueprint as rrb
 
@@ -156,7 +172,9 @@ def scene_blueprint(camera_ids: list[str], instance_names: Iterable[str], *, tra
     overrides = {f"{instance_entity(n)}/trails": trail_range for n in instance_names}
     view3d = rrb.Spatial3DView(origin="world", name="world", overrides=overrides)  # type: ignore[arg-type]
     cams = [
-        rrb.Spatial2DView(origin=camera_entity(c), name=str(c), contents=["$origin/**", "/world/instances/**"])
+        rrb.Spatial2DView(
+            origin=camera_entity(c), name=str(c), contents=["$origin/**", "/world/instances/**"]
+        )
         for c in camera_ids
     ]
     cols = int(np.ceil(np.sqrt(len(cams)))) if cams else 1
@@ -185,7 +203,11 @@ def _frames(n: int, start: int = 0) -> rr.TimeColumn:
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     import cv2
 
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(
+        ".jpg",
+        cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR),
+        [cv2.IMWRITE_JPEG_QUALITY, int(quality)],
+    )
     if not ok:  # pragma: no cover - cv2 always encodes uint8 RGB
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()
@@ -202,7 +224,12 @@ def encode_depth_png(depth_m: np.ndarray, compression: int = 3) -> bytes:
     return buf.tobytes()
 
 
-def segmentation(instances: Mapping[str, Instance], styles: Mapping[str, InstanceStyle], camera: int, shape: tuple[int, int, int]) -> np.ndarray:
+def segmentation(
+    instances: Mapping[str, Instance],
+    styles: Mapping[str, InstanceStyle],
+    camera: int,
+    shape: tuple[int, int, int],
+) -> np.ndarray:
     """Class-id images [T, H, W] of one camera: 0 = background, later instances drawn over earlier ones."""
     ids = [styles[n].id for n in instances]
     dtype = np.uint8 if max(ids, default=0) < 256 else np.uint16
@@ -212,7 +239,11 @@ def segmentation(instances: Mapping[str, Instance], styles: Mapping[str, Instanc
         if tuple(m.shape) != tuple(shape):
             from masktrack.errors import SceneError
 
-            raise SceneError(f"masks of camera {camera} have shape {tuple(m.shape)}, scene has {tuple(shape)}", path=inst.folder, field="masks")
+            raise SceneError(
+                f"masks of camera {camera} have shape {tuple(m.shape)}, scene has {tuple(shape)}",
+                path=inst.folder,
+                field="masks",
+            )
         seg[m] = styles[name].id
     return seg
 
@@ -234,7 +265,10 @@ def log_scene(
     rec.log("world", getattr(rr.ViewCoordinates, world_coordinates), static=True)
     rec.log(
         "world",
-        rr.AnnotationContext([rr.AnnotationInfo(id=0, label="background", color=(0, 0, 0, 0))] + [rr.AnnotationInfo(id=s.id, label=s.name, color=s.color) for s in styles.values()]),
+        rr.AnnotationContext(
+            [rr.AnnotationInfo(id=0, label="background", color=(0, 0, 0, 0))]
+            + [rr.AnnotationInfo(id=s.id, label=s.name, color=s.color) for s in styles.values()]
+        ),
         static=True,
     )
     t_all = scene.num_frames
@@ -247,16 +281,32 @@ def log_scene(
             rec.send_columns(
                 ent,
                 indexes=[_frames(t_all)],
-                columns=rr.Transform3D.columns(translation=trans, mat3x3=rot, relation=[rr.TransformRelation.ChildFromParent] * t_all),
+                columns=rr.Transform3D.columns(
+                    translation=trans, mat3x3=rot, relation=[rr.TransformRelation.ChildFromParent] * t_all
+                ),
             )
         else:
-            rec.log(ent, rr.Transform3D(translation=trans[0], mat3x3=rot[0], relation=rr.TransformRelation.ChildFromParent), static=True)
+            rec.log(
+                ent,
+                rr.Transform3D(
+                    translation=trans[0], mat3x3=rot[0], relation=rr.TransformRelation.ChildFromParent
+                ),
+                static=True,
+            )
         intr = np.asarray(scene.intrs[c], np.float32)
         if _varies(intr):
-            rec.log(ent, rr.Pinhole.from_fields(resolution=[w, h], camera_xyz=rr.ViewCoordinates.RDF), static=True)
-            rec.send_columns(ent, indexes=[_frames(t_all)], columns=rr.Pinhole.columns(image_from_camera=intr))
+            rec.log(
+                ent, rr.Pinhole.from_fields(resolution=[w, h], camera_xyz=rr.ViewCoordinates.RDF), static=True
+            )
+            rec.send_columns(
+                ent, indexes=[_frames(t_all)], columns=rr.Pinhole.columns(image_from_camera=intr)
+            )
         else:
-            rec.log(ent, rr.Pinhole(image_from_camera=intr[0], resolution=[w, h], camera_xyz=rr.ViewCoordinates.RDF), static=True)
+            rec.log(
+                ent,
+                rr.Pinhole(image_from_camera=intr[0], resolution=[w, h], camera_xyz=rr.ViewCoordinates.RDF),
+                static=True,
+            )
 
         rgbs = scene.rgbs[c]
         blobs = [encode_jpeg(rgbs[t], jpeg_quality) for t in range(t_all)]
@@ -266,8 +316,14 @@ def log_scene(
 
         depths = scene.depths[c]
         blobs = [encode_depth_png(depths[t]) for t in range(t_all)]
-        rec.log(f"{ent}/depth", rr.EncodedDepthImage.from_fields(media_type="image/png", meter=1000.0), static=True)
-        rec.send_columns(f"{ent}/depth", indexes=[_frames(t_all)], columns=rr.EncodedDepthImage.columns(blob=blobs))
+        rec.log(
+            f"{ent}/depth",
+            rr.EncodedDepthImage.from_fields(media_type="image/png", meter=1000.0),
+            static=True,
+        )
+        rec.send_columns(
+            f"{ent}/depth", indexes=[_frames(t_all)], columns=rr.EncodedDepthImage.columns(blob=blobs)
+        )
         del blobs
 
         if instances:
@@ -275,7 +331,11 @@ def log_scene(
             dtype = rr.ChannelDatatype.U8 if seg.dtype == np.uint8 else rr.ChannelDatatype.U16
             fmt = rr.components.ImageFormat(width=w, height=h, channel_datatype=dtype)
             rec.log(f"{ent}/masks", rr.SegmentationImage.from_fields(format=fmt, opacity=0.5), static=True)
-            rec.send_columns(f"{ent}/masks", indexes=[_frames(t_all)], columns=rr.SegmentationImage.columns(buffer=seg.reshape(t_all, -1)))
+            rec.send_columns(
+                f"{ent}/masks",
+                indexes=[_frames(t_all)],
+                columns=rr.SegmentationImage.columns(buffer=seg.reshape(t_all, -1)),
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,17 +386,26 @@ def log_instance_tracks(
     if tuple(np.shape(tracks.visibility)) != (t_all, n):
         from masktrack.errors import SceneError
 
-        raise SceneError(f"visibility shape {np.shape(tracks.visibility)} does not match tracks {(t_all, n)}", field=f"{name}.visibility")
+        raise SceneError(
+            f"visibility shape {np.shape(tracks.visibility)} does not match tracks {(t_all, n)}",
+            field=f"{name}.visibility",
+        )
     ent = instance_entity(name)
     rgba = track_colors(tracks.visibility, color, occluded_alpha)
     rec.log(f"{ent}/points", rr.Points3D.from_fields(radii=rr.Radius.ui_points(point_radius)), static=True)
     rec.send_columns(
         f"{ent}/points",
         indexes=[_frames(t_all)],
-        columns=rr.Points3D.columns(positions=x.reshape(-1, 3), colors=rgba.reshape(-1, 4)).partition(np.full(t_all, n)),
+        columns=rr.Points3D.columns(positions=x.reshape(-1, 3), colors=rgba.reshape(-1, 4)).partition(
+            np.full(t_all, n)
+        ),
     )
     seg, counts = trail_segments(x)
-    rec.log(f"{ent}/trails", rr.LineStrips3D.from_fields(radii=rr.Radius.ui_points(trail_radius), colors=[(*color, 160)]), static=True)
+    rec.log(
+        f"{ent}/trails",
+        rr.LineStrips3D.from_fields(radii=rr.Radius.ui_points(trail_radius), colors=[(*color, 160)]),
+        static=True,
+    )
     if len(seg):
         keep = counts > 0
         rec.send_columns(
@@ -379,11 +448,18 @@ def merge_recordings(inputs: list[Path], out: Path, *, recording_id: str, bluepr
         for p in inputs:
             reader = RrdReader(p)
             entries = reader.recordings()
-            if len(entries) != 1 or entries[0].recording_id != recording_id or entries[0].application_id != APPLICATION_ID:
+            if (
+                len(entries) != 1
+                or entries[0].recording_id != recording_id
+                or entries[0].application_id != APPLICATION_ID
+            ):
                 from masktrack.errors import StoreError
 
                 got = [(e.application_id, e.recording_id) for e in entries]
-                raise StoreError(f"cannot merge: expected one recording ({APPLICATION_ID!r}, {recording_id!r}), found {got}", path=p)
+                raise StoreError(
+                    f"cannot merge: expected one recording ({APPLICATION_ID!r}, {recording_id!r}), found {got}",
+                    path=p,
+                )
             rr.send_chunks(reader.store(), recording=rec)
     return out
 
@@ -422,7 +498,12 @@ def instance_fingerprint(inst: Instance) -> str:
 
 
 def _file_entry(path: Path, key: str, root: Path) -> dict[str, Any]:
-    return {"file": str(path.relative_to(root)), "key": key, "bytes": path.stat().st_size, "sha256": hash_file(path)}
+    return {
+        "file": str(path.relative_to(root)),
+        "key": key,
+        "bytes": path.stat().st_size,
+        "sha256": hash_file(path),
+    }
 
 
 def _is_current(entry: dict[str, Any] | None, path: Path, key: str) -> bool:
@@ -475,33 +556,70 @@ def write_recordings(
     if not hasattr(rr.ViewCoordinates, world):
         from masktrack.errors import SceneError
 
-        raise SceneError(f"unknown world coordinate convention {world!r} (e.g. RIGHT_HAND_Z_UP, RIGHT_HAND_Y_UP)", path=scene.path, field="world_coordinates")
+        raise SceneError(
+            f"unknown world coordinate convention {world!r} (e.g. RIGHT_HAND_Z_UP, RIGHT_HAND_Y_UP)",
+            path=scene.path,
+            field="world_coordinates",
+        )
     for name, tr in tracks.items():
         if tr.num_frames != scene.num_frames:
             from masktrack.errors import SceneError
 
-            raise SceneError(f"tracks have {tr.num_frames} frames, the scene has {scene.num_frames}", path=scene.path, field=f"tracks[{name}]")
+            raise SceneError(
+                f"tracks have {tr.num_frames} frames, the scene has {scene.num_frames}",
+                path=scene.path,
+                field=f"tracks[{name}]",
+            )
     rid = recording_id(scene, out_dir)
     blueprint = scene_blueprint(list(scene.camera_ids), styles, trail=trail)
-    common = {"format": FORMAT_VERSION, "rerun": rr.__version__, "recording_id": rid, "cameras": list(scene.camera_ids), "instances": {n: [s.id, list(s.color)] for n, s in styles.items()}, "trail": int(trail)}
+    common = {
+        "format": FORMAT_VERSION,
+        "rerun": rr.__version__,
+        "recording_id": rid,
+        "cameras": list(scene.camera_ids),
+        "instances": {n: [s.id, list(s.color)] for n, s in styles.items()},
+        "trail": int(trail),
+    }
 
     manifest_path = root / MANIFEST
     old = {} if force else _read_manifest(manifest_path)
-    manifest: dict[str, Any] = {"version": FORMAT_VERSION, "application_id": APPLICATION_ID, "recording_id": rid, "scene": None, "instances": {}, "combined": None}
+    manifest: dict[str, Any] = {
+        "version": FORMAT_VERSION,
+        "application_id": APPLICATION_ID,
+        "recording_id": rid,
+        "scene": None,
+        "instances": {},
+        "combined": None,
+    }
 
     def save_manifest() -> None:
         atomic_write_json(manifest_path, manifest)
 
     # 1. the scene, once
     scene_path = root / "scene.rrd"
-    scene_key = hash_json({**common, "scene": scene_fingerprint(scene), "masks": {n: instance_fingerprint(i) for n, i in instances.items()}, "jpeg_quality": int(jpeg_quality), "world": world})
+    scene_key = hash_json(
+        {
+            **common,
+            "scene": scene_fingerprint(scene),
+            "masks": {n: instance_fingerprint(i) for n, i in instances.items()},
+            "jpeg_quality": int(jpeg_quality),
+            "world": world,
+        }
+    )
     if _is_current(old.get("scene"), scene_path, scene_key):
         manifest["scene"] = old["scene"]
     else:
         with _recording_file(scene_path, rid, blueprint) as rec:
             if scene.path is not None:
                 rec.send_recording_name(Path(scene.path).name)
-            log_scene(rec, scene, instances=instances, styles=styles, jpeg_quality=jpeg_quality, world_coordinates=world)
+            log_scene(
+                rec,
+                scene,
+                instances=instances,
+                styles=styles,
+                jpeg_quality=jpeg_quality,
+                world_coordinates=world,
+            )
         manifest["scene"] = _file_entry(scene_path, scene_key, root)
     save_manifest()
 
@@ -524,7 +642,9 @@ def write_recordings(
 
     # 3. the merged recording
     combined = root / "combined.rrd"
-    combined_key = hash_json({"scene": scene_key, "instances": {n: manifest["instances"][n]["key"] for n in names}})
+    combined_key = hash_json(
+        {"scene": scene_key, "instances": {n: manifest["instances"][n]["key"] for n in names}}
+    )
     if _is_current(old.get("combined"), combined, combined_key):
         manifest["combined"] = old["combined"]
     else:
@@ -549,7 +669,9 @@ def find_recording(target: str | os.PathLike[str]) -> list[Path]:
         if cand.is_file():
             return [cand]
     for folder in (p / "rerun", p):
-        files = sorted(f for f in folder.rglob("*.rrd") if not f.name.startswith(".")) if folder.is_dir() else []
+        files = (
+            sorted(f for f in folder.rglob("*.rrd") if not f.name.startswith(".")) if folder.is_dir() else []
+        )
         if files:
             return files
     raise StoreError("no Rerun recording here (looked for rerun/combined.rrd and *.rrd)", path=p)
