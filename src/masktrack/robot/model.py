@@ -215,6 +215,8 @@ class RobotModel:
     link_groups: dict[str, list[str]] = field(default_factory=dict)
     default_positions: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    ee_link: str | None = None  # the link an end-effector pose track refers to (Panda: panda_hand)
+    tool_from_ee: np.ndarray | None = None  # nominal ee-link-from-tool (Panda: TCP 0.1034 m along z)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -531,6 +533,8 @@ def _load_panda(mesh_resolution: float) -> RobotModel:
     m = load_urdf(panda_urdf_path(), mesh_resolution=mesh_resolution)
     m.name = "panda"
     m.link_groups = {k: list(v) for k, v in PANDA_GROUPS.items()}
+    m.ee_link = "panda_hand"
+    m.tool_from_ee = make_transform((0, 0, 0.1034))  # Franka's documented flange-to-TCP offset minus 0.107
     return m
 
 

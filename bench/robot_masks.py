@@ -1,0 +1,281 @@
+"""Arm and gripper masks from the robot's own kinematics vs clicks, on an RLBench RGB-D episode (J&F, ms).
+
+Modes, per camera (``front``, ``left_shoulder``, ``right_shoulder``, ``overhead``, ``wrist``):
+
+- ``clicks``: today's baseline -- 5 positive + 5 negative clicks per object sampled
+  from the ground truth of the first frame where it is visible, default
+  ``classic`` backend, propagated through the Session API;
+- ``render``: kinematic render only -- base pose, joint offsets and tool offset
+  fitted from the episode's own end-effector pose track (``gripper_matrix``), no
+  depth, no image;
+- ``refined``: ``render`` + the robot's height from all static cameras' depth +
+  per-camera ICP of the rendered robot surface onto the camera's depth;
+- ``perturbed``: extrinsics perturbed by 5 mm / 0.5 degrees (fixed seed), no refinement;
+- ``perturbed_refined``: the same perturbation, then the same refinement.
+
+Nothing is fitted from the ground-truth masks: they only score.  Scores follow
+the DAVIS protocol of :mod:`masktrack.eval.davis` (first and last frame not
+scored); a camera counts for a part when the part is visible in at least half
+of its frames.  ``ms_per_camera_frame`` is render + refinement at 640x480 on one
+core (the episode's cameras with intrinsics scaled to 640x480, depth upsampled
+nearest), refinement amortised over the episode's frames.
+
+    python bench/robot_masks.py --json bench-robot.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_NPZ = REPO.parent / "shared" / "data" / "rlbench" / "reach_target_episode0.npz"
+PARTS = ("arm", "gripper")
+TARGETS = {
+    ("refined", "arm"): 0.95,
+    ("refined", "gripper"): 0.85,
+    ("perturbed_refined", "arm"): 0.93,
+}
+MS_TARGET = 20.0
+
+
+def _rng_perturb(rng: np.random.Generator, trans: float = 0.005, rot_deg: float = 0.5) -> np.ndarray:
+    from masktrack.robot.calibrate import se3
+
+    a = rng.normal(size=3)
+    a *= np.radians(rot_deg) / np.linalg.norm(a)
+    t = rng.normal(size=3)
+    t *= trans / np.linalg.norm(t)
+    return se3(a, t)
+
+
+def clicks_masks(rgbs: np.ndarray, gt: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """Classic backend from 5+5 clicks per part on the first frame that shows it (forward from there)."""
+    from masktrack.io.video import VideoSource
+    from masktrack.segment.base import FramePrompt, SessionObject
+    from masktrack.segment.registry import load_backend
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from segment_quality import sample_clicks
+
+    class ArrayVideo(VideoSource):
+        def __init__(self, frames: np.ndarray) -> None:
+            self.frames = frames
+            self.path = Path("rlbench")
+            self.num_frames, self.height, self.width = frames.shape[:3]
+
+        def read(self, index: int) -> np.ndarray:
+            return self.frames[index]
+
+        def content_hash(self) -> str:
+            return "rlbench"
+
+    video = ArrayVideo(np.ascontiguousarray(rgbs.transpose(0, 2, 3, 1)))
+    T = video.num_frames
+    out = {p: np.zeros((T, video.height, video.width), bool) for p in gt}
+    objs = [p for p in gt if gt[p].any()]
+    if not objs:
+        return out
+    start = min(int(np.argmax(gt[p].reshape(T, -1).any(1))) for p in objs)
+    backend = load_backend("classic")
+    with backend.open_session(
+        video, [SessionObject(p, i + 1, (255, 0, 0)) for i, p in enumerate(objs)]
+    ) as session:
+        for p in objs:
+            if gt[p][start].any():
+                pts, labels = sample_clicks(gt[p][start], 5, seed)
+                session.add_prompt(FramePrompt(frame=start, object=p, points=pts, labels=labels))
+        for f, masks in session.propagate(start):
+            for p in objs:
+                if p in masks:
+                    out[p][f] = masks[p]
+    backend.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--npz", type=Path, default=DEFAULT_NPZ, help="RLBench episode NPZ (default: the shared one)"
+    )
+    ap.add_argument("--json", type=Path, help="write the results as JSON here")
+    ap.add_argument("--modes", default="clicks,render,refined,perturbed_refined")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timing-frames", type=int, default=10, help="frames rendered at 640x480 for the timing")
+    args = ap.parse_args(argv)
+
+    import cv2
+
+    cv2.setNumThreads(1)
+    from masktrack.eval.davis import evaluate_sequence
+    from masktrack.robot import RobotModel, RobotState, render
+    from masktrack.robot.calibrate import (
+        CameraView,
+        fit_base_from_ee,
+        refine_camera,
+        refine_robot_from_depth,
+    )
+
+    if not args.npz.is_file():
+        print(f"{args.npz}: no such file", file=sys.stderr)
+        return 2
+    d = np.load(args.npz)
+    cams = [str(c) for c in d["camera_ids"]]
+    C, T = d["depths"].shape[:2]
+    H, W = d["depths"].shape[-2:]
+    gt = {"arm": d["gt_masks_arm"], "gripper": d["gt_masks_gripper"]}
+    model = RobotModel.load("panda")
+    names = model.joint_names[:7] + ["panda_finger_joint1", "panda_finger_joint2"]
+    q = np.c_[d["joint_positions"], d["gripper_joint_positions"]].astype(np.float64)
+    state0 = RobotState("panda", names, q)
+    static = [c != "wrist" for c in cams]
+    views = [
+        CameraView(cams[c], d["intrs"][c], d["extrs"][c], d["depths"][c, :, 0], static[c]) for c in range(C)
+    ]
+    modes = [m for m in args.modes.split(",") if m]
+    if "perturbed_refined" in modes and "perturbed" not in modes:
+        modes.insert(modes.index("perturbed_refined"), "perturbed")
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    fit = fit_base_from_ee(
+        model, names, q, d["gripper_matrix"], model.ee_link, tool_from_link=model.tool_from_ee
+    )
+    timings["ee_fit_s"] = time.perf_counter() - t0
+    state = fit.apply(state0)
+    t0 = time.perf_counter()
+    state_ref, shift = refine_robot_from_depth(model, state, views)
+    timings["robot_depth_refine_s"] = time.perf_counter() - t0
+    rng = np.random.default_rng(args.seed)
+    perturb = [_rng_perturb(rng) for _ in range(C)]
+
+    def visible(c: int, part: str) -> bool:
+        return bool(gt[part][c].reshape(T, -1).any(1).mean() >= 0.5)
+
+    results: dict = {
+        "command": " ".join(
+            ["python", "bench/robot_masks.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "npz": str(args.npz),
+        "model": "panda (pybullet_data franka_panda URDF)",
+        "calibration": {
+            "ee_fit": {
+                "residual_mm": fit.residual_mm,
+                "residual_deg": fit.residual_deg,
+                "joint_offsets": fit.joint_offsets,
+            },
+            "world_shift_mm": (shift[:3, 3] * 1000).tolist(),
+            "cameras": {},
+        },
+        "modes": {},
+    }
+    refine_s = 0.0
+    for mode in modes:
+        per = {p: {} for p in PARTS}
+        for c in range(C):
+            E = np.asarray(d["extrs"][c], np.float64)
+            if mode == "clicks":
+                pred = clicks_masks(d["rgbs"][c], {p: gt[p][c] for p in PARTS}, args.seed)
+            else:
+                st = state if mode in ("render",) else state_ref
+                corr = None
+                if mode.startswith("perturbed"):
+                    corr = perturb[c]
+                if mode in ("refined", "perturbed_refined"):
+                    v = views[c]
+                    t0 = time.perf_counter()
+                    rc = refine_camera(
+                        model,
+                        st,
+                        CameraView(v.camera_id, v.K, v.world_to_cam, v.depth, v.static),
+                        initial=corr,
+                    )
+                    refine_s += time.perf_counter() - t0
+                    corr = rc.correction
+                    results["calibration"]["cameras"].setdefault(mode, {})[cams[c]] = rc.to_dict()
+                r = render(model, st, d["intrs"][c, 0], E, H, W, cam_correction=corr)
+                pred = {"arm": r.masks("arm"), "gripper": r.masks("gripper")}
+            for p in PARTS:
+                if not visible(c, p):
+                    continue
+                sc = evaluate_sequence(pred[p], gt[p][c], skip_first_last=True, name=cams[c])
+                per[p][cams[c]] = {"jf_mean": sc.jf_mean, "j_mean": sc.j_mean, "f_mean": sc.f_mean}
+        results["modes"][mode] = {
+            p: {
+                "jf_mean": float(np.mean([v["jf_mean"] for v in per[p].values()])) if per[p] else None,
+                "per_camera": per[p],
+            }
+            for p in PARTS
+        }
+        print(f"{mode}: done", file=sys.stderr)
+
+    # timing at 640x480: scaled intrinsics, render + refinement, one thread
+    ms = []
+    for c in range(C):
+        s = 640 / W
+        K = np.asarray(d["intrs"][c, 0], np.float64).copy()
+        K[:2] *= s
+        K[0, 2] = (d["intrs"][c, 0, 0, 2] + 0.5) * s - 0.5
+        K[1, 2] = (d["intrs"][c, 0, 1, 2] + 0.5) * s - 0.5 - 80  # 640x640 cropped to its middle 480 rows
+        f = int(round(s))
+        depth = np.repeat(np.repeat(d["depths"][c, :, 0], f, 1), f, 2)[:, 80:560]
+        v = CameraView(cams[c], K, d["extrs"][c], depth, static[c])
+        t0 = time.perf_counter()
+        rc = refine_camera(model, state_ref, v)
+        t_ref = time.perf_counter() - t0
+        fr = np.linspace(0, T - 1, args.timing_frames).round().astype(int)
+        t0 = time.perf_counter()
+        render(model, state_ref, K, d["extrs"][c], 480, 640, frames=fr, cam_correction=rc.correction)
+        t_ren = (time.perf_counter() - t0) / len(fr)
+        ms.append(1000 * (t_ren + t_ref / T))
+        timings[f"ms_640x480_{cams[c]}"] = {
+            "render_ms": 1000 * t_ren,
+            "refine_ms_amortised": 1000 * t_ref / T,
+        }
+    results["ms_per_camera_frame"] = float(np.mean(ms))
+    results["timings"] = timings
+
+    # table
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="robot masks: J&F per camera (RLBench episode)")
+    table.add_column("mode")
+    table.add_column("part")
+    for c in cams:
+        table.add_column(c)
+    table.add_column("mean")
+    table.add_column("target")
+    for mode in results["modes"]:
+        for p in PARTS:
+            m = results["modes"][mode][p]
+            row = [mode, p] + [
+                f"{m['per_camera'][c]['jf_mean']:.3f}" if c in m["per_camera"] else "-" for c in cams
+            ]
+            row.append("-" if m["jf_mean"] is None else f"{m['jf_mean']:.3f}")
+            tgt = TARGETS.get((mode, p))
+            if tgt is None:
+                row.append("")
+            else:
+                vals = [v["jf_mean"] for v in m["per_camera"].values()]
+                met = bool(vals) and min(vals) >= tgt
+                row.append(f">= {tgt} every camera: {'met' if met else 'MISSED'}")
+            table.add_row(*row)
+    Console(width=200).print(table)
+    ok = results["ms_per_camera_frame"] <= MS_TARGET
+    print(
+        f"ms per camera-frame at 640x480 (render + refinement, 1 core): {results['ms_per_camera_frame']:.1f} "
+        f"(target <= {MS_TARGET:g}: {'met' if ok else 'MISSED'})"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
