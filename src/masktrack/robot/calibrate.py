@@ -270,7 +270,7 @@ def _lift(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.stack([x, y, z], -1)
 
 
-def moving_frames(state: RobotState, count: int = 8) -> np.ndarray:
+def moving_frames(state: RobotState, count: int = 6) -> np.ndarray:
     """Up to ``count`` frames spread over the episode, preferring ones where the joints moved (distinct poses)."""
     q = state.positions
     T = len(q)
@@ -326,19 +326,33 @@ def _view_at_scale(view: CameraView, Ks: np.ndarray, md: np.ndarray, frames: np.
     return CameraView(view.camera_id, Ks, E, md, view.static)
 
 
-def _pairs(rd: np.ndarray, md: np.ndarray, Ks: np.ndarray, gate: float):
+def _measured(md: np.ndarray, Ks: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Lifted measured points and their normals per frame (computed once per refinement)."""
+    out = []
+    for i in range(len(md)):
+        Pm = _lift(md[i], Ks[i])
+        out.append((Pm, _normals(Pm)))
+    return out
+
+
+def _pairs(rd: np.ndarray, md: np.ndarray, Ks: np.ndarray, gate: float, meas=None):
     """Per frame: rendered robot points and the measured point + normal at the same pixel (camera frame)."""
+    meas = meas if meas is not None else _measured(md, Ks)
     out = []
     for i in range(len(rd)):
         m = rd[i] > 0
         if not m.any():
             out.append(None)
             continue
-        Ps = _lift(rd[i], Ks[i])
-        Pm = _lift(md[i], Ks[i])
-        N = _normals(Pm)
+        Pm, N = meas[i]
         ok = m & (md[i] > 0) & np.isfinite(N[..., 0]) & (np.abs(md[i] - rd[i]) < gate)
-        out.append((Ps[ok], Pm[ok], N[ok]))
+        vv, uu = np.nonzero(ok)
+        K = Ks[i]
+        z = rd[i][vv, uu].astype(np.float64)
+        y = (vv - K[1, 2]) / K[1, 1]
+        x = (uu - K[0, 2] - K[0, 1] * y) / K[0, 0]
+        Ps = np.stack([x * z, y * z, z], 1)
+        out.append((Ps, Pm[vv, uu], N[vv, uu]))
     return out
 
 
@@ -422,8 +436,9 @@ def refine_camera(
     D = np.eye(4) if initial is None else np.asarray(initial, float).copy()
     rd = _render_local(model, st, sv, len(fr), D)
     before = depth_residuals(rd, md)
+    meas = _measured(md, Ks)
     for k in range(iterations):
-        pairs = [p for p in _pairs(rd, md, Ks, _gate(k, iterations, max_dist)) if p is not None]
+        pairs = [p for p in _pairs(rd, md, Ks, _gate(k, iterations, max_dist), meas) if p is not None]
         if not pairs or sum(len(p[0]) for p in pairs) < min_points:
             break
         src, dst, nrm = (np.concatenate([p[j] for p in pairs]) for j in range(3))
@@ -433,7 +448,7 @@ def refine_camera(
         if np.linalg.norm(dD[:3, 3]) < 1e-5 and np.linalg.norm(dD[:3, :3] - np.eye(3)) < 1e-5:
             break
     after = depth_residuals(rd, md)
-    npts = sum(len(p[0]) for p in _pairs(rd, md, Ks, max_dist[1]) if p is not None)
+    npts = sum(len(p[0]) for p in _pairs(rd, md, Ks, max_dist[1], meas) if p is not None)
     return CameraRefinement(
         camera_id=view.camera_id,
         correction=D,
@@ -471,15 +486,15 @@ def refine_robot_from_depth(
         sv = _view_at_scale(v, Ks, md, fr)
         E = np.asarray(sv.world_to_cam, float)
         E = E if E.ndim == 3 else np.broadcast_to(E, (len(fr),) + E.shape)
-        prepared.append((sv, Ks, md, E))
+        prepared.append((sv, Ks, md, E, _measured(md, Ks)))
     S = np.eye(4)
     if not prepared:
         return state, S
     for k in range(iterations):
         src_w, dst_w, nrm_w = [], [], []
-        for sv, Ks, md, E in prepared:
+        for sv, Ks, md, E, meas in prepared:
             rd = _render_local(model, st, sv, len(fr), world_shift=S)
-            for i, p in enumerate(_pairs(rd, md, Ks, _gate(k, iterations, max_dist))):
+            for i, p in enumerate(_pairs(rd, md, Ks, _gate(k, iterations, max_dist), meas)):
                 if p is None or len(p[0]) == 0:
                     continue
                 R, t = E[i][:3, :3], E[i][:3, 3]

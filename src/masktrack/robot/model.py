@@ -144,7 +144,69 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, resolution: float) -> tupl
     return v, f
 
 
+def fibonacci_directions(n: int) -> np.ndarray:
+    i = np.arange(n) + 0.5
+    phi = np.arccos(1 - 2 * i / n)
+    th = np.pi * (1 + 5**0.5) * i
+    return np.stack([np.cos(th) * np.sin(phi), np.sin(th) * np.sin(phi), np.cos(phi)], 1)
+
+
+def outer_shell(
+    vertices: np.ndarray, faces: np.ndarray, *, views: int = 48, pixel: float = 0.0008
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the triangles seen from outside (any of ``views`` directions at ``pixel`` metres), wound outward.
+
+    Visual meshes are unions of parts with hidden inner surfaces; every one of
+    them costs the rasteriser without ever winning a pixel.  Each kept triangle
+    is also re-oriented by majority vote of the views that saw it (so back-face
+    culling cannot punch holes where a file's winding is inconsistent).
+    """
+    from masktrack.robot.render import rasterize
+
+    if len(faces) == 0:
+        return vertices, faces
+    c = (vertices.max(0) + vertices.min(0)) / 2
+    ext = float(np.linalg.norm(vertices.max(0) - vertices.min(0))) + 1e-6
+    dist = 50 * ext
+    f = dist / pixel
+    size = int(np.ceil(ext / pixel)) + 4
+    K = np.array([[f, 0, (size - 1) / 2], [0, f, (size - 1) / 2], [0, 0, 1.0]])
+    votes = np.zeros(len(faces), np.int64)  # >0: seen front-facing, <0: seen back-facing
+    seen = np.zeros(len(faces), bool)
+    for d in fibonacci_directions(views):
+        z = -d  # camera looks along -d from outside
+        x = np.cross(z, [0.0, 0.0, 1.0] if abs(z[2]) < 0.9 else [1.0, 0.0, 0.0])
+        x /= np.linalg.norm(x)
+        y = np.cross(z, x)
+        R = np.stack([x, y, z])
+        vc = (vertices - c) @ R.T + np.array([0, 0, dist])
+        fid, _ = rasterize(vc, faces, K, size, size, cull=False)
+        hit = np.unique(fid[fid >= 0])
+        if len(hit) == 0:
+            continue
+        seen[hit] = True
+        uv = vc[:, :2] / vc[:, 2:3]
+        a, b, cc = uv[faces[hit, 0]], uv[faces[hit, 1]], uv[faces[hit, 2]]
+        area = (b[:, 0] - a[:, 0]) * (cc[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (cc[:, 0] - a[:, 0])
+        votes[hit] += np.where(area < 0, 1, -1)
+    out = faces[seen].copy()
+    flip = votes[seen] < 0
+    out[flip] = out[flip][:, ::-1]
+    used = np.unique(out)
+    remap = np.full(len(vertices), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    return vertices[used], remap[out]
+
+
+MESH_CACHE_VERSION = 1
 _MESH_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("MASKTRACK_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "masktrack"
+    )
+    return Path(base) / "robot-meshes"
 
 
 def load_mesh_file(
@@ -155,6 +217,18 @@ def load_mesh_file(
     key = (str(path), st.st_mtime_ns, st.st_size, tuple(float(s) for s in scale), float(resolution))
     if key in _MESH_CACHE:
         return _MESH_CACHE[key]
+    import hashlib
+
+    digest = hashlib.sha256(repr((MESH_CACHE_VERSION, *key)).encode()).hexdigest()[:24]
+    disk = _cache_dir() / f"{path.stem}-{digest}.npz"
+    if disk.is_file():
+        try:
+            with np.load(disk) as z:
+                out = (z["vertices"].astype(float), z["faces"].astype(np.int64))
+            _MESH_CACHE[key] = out
+            return out
+        except Exception:  # a damaged cache entry is rebuilt below
+            pass
     try:
         import trimesh
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -168,8 +242,17 @@ def load_mesh_file(
         raise RobotModelError(f"cannot read mesh: {type(e).__name__}: {e}", path=path) from None
     v = np.asarray(m.vertices, float) * np.asarray(scale, float)
     f = np.asarray(m.faces, np.int64).reshape(-1, 3)
-    out = decimate(v, f, resolution)
+    out = outer_shell(*decimate(v, f, resolution))
     _MESH_CACHE[key] = out
+    try:  # the shell costs seconds; later processes reuse it (atomic: never a half-written file)
+        from masktrack.io.atomic import atomic_write_bytes
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, vertices=out[0].astype(np.float32), faces=out[1].astype(np.int32))
+        atomic_write_bytes(disk, buf.getvalue(), fsync=False)
+    except OSError:
+        pass
     return out
 
 
@@ -234,7 +317,7 @@ class RobotModel:
         if p.suffix.lower() in (".xml", ".mjcf"):
             from masktrack.robot.mjcf import load_mjcf
 
-            return load_mjcf(p)
+            return load_mjcf(p, mesh_resolution=mesh_resolution)
         raise RobotModelError("unknown robot model format (expected .urdf or MJCF .xml)", path=p)
 
     # ------------------------------------------------------------------ names

@@ -138,17 +138,18 @@ def rasterize(
     zs = np.where(z > near, z, np.nan)
     u = (fx * verts_cam[:, 0] + s * verts_cam[:, 1]) / zs + cx
     v = fy * verts_cam[:, 1] / zs + cy
-    fu, fv, fz = u[faces], v[faces], z[faces]
-    keep = np.all(fz > near, axis=1)
-    u0, u1, u2 = fu[:, 0], fu[:, 1], fu[:, 2]
-    v0, v1, v2 = fv[:, 0], fv[:, 1], fv[:, 2]
-    area = (u1 - u0) * (v2 - v0) - (v1 - v0) * (u2 - u0)
-    keep &= (area < -1e-12) if cull else (np.abs(area) > 1e-12)
-    umin = np.ceil(np.min(fu, 1))
-    umax = np.floor(np.max(fu, 1))
-    vmin = np.ceil(np.min(fv, 1))
-    vmax = np.floor(np.max(fv, 1))
-    keep &= (
+    f0, f1, f2 = faces[:, 0], faces[:, 1], faces[:, 2]
+    u0, u1, u2 = u[f0], u[f1], u[f2]
+    v0, v1, v2 = v[f0], v[f1], v[f2]
+    area = (u1 - u0) * (v2 - v0) - (v1 - v0) * (u2 - u0)  # NaN when a vertex is behind `near`
+    keep = (area < -1e-12) if cull else (np.abs(area) > 1e-12)
+    idx = np.nonzero(keep)[0]
+    u0, u1, u2, v0, v1, v2, area = u0[idx], u1[idx], u2[idx], v0[idx], v1[idx], v2[idx], area[idx]
+    umin = np.ceil(np.minimum(np.minimum(u0, u1), u2))
+    umax = np.floor(np.maximum(np.maximum(u0, u1), u2))
+    vmin = np.ceil(np.minimum(np.minimum(v0, v1), v2))
+    vmax = np.floor(np.maximum(np.maximum(v0, v1), v2))
+    keep = (
         (umax >= 0)
         & (vmax >= 0)
         & (umin <= width - 1)
@@ -156,20 +157,21 @@ def rasterize(
         & (umax >= umin)
         & (vmax >= vmin)
     )
-    idx = np.nonzero(keep)[0]
+    sel = np.nonzero(keep)[0]
+    idx = idx[sel]
     zbuf = np.zeros(height * width, np.float64)  # holds max 1/z; 0 = empty
     fid = np.full(height * width, -1, np.int32)
     if len(idx) == 0:
         return fid.reshape(height, width), zbuf.reshape(height, width).astype(np.float32)
-    u0, u1, u2, v0, v1, v2, area = u0[idx], u1[idx], u2[idx], v0[idx], v1[idx], v2[idx], area[idx]
-    iz = 1.0 / fz[idx]
-    umin = np.clip(umin[idx], 0, width - 1).astype(np.int64)
-    umax = np.clip(umax[idx], 0, width - 1).astype(np.int64)
-    vmin = np.clip(vmin[idx], 0, height - 1).astype(np.int64)
-    vmax = np.clip(vmax[idx], 0, height - 1).astype(np.int64)
-    bw = umax - umin + 1
-    n = bw * (vmax - vmin + 1)
-    # barycentric l0 = (a0 u + b0 v + c0), l1 likewise, l2 = 1 - l0 - l1 (edge functions / area)
+    u0, u1, u2, v0, v1, v2, area = u0[sel], u1[sel], u2[sel], v0[sel], v1[sel], v2[sel], area[sel]
+    umin, umax, vmin, vmax = umin[sel], umax[sel], vmin[sel], vmax[sel]
+    fz = z[faces[idx]]
+    iz = 1.0 / fz
+    umin = np.clip(umin, 0, width - 1).astype(np.int64)
+    umax = np.clip(umax, 0, width - 1).astype(np.int64)
+    vmin = np.clip(vmin, 0, height - 1).astype(np.int64)
+    vmax = np.clip(vmax, 0, height - 1).astype(np.int64)
+    # barycentric l0 = a0 u + b0 v + c0, l1 likewise, l2 = 1 - l0 - l1 (edge functions / area)
     inv = 1.0 / area
     a0, b0 = -(v2 - v1) * inv, (u2 - u1) * inv
     c0 = -(a0 * u1 + b0 * v1)
@@ -177,35 +179,37 @@ def rasterize(
     c1 = -(a1 * u2 + b1 * v2)
     d0, d1 = iz[:, 0] - iz[:, 2], iz[:, 1] - iz[:, 2]
     za, zb, zc = a0 * d0 + a1 * d1, b0 * d0 + b1 * d1, c0 * d0 + c1 * d1 + iz[:, 2]
-    coef = np.stack([a0, b0, c0, a1, b1, c1, za, zb, zc, umin, vmin, bw], 1)
-    ends = np.cumsum(n)
-    start = 0
-    cands_pix, cands_iz, cands_tri = [], [], []
-    while start < len(idx):
-        stop = int(np.searchsorted(ends, (ends[start - 1] if start else 0) + chunk, side="right"))
-        stop = max(stop, start + 1)
-        sel = slice(start, stop)
-        nn = n[sel]
-        tot = int(nn.sum())
-        rep = np.repeat(np.arange(start, stop), nn)
-        off = np.arange(tot) - np.repeat(np.cumsum(nn) - nn, nn)
-        c = coef[rep]
-        bwr = c[:, 11].astype(np.int64)
-        pu = c[:, 9] + off % bwr
-        pv = c[:, 10] + off // bwr
-        l0 = c[:, 0] * pu + c[:, 1] * pv + c[:, 2]
-        l1 = c[:, 3] * pu + c[:, 4] * pv + c[:, 5]
-        eps = -1e-9
-        ins = (l0 >= eps) & (l1 >= eps) & (l0 + l1 <= 1 - eps)
-        pix = (pv[ins] * width + pu[ins]).astype(np.int64)
-        izc = c[ins, 6] * pu[ins] + c[ins, 7] * pv[ins] + c[ins, 8]
-        cands_pix.append(pix)
-        cands_iz.append(izc)
-        cands_tri.append(idx[rep[ins]])
-        start = stop
-    pix = np.concatenate(cands_pix)
-    izc = np.concatenate(cands_iz)
-    tri = np.concatenate(cands_tri)
+    # scanline spans: one (triangle, row) pair per pixel row of the bounding box; on each row the
+    # three constraints l_i >= 0 are half-lines in u, so the covered pixel centres are one interval
+    nh = vmax - vmin + 1
+    rt = np.repeat(np.arange(len(idx)), nh)
+    rv = (np.arange(int(nh.sum())) - np.repeat(np.cumsum(nh) - nh, nh) + vmin[rt]).astype(np.float64)
+    lo = umin[rt].astype(np.float64)
+    hi = umax[rt].astype(np.float64)
+    eps = 1e-9
+    for al, be, ga in ((a0, b0, c0), (a1, b1, c1), (-(a0 + a1), -(b0 + b1), 1 - c0 - c1)):
+        A = al[rt]
+        Bv = be[rt] * rv + ga[rt] + eps  # constraint: A u + Bv >= 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = -Bv / A
+        pos, neg = A > 1e-15, A < -1e-15
+        lo = np.where(pos, np.maximum(lo, np.ceil(x)), lo)
+        hi = np.where(neg, np.minimum(hi, np.floor(x)), hi)
+        flat = ~pos & ~neg & (Bv < 0)
+        hi = np.where(flat, lo - 1, hi)
+    ln = np.maximum(hi - lo + 1, 0).astype(np.int64)
+    keep = ln > 0
+    rt, rv, lo, ln = rt[keep], rv[keep], lo[keep], ln[keep]
+    tot = int(ln.sum())
+    if tot == 0:
+        return fid.reshape(height, width), np.zeros((height, width), np.float32)
+    span = np.repeat(np.arange(len(ln)), ln)
+    pu = np.arange(tot) - np.repeat(np.cumsum(ln) - ln - lo.astype(np.int64), ln)
+    rowbase = (rv * width).astype(np.int64)
+    pix = rowbase[span] + pu
+    zrow = zb[rt] * rv + zc[rt]
+    izc = za[rt][span] * pu + zrow[span]
+    tri = idx[rt][span]
     np.maximum.at(zbuf, pix, izc)
     win = izc >= zbuf[pix]
     fid[pix[win]] = tri[win]
