@@ -245,8 +245,9 @@ def load_mesh_file(
     out = outer_shell(*decimate(v, f, resolution))
     _MESH_CACHE[key] = out
     try:  # the shell costs seconds; later processes reuse it (atomic: never a half-written file)
-        from masktrack.io.atomic import atomic_write_bytes
         import io
+
+        from masktrack.io.atomic import atomic_write_bytes
 
         buf = io.BytesIO()
         np.savez(buf, vertices=out[0].astype(np.float32), faces=out[1].astype(np.int32))
