@@ -83,7 +83,7 @@ def _candidate_rotations() -> list[np.ndarray]:
                     x, y = si * axes[i], sj * axes[j]
                     R = np.stack([x, y, np.cross(x, y)], 1)
                     out.append(R)
-                    out.append(R @ rotvec_to_matrix([0, 0, np.pi / 4]))
+                    out.append(R @ rotvec_to_matrix(np.array([0, 0, np.pi / 4])))
     return out
 
 
@@ -338,7 +338,7 @@ def _measured(md: np.ndarray, Ks: np.ndarray) -> list[tuple[np.ndarray, np.ndarr
 def _pairs(rd: np.ndarray, md: np.ndarray, Ks: np.ndarray, gate: float, meas=None):
     """Per frame: rendered robot points and the measured point + normal at the same pixel (camera frame)."""
     meas = meas if meas is not None else _measured(md, Ks)
-    out = []
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
     for i in range(len(rd)):
         m = rd[i] > 0
         if not m.any():

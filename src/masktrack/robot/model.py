@@ -22,6 +22,7 @@ import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -240,8 +241,9 @@ def load_mesh_file(
         m = trimesh.load(str(path), force="mesh", process=False)
     except Exception as e:
         raise RobotModelError(f"cannot read mesh: {type(e).__name__}: {e}", path=path) from None
-    v = np.asarray(m.vertices, float) * np.asarray(scale, float)
-    f = np.asarray(m.faces, np.int64).reshape(-1, 3)
+    mesh: Any = m
+    v = np.asarray(mesh.vertices, np.float64) * np.asarray(scale, np.float64)
+    f = np.asarray(mesh.faces, np.int64).reshape(-1, 3)
     out = outer_shell(*decimate(v, f, resolution))
     _MESH_CACHE[key] = out
     try:  # the shell costs seconds; later processes reuse it (atomic: never a half-written file)
@@ -543,8 +545,10 @@ def load_urdf(path: str | os.PathLike[str], *, mesh_resolution: float = 0.003) -
                 else np.array([1.0, 0, 0])
             )
             lim = je.find("limit")
-            lower = float(lim.get("lower")) if lim is not None and lim.get("lower") else None
-            upper = float(lim.get("upper")) if lim is not None and lim.get("upper") else None
+            lo_s = lim.get("lower") if lim is not None else None
+            hi_s = lim.get("upper") if lim is not None else None
+            lower = float(lo_s) if lo_s else None
+            upper = float(hi_s) if hi_s else None
             mi = je.find("mimic")
             mimic = (
                 (mi.get("joint", ""), float(mi.get("multiplier", "1")), float(mi.get("offset", "0")))
