@@ -485,13 +485,13 @@ def run_demo(
     trep = run_tracking(
         syn.scene_path, out / "tracks", tracker="flow", instances=list(TRACKED), force=force, progress=False
     )
-    for r in trep.instances:
+    for ir in trep.instances:
         st.add(
             "track",
-            r.name,
-            "reused" if r.status == "skipped" else "computed",
-            r.seconds if r.status != "skipped" else time.perf_counter() - t0,
-            f"{r.num_queries} queries, {100 * r.visible_fraction:.0f}% visible",
+            ir.name,
+            "reused" if ir.status == "skipped" else "computed",
+            ir.seconds if ir.status != "skipped" else time.perf_counter() - t0,
+            f"{ir.num_queries} queries, {100 * ir.visible_fraction:.0f}% visible",
         )
 
     # 8. Rerun recordings

@@ -103,7 +103,7 @@ def _revision(data: bytes | None) -> str:
 
 
 def _names_from_config(config: PipelineConfig) -> list[tuple[str, int | None, tuple[int, int, int] | None]]:
-    out = []
+    out: list[tuple[str, int | None, tuple[int, int, int] | None]] = []
     for s in config.sessions:
         for o in s.objects:
             if isinstance(o, str):
@@ -329,7 +329,7 @@ class Previewer:
                 try:
                     _, masks = next(gen)
                 finally:
-                    gen.close()
+                    gen.close()  # type: ignore[union-attr]
             finally:
                 session.close()
         m = np.asarray(masks[req.object], bool)
@@ -392,8 +392,8 @@ def create_app(
     when an existing prompt file cannot be loaded, so the CLI fails before a
     browser opens.
     """
-    src = video if isinstance(video, VideoSource) else open_video(video)
-    cfg = load_config(config) if isinstance(config, (str, os.PathLike)) else config
+    src = video if isinstance(video, VideoSource) else open_video(Path(video))
+    cfg = load_config(Path(config)) if isinstance(config, (str, os.PathLike)) else config
     wanted: list[tuple[str, int | None, Any]] = _names_from_config(cfg) if cfg is not None else []
     wanted += [(n, None, None) for n in (objects or [])]
     bad = [n for n, _, _ in wanted if not n or not n.replace("_", "a").replace("-", "a").isalnum()]
@@ -534,12 +534,14 @@ def create_app(
         except ValidationError as e:
             return _error(422, "invalid preview request", _pydantic_problems(e))
         try:
-            kf_obj = ObjectPrompts(
-                name=req.object,
-                id=1,
-                keyframes=[
-                    {"frame": req.frame, "points": req.points, "labels": req.labels, "boxes": req.boxes}
-                ],
+            kf_obj = ObjectPrompts.model_validate(
+                {
+                    "name": req.object,
+                    "id": 1,
+                    "keyframes": [
+                        {"frame": req.frame, "points": req.points, "labels": req.labels, "boxes": req.boxes}
+                    ],
+                }
             )
         except ValidationError as e:
             return _error(422, "invalid preview request", _pydantic_problems(e))

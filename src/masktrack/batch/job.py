@@ -91,7 +91,7 @@ class JobConfig(BaseModel):
     video: str
     prompts: str | None = None
     output: str = "{out}/{scene}/{camera}"
-    stages: list[Stage] = Field(default_factory=lambda: ["segment", "compose"])
+    stages: list[Stage] = Field(default_factory=lambda: ["segment", "compose"])  # type: ignore[arg-type]
     pipeline: dict[str, Any]
     track: TrackConfig | None = None
     source: Path | None = Field(default=None, exclude=True)

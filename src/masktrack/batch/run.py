@@ -203,7 +203,7 @@ def run_batch(
             for r in dispatch(tasks):
                 add(r, record=True)
 
-    order = {u.id: i for i, u in enumerate([*units, *scene_units])}
+    order = {u.id: i for i, u in enumerate([*units, *scene_units])}  # type: ignore[attr-defined]
     report.units.sort(key=lambda r: order.get(r.id, 0))
     report.seconds = time.perf_counter() - t0
     data = report.to_json()

@@ -125,7 +125,7 @@ def batch(
     ) as progress:
         bar = progress.add_task("", total=None)
 
-        def on_result(r, n, total):  # type: ignore[no-untyped-def]
+        def on_result(r, n, total):
             style = STATUS_STYLE.get(r.status, "white")
             progress.update(bar, completed=n, total=total, description=f"[{style}]{r.status}[/] {r.id}")
             if r.status != "reused":
@@ -135,7 +135,7 @@ def batch(
             job,
             out,
             scenes=scene_arg,
-            engine=engine,
+            engine=engine,  # type: ignore[arg-type]
             workers=workers,
             gpus=gpu_list,
             ray_address=ray_address,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -199,7 +200,7 @@ def preview(
                 "nothing to preview: no session masks or composed outputs (run `masktrack segment` first)",
                 path=cfg.output,
             )
-    kw = dict(
+    kw: dict[str, Any] = dict(
         every=every,
         max_tiles=max_tiles,
         columns=columns,

@@ -94,6 +94,7 @@ def scene_info(scene_path: Path, as_json: bool) -> None:
                 else None,
             }
         )
+    names = list_instances(scene_path)
     info = {
         "scene": str(scene_path),
         "num_cameras": sc.num_cameras,
@@ -102,7 +103,7 @@ def scene_info(scene_path: Path, as_json: bool) -> None:
         "width": sc.size[1],
         "fps": sc.fps,
         "cameras": cams,
-        "instances": list_instances(scene_path),
+        "instances": names,
     }
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -115,7 +116,7 @@ def scene_info(scene_path: Path, as_json: bool) -> None:
             f"  {cam['id']:<16} centre {cam['center_m_frame0']}  {'moving' if cam['moving'] else 'static'}  "
             f"depth valid {100 * cam['depth_valid_frame0']:.0f}% range {cam['depth_range_m_frame0']}"
         )
-    click.echo(f"  instances: {', '.join(info['instances']) or 'none'}")
+    click.echo(f"  instances: {', '.join(names) or 'none'}")
 
 
 @click.group("instances")
@@ -315,12 +316,12 @@ def track(
         except json.JSONDecodeError:
             opts[k] = v
     qo = QueryOptions(
-        window=window,
+        window=window,  # type: ignore[arg-type]
         frame=frame,
         span=span,
         stride=stride,
         contact=_contact(contact),
-        voxel=voxel,  # type: ignore[arg-type]
+        voxel=voxel,
         max_queries=max_queries,
         erode=erode,
         seed=seed,

@@ -143,12 +143,10 @@ def load_scene(path: str | Path, *, mmap: bool = True, validate: bool = True) ->
             f"format {meta.get('format')!r}, expected {SCENE_FORMAT!r}", path=meta_path, field="format"
         )
 
-    def arr(name: str, required: bool = True) -> np.ndarray | None:
+    def arr(name: str) -> np.ndarray:
         p = path / f"{name}.npy"
         if not p.exists():
-            if required:
-                raise SceneError("missing array file", path=p, field=name)
-            return None
+            raise SceneError("missing array file", path=p, field=name)
         try:
             return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
         except ValueError as e:
@@ -161,7 +159,7 @@ def load_scene(path: str | Path, *, mmap: bool = True, validate: bool = True) ->
         extrs=arr("extrs"),
         camera_ids=[str(c) for c in meta.get("camera_ids", [])],
         fps=float(meta.get("fps", 30.0)),
-        timestamps=arr("timestamps", required=False),
+        timestamps=arr("timestamps") if (path / "timestamps.npy").exists() else None,
         path=path,
         meta={k: v for k, v in meta.items() if k not in {"camera_ids", "fps"}},
     )

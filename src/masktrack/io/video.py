@@ -191,6 +191,7 @@ class VideoFile(VideoSource):
         if self._decoder is None or index < self._next or index > self._next + 64 or self._next < 0:
             self._restart(index)
         target = self._pts[index]
+        assert self._decoder is not None  # _restart opened it
         try:
             for frame in self._decoder:
                 if frame.pts is None:

@@ -319,7 +319,8 @@ def _mark_optional(node: Node) -> Node:
     if isinstance(node, Ref):
         return Ref(node.pos, node.length, node.first, node.second, node.session, node.objects, True)
     if isinstance(node, BinOp):
-        return BinOp(node.pos, node.length, node.op, _mark_optional(node.left), _mark_optional(node.right))  # type: ignore[arg-type]
+        assert node.left is not None and node.right is not None  # the parser builds both sides
+        return BinOp(node.pos, node.length, node.op, _mark_optional(node.left), _mark_optional(node.right))
     if isinstance(node, Call):
         return Call(node.pos, node.length, node.fn, _mark_optional(node.arg), node.value, node.shape)  # type: ignore[arg-type]
     raise TypeError(node)
@@ -350,13 +351,14 @@ def resolve(node: Node, sessions: Mapping[str, Sequence[str]], expr: str) -> Nod
     under them.
     """
     if isinstance(node, BinOp):
+        assert node.left is not None and node.right is not None  # the parser builds both sides
         return BinOp(
             node.pos,
             node.length,
             node.op,
             resolve(node.left, sessions, expr),
             resolve(node.right, sessions, expr),
-        )  # type: ignore[arg-type]
+        )
     if isinstance(node, Call):
         return Call(node.pos, node.length, node.fn, resolve(node.arg, sessions, expr), node.value, node.shape)  # type: ignore[arg-type]
     assert isinstance(node, Ref)

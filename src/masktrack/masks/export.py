@@ -278,7 +278,7 @@ def packed_window(packed: np.ndarray, width: int) -> MaskValue:
     bits = np.unpackbits(packed[y0 : y0 + bh, bx : bx + bw], axis=1)
     # Tighten x to the bit: only the first and last byte columns can hold leading/trailing zeros.
     lead = int(np.argmax(bits[:, :8].any(axis=0)))
-    last = bits[:, -8:].any(axis=0)
+    last = np.asarray(bits[:, -8:].any(axis=0))
     trail = int(np.argmax(last[::-1]))
     x0 = 8 * bx + lead
     x1 = min(width, 8 * (bx + bw) - trail)

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from masktrack.errors import Problem, PromptError
 from masktrack.io.atomic import atomic_write_json
 
-PROMPT_FORMAT = "masktrack.prompts"
-PROMPT_VERSION = 1
+PROMPT_FORMAT: Final = "masktrack.prompts"
+PROMPT_VERSION: Final = 1
 
 Color = tuple[int, int, int]
 

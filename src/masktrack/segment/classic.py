@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -135,7 +136,7 @@ class ClassicSession(Session):
         self._prompts: dict[tuple[int, str], FramePrompt] = {}
         self._keymasks: dict[tuple[int, str], np.ndarray] = {}
         self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._appearance: dict[str, object] = {}
+        self._appearance: dict[str, Any] = {}
         self._track: dict[str, dict] = {}
         self._dis = cv2.DISOpticalFlow_create(FLOW_PRESETS[options.flow])
 

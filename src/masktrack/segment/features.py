@@ -19,6 +19,7 @@ Nothing here imports torch at import time; tensors are handled by duck typing
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -188,6 +189,7 @@ class FrameStore:
             if mine:
                 event = self._pending[key] = threading.Event()
         if not mine:
+            assert event is not None
             event.wait()
             value = self.cache.get(key)
             if value is not None:
@@ -249,7 +251,7 @@ class FrameStore:
         self.stop_prefetch()
 
 
-def weights_id(checkpoint: str | None, seed: int) -> str:
+def weights_id(checkpoint: str | os.PathLike[str] | None, seed: int) -> str:
     """What identifies a model's weights in a manifest: the checkpoint's content hash, or the random-weights seed."""
     if checkpoint is None:
         return f"random-seed-{seed}"

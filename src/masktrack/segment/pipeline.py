@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from masktrack.config import PipelineConfig, SessionConfig
 from masktrack.errors import ConfigError
@@ -70,7 +71,7 @@ def _load_backends(cfg: PipelineConfig, resolved: list[ResolvedSession]) -> dict
 
 
 @contextmanager
-def _progress_bars(enabled: bool, console) -> Iterator[object | None]:
+def _progress_bars(enabled: bool, console) -> Iterator[Any]:
     if not enabled:
         yield None
         return
@@ -133,10 +134,10 @@ def run_segment(
                     cb: ProgressFn | None = None
                     task = None
                     if bars is not None:
-                        task = bars.add_task(rs.name, total=None)  # type: ignore[attr-defined]
+                        task = bars.add_task(rs.name, total=None)
 
                         def cb(done: int, total: int, _task=task) -> None:
-                            bars.update(_task, completed=done, total=total)  # type: ignore[attr-defined]
+                            bars.update(_task, completed=done, total=total)
 
                     report = run_resolved(cfg, rs, backend=backend, video=video, force=force, progress=cb)
                     if bars is not None and report.status == "reused":
@@ -145,7 +146,7 @@ def run_segment(
                             description=f"{rs.name} (reused)",
                             total=report.frames,
                             completed=report.frames,
-                        )  # type: ignore[attr-defined]
+                        )
                     reports.append(report)
         finally:
             for b in backends.values():

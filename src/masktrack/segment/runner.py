@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -356,7 +356,7 @@ def prompt_distances(prompted: Sequence[int], num_frames: int) -> tuple[np.ndarr
     return d_fwd, d_bwd
 
 
-def backward_wins(prompted: dict[str, Sequence[int]], names: Sequence[str], num_frames: int) -> np.ndarray:
+def backward_wins(prompted: Mapping[str, Sequence[int]], names: Sequence[str], num_frames: int) -> np.ndarray:
     """bool [N, T]: for frames reached by both passes, whether the backward mask wins (ties: forward)."""
     out = np.zeros((len(names), num_frames), bool)
     for i, n in enumerate(names):
@@ -497,8 +497,8 @@ def run_resolved(
         dropped = int(getattr(session, "dropped_detections", 0) or 0)
 
     empty_stack = np.zeros((len(names), *size), bool)
-    for f in np.flatnonzero(~written):
-        store.write_stack(int(f), empty_stack)  # frames outside a one-directional run
+    for unwritten in np.flatnonzero(~written):
+        store.write_stack(int(unwritten), empty_stack)  # frames outside a one-directional run
 
     missing = [n for i, n in enumerate(names) if not nonempty[i].any()]
     if missing:

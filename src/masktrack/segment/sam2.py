@@ -222,7 +222,7 @@ class Sam2Backend(Backend):
 
         path = self.checkpoint
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[arg-type]
         except Exception as e:
             raise BackendError(
                 f"cannot read sam2 checkpoint ({type(e).__name__}: {e})",
@@ -469,4 +469,4 @@ class Sam2Session(Session):
         self.backend.predictor.reset_state(self.state)
         self.state.clear()
         self.state = None
-        self.images = None
+        self.images = None  # type: ignore[assignment]

@@ -654,7 +654,7 @@ class Sam3Session(Session):
             self.backend.frames.stop_prefetch()
 
     @property
-    def dropped_detections(self) -> int:
+    def dropped_detections(self) -> int:  # type: ignore[override]
         """Text detections that matched no object of the session (the runner reports them)."""
         return len(self.dropped)
 
@@ -766,7 +766,7 @@ class Sam3Session(Session):
                         for name in names:
                             if self._ids[name] in by_id:
                                 masks[name] = by_id[self._ids[name]]
-                yield int(frame), masks
+                yield int(frame), masks  # type: ignore[arg-type]
         finally:
             for gen in gens:
                 gen.close()
@@ -782,4 +782,4 @@ class Sam3Session(Session):
         for _, state in self._groups:
             state.clear()
         self._groups.clear()
-        self.seq = None
+        self.seq = None  # type: ignore[assignment]

@@ -283,7 +283,7 @@ def save_gt_tracks(tracks: dict[str, GTTracks], path: Path) -> None:
         arrays[f"{name}.local"] = g.local
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy stubs: **kwds typed as allow_pickle
 
 
 def load_gt_tracks(path: str | Path) -> dict[str, GTTracks]:

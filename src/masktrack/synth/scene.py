@@ -205,7 +205,8 @@ def _random_material(
     lam = np.exp(rng.uniform(np.log(wavelengths[0]), np.log(wavelengths[1]), k))
     waves = np.concatenate([dirs, (2 * np.pi / lam)[:, None], rng.uniform(0, 2 * np.pi, (k, 1))], 1)
     if tint is None:
-        tint = tuple(float(v) for v in rng.uniform(-0.15, 0.15, 3))  # type: ignore[assignment]
+        t = rng.uniform(-0.15, 0.15, 3)
+        tint = (float(t[0]), float(t[1]), float(t[2]))
     return Material(
         base=base,
         tint=tint,
@@ -213,7 +214,7 @@ def _random_material(
         contrast=contrast,
         checker=checker,
         checker_contrast=checker_contrast,
-    )  # type: ignore[arg-type]
+    )
 
 
 def build_primitives(traj: Trajectory, geo: ArmGeometry, rng: np.random.Generator) -> list[Primitive]:
@@ -398,7 +399,7 @@ def build_primitives(traj: Trajectory, geo: ArmGeometry, rng: np.random.Generato
     )
     fz = palm_top - up * (geo.palm_h + geo.finger_len / 2)
     for side, sgn in (("finger_left", 1.0), ("finger_right", -1.0)):
-        c = fz + et * (sgn * traj.grip)[:, None]
+        fc = fz + et * (sgn * traj.grip)[:, None]
         prims.append(
             Primitive(
                 side,
@@ -407,7 +408,7 @@ def build_primitives(traj: Trajectory, geo: ArmGeometry, rng: np.random.Generato
                 "gripper",
                 side,
                 dark,
-                _pose(grot, c),
+                _pose(grot, fc),
             )
         )
     # the pushed object, aligned with its push direction

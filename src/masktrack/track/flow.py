@@ -165,17 +165,19 @@ class _Frame:
         # the LK window's reach at the coarsest level, plus the pyramid filter's
         self.pad = (opts.win // 2 + 3) * 2**opts.levels
         self.roi = (
-            [_bbox(m, self.pad) for m in self.mask] if self.flat else [(0, h, 0, w)] * scene.num_cameras
+            [_bbox(m, self.pad) for m in self.mask]
+            if self.flat and self.mask is not None
+            else [(0, h, 0, w)] * scene.num_cameras
         )
         self._gray: dict[int, np.ndarray] = {}
-        self._dense: dict[tuple[int, int], tuple[np.ndarray, int, int]] = {}
+        self._dense: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def gray(self, c: int) -> np.ndarray:
         """Camera c's gray image over ``roi[c]`` (background flattened when masked)."""
         if c not in self._gray:
             y0, y1, x0, x1 = self.roi[c]
             g = _gray(self.scene.rgbs[c, self.f, y0:y1, x0:x1])
-            if self.flat:
+            if self.flat and self.mask is not None:
                 # flatten everything off the instance: a static background inside the LK window
                 # would otherwise drag points near the silhouette towards zero motion
                 g = np.where(self.mask[c][y0:y1, x0:x1], g, np.uint8(self.opts.mask_fill))
@@ -543,7 +545,7 @@ class FlowTracker(Tracker):
                 idx = np.flatnonzero(seen[c])
                 if idx.size == 0:
                     continue
-                if opts.keyframe_every > 1 and (kf[c] is None or f - kf[c].f >= opts.keyframe_every):
+                if opts.keyframe_every > 1 and ((k := kf[c]) is None or f - k.f >= opts.keyframe_every):
                     kf[c] = cur  # a new keyframe: anchor every point camera c sees now
                     kf_uv[c] = np.nan
                     kf_uv[c, active[idx]] = uvs[c, idx]

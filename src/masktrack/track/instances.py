@@ -81,11 +81,11 @@ def save_instance(
     inst = Instance(
         name=name,
         id=int(id),
-        color=tuple(int(c) for c in color),
+        color=(int(color[0]), int(color[1]), int(color[2])),
         scene_path=scene_path,
-        shape=tuple(int(s) for s in masks.shape),
+        shape=(int(masks.shape[0]), int(masks.shape[1]), int(masks.shape[2]), int(masks.shape[3])),
         source=source or {},
-    )  # type: ignore[arg-type]
+    )
     atomic_write_json(
         folder / "instance.json",
         {
@@ -118,7 +118,7 @@ def load_instance(scene_path: str | Path, name: str) -> Instance:
         scene_path=scene_path,
         shape=tuple(meta["shape"]),
         source=meta.get("source", {}),
-    )  # type: ignore[arg-type]
+    )
 
 
 def list_instances(scene_path: str | Path) -> list[str]:

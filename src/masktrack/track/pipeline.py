@@ -262,7 +262,7 @@ def run_tracking(
 def write_rerun(scene: Scene, out_dir: Path, names: list[str], instances: dict[str, Instance]) -> str:
     """Hand the tracks to the Rerun writer (imported lazily)."""
     try:
-        from masktrack.viz.rerun import write_recordings  # type: ignore[import-not-found]
+        from masktrack.viz.rerun import write_recordings
     except ImportError as e:
         raise BackendError(f"Rerun recordings are not available ({e})", field="rerun") from None
     tracks = {n: Tracks.load(out_dir / n / "tracks.npz") for n in names}

@@ -157,7 +157,7 @@ def sample_queries(scene: Scene, instance: Instance, opts: QueryOptions | None =
     packed = instance.packed()
     rows, cam_of, uvs = [], [], []
     for c in cams:
-        visible = np.asarray(packed[c]).reshape(t_all, -1).any(axis=1)
+        visible = np.asarray(np.asarray(packed[c]).reshape(t_all, -1).any(axis=1))
         for t in window_frames(opts, visible, scene.camera_ids[c]):
             m = np.unpackbits(np.asarray(packed[c, t]), axis=-1, count=w).astype(bool)
             m = _erode(m, opts.erode)

@@ -67,7 +67,7 @@ class SpatialTrackerV2Tracker(Tracker):
             "track_num": self.track_num,
         }
 
-    def model(self) -> Callable[..., Any]:
+    def model(self) -> Any:
         if self._model is None:
             try:
                 import torch
@@ -79,7 +79,7 @@ class SpatialTrackerV2Tracker(Tracker):
             if self.code and self.code not in sys.path:
                 sys.path.insert(0, self.code)
             try:
-                from models.SpaTrackV2.models.predictor import Predictor  # type: ignore[import-not-found]
+                from models.SpaTrackV2.models.predictor import Predictor
             except ImportError as e:
                 raise BackendError(
                     f"SpatialTrackerV2 code not found ({e}); clone henry123-boy/SpaTrackerV2 and pass -o code=PATH",

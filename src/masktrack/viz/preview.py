@@ -13,6 +13,7 @@ import colorsys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -226,7 +227,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 
     with atomic_path(path) as tmp:
         container = av.open(str(tmp), mode="w", format="mp4")
         try:
-            stream = None
+            stream: Any = None  # av.VideoStream (add_stream is typed as any stream kind)
             for img in frames:
                 if stream is None:
                     h, w = img.shape[:2]

@@ -361,7 +361,7 @@ def trail_segments(tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t_all = x.shape[0]
     if t_all < 2:
         return np.zeros((0, 2, 3), np.float32), np.zeros(t_all, np.int64)
-    ok = np.isfinite(x).all(-1)
+    ok = np.asarray(np.isfinite(x).all(-1))
     live = ok[1:] & ok[:-1]  # [T-1, N]
     seg = np.stack([x[:-1], x[1:]], axis=2)  # [T-1, N, 2, 3]
     counts = np.concatenate([[0], live.sum(1)]).astype(np.int64)
