@@ -240,7 +240,7 @@ def keyframes(num_frames: int, at: tuple[float, ...] = (0.0, 0.65)) -> list[int]
 
 def make_prompts(scene_path: Path, camera: int, num_frames: int, width: int) -> dict[str, Any]:
     """The prompt file (masktrack.prompts v1) of one camera, derived from the GT masks."""
-    from masktrack.track.instances import load_instance
+    from masktrack.io.instances import load_instance
 
     names = [
         "gt_arm",
@@ -320,16 +320,16 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 # --------------------------------------------------------------------------- stages
 class _Stages:
-    """Collects stage statuses and prints them as they happen."""
+    """Collects stage statuses and hands each to ``on_stage`` as it happens (the CLI prints it)."""
 
-    def __init__(self, report: DemoReport, say: Callable[[str], None]) -> None:
-        self.report, self.say = report, say
+    def __init__(self, report: DemoReport, on_stage: Callable[[Stage], None] | None) -> None:
+        self.report, self.on_stage = report, on_stage
 
     def add(self, stage: str, target: str, status: str, seconds: float, detail: str = "") -> None:
-        self.report.stages.append(Stage(stage, target, status, round(seconds, 2), detail))
-        self.say(
-            f"[bold]{stage:<9}[/bold] {target:<22} [{'green' if status == 'reused' else 'cyan'}]{status}[/] {seconds:6.1f} s  {detail}"
-        )
+        s = Stage(stage, target, status, round(seconds, 2), detail)
+        self.report.stages.append(s)
+        if self.on_stage is not None:
+            self.on_stage(s)
 
 
 def _demo_manifest(out: Path) -> dict[str, Any]:
@@ -346,33 +346,28 @@ def run_demo(
     config: SynthConfig | None = None,
     backend: str = "classic",
     force: bool = False,
-    progress: bool = True,
-    console: Any = None,
+    progress: Callable[[Stage], None] | bool | None = None,
 ) -> DemoReport:
     """Generate the synthetic scene and run the whole pipeline on it; returns the scored report.
 
     Every stage is skipped when its inputs are unchanged (``force`` redoes
     all).  ``backend`` is the segmentation backend of both sessions.
+    ``progress`` is called with each :class:`Stage` as it finishes.
     """
     import yaml
 
     from masktrack.config import load_config
+    from masktrack.io.instances import load_instance
     from masktrack.io.scene import load_scene
     from masktrack.masks.export import run_compose
     from masktrack.masks.store import MaskStore
-    from masktrack.track.instances import load_instance
 
     t_all = time.perf_counter()
     cfg = config or SynthConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if console is None and progress:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-    say: Callable[[str], None] = console.print if (progress and console is not None) else (lambda _m: None)
     report = DemoReport(out=out, config=cfg.to_dict())
-    st = _Stages(report, say)
+    st = _Stages(report, progress if callable(progress) else None)
     manifest = {} if force else _demo_manifest(out)
     new_manifest: dict[str, Any] = {"version": DEMO_VERSION}
 
@@ -461,12 +456,12 @@ def run_demo(
         st.add("previews", f"{cid}", status, time.perf_counter() - t0, "contact sheets")
 
     # 6. scene instances from the outputs
-    from masktrack.io.scene_import import instances_from_outputs
+    from masktrack.masks.instances import instances_from_outputs
 
     t0 = time.perf_counter()
     refs = {s: f"{s}.{s}" for s in SESSIONS} | {n: f"composed:{n}" for n in COMPOSE}
     ikey = hash_json(keys)
-    from masktrack.track.instances import list_instances
+    from masktrack.io.instances import list_instances
 
     have = list_instances(syn.scene_path)
     if not force and manifest.get("instances") == ikey and all(n in have for n in refs):
@@ -489,8 +484,8 @@ def run_demo(
         st.add(
             "track",
             ir.name,
-            "reused" if ir.status == "skipped" else "computed",
-            ir.seconds if ir.status != "skipped" else time.perf_counter() - t0,
+            str(ir.status),
+            ir.seconds if ir.status != "reused" else time.perf_counter() - t0,
             f"{ir.num_queries} queries, {100 * ir.visible_fraction:.0f}% visible",
         )
 
@@ -552,8 +547,8 @@ def _read_report(out: Path) -> dict[str, Any] | None:
 def evaluate_masks(syn: SynthScene, insts: dict[str, Any], refs: dict[str, str]) -> list[MaskScore]:
     """J&F of every predicted instance per camera against its GT."""
     from masktrack.eval.davis import evaluate_sequence
+    from masktrack.io.instances import load_instance
     from masktrack.masks.compose import evaluate_full
-    from masktrack.track.instances import load_instance
 
     gt_arm = load_instance(syn.scene_path, "gt_arm").masks()
     gt_grip = load_instance(syn.scene_path, "gt_gripper").masks()
@@ -609,53 +604,3 @@ def evaluate_tracks(syn: SynthScene, tracks: dict[str, Any]) -> list[TrackScore]
             )
         )
     return out
-
-
-# --------------------------------------------------------------------------- terminal output
-def report_tables(report: DemoReport) -> list[Any]:
-    """Rich tables: stages (with computed/reused), mask J&F, track errors, checks."""
-    from rich.table import Table
-
-    stages = Table(title="masktrack demo: stages")
-    for col in ("stage", "target", "status", "seconds", "detail"):
-        stages.add_column(col, justify="right" if col == "seconds" else "left")
-    for s in report.stages:
-        stages.add_row(
-            s.stage,
-            s.target,
-            f"[green]{s.status}[/]" if s.status == "reused" else f"[cyan]{s.status}[/]",
-            f"{s.seconds:.1f}",
-            s.detail,
-        )
-
-    masks = Table(title="masks vs ground truth (DAVIS J&F, all frames)")
-    cams = list(dict.fromkeys(m.camera for m in report.masks))
-    masks.add_column("mask")
-    for c in cams:
-        masks.add_column(c, justify="right")
-    masks.add_column("mean J&F", justify="right")
-    for name in dict.fromkeys(m.mask for m in report.masks):
-        row = {m.camera: m for m in report.masks if m.mask == name}
-        masks.add_row(
-            name, *[f"{row[c].jf:.3f}" if c in row else "-" for c in cams], f"[bold]{report.jf(name):.3f}[/]"
-        )
-
-    tr = Table(title="3D tracks vs ground truth (flow tracker)")
-    for col in ("instance", "queries", "median", "p90", "median (visible)", "on instance"):
-        tr.add_column(col, justify="left" if col == "instance" else "right")
-    for t in report.tracks:
-        tr.add_row(
-            t.instance,
-            str(t.queries),
-            f"{100 * t.median_m:.2f} cm",
-            f"{100 * t.p90_m:.2f} cm",
-            f"{100 * t.median_visible_m:.2f} cm",
-            f"{100 * t.on_instance:.0f}%",
-        )
-
-    checks = Table(title=f"checks ({report.seconds:.1f} s total)")
-    checks.add_column("check")
-    checks.add_column("result")
-    for k, v in report.checks().items():
-        checks.add_row(k, "[green]pass[/]" if v else "[red]FAIL[/]")
-    return [stages, masks, tr, checks]

@@ -7,7 +7,8 @@ import pytest
 from masktrack.cli.main import main
 from masktrack.errors import SceneError
 from masktrack.io.scene import load_scene
-from masktrack.io.scene_import import import_npz, instances_from_outputs
+from masktrack.io.scene_import import import_npz
+from masktrack.masks.instances import instances_from_outputs
 from masktrack.track.instances import list_instances, load_instance
 
 

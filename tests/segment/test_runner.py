@@ -230,7 +230,9 @@ def test_truncated_store_frame_is_recomputed(tmp_path, colour_video, oracle, ora
     before = [st.read_stack(t) for t in range(16)]
     p = st.frame_path(6)
     p.write_bytes(p.read_bytes()[:25])
-    assert [r.status for r in _run(cfg)] == ["reused", "computed"]
+    reports = _run(cfg)
+    assert [r.status for r in reports] == ["reused", "repaired"]  # redone, and the report says why
+    assert reports[1].repaired_frames == [6]
     assert all(np.array_equal(st.read_stack(t), before[t]) for t in range(16))
 
 

@@ -96,5 +96,8 @@ def test_verify_flags_empty_instances(cube_scene, tmp_path: Path, capsys: pytest
 def test_rerun_recordings(cube_scene, tmp_path: Path) -> None:
     pytest.importorskip("masktrack.viz.rerun")
     scene, _ = cube_scene
-    rep = run_tracking(scene, tmp_path / "o", instances="cube", query_options=QO, rerun=True, progress=False)
-    assert rep.rerun and Path(rep.rerun).exists()
+    from masktrack.viz.recordings import record_tracking
+
+    rep = run_tracking(scene, tmp_path / "o", instances="cube", query_options=QO, progress=False)
+    rec = record_tracking(scene, tmp_path / "o", [r.name for r in rep.instances])
+    assert rec.exists() and rec.stat().st_size > 0

@@ -156,7 +156,7 @@ def _run_stages(
 
 def _run_track(unit: SceneUnit, track: dict[str, Any], result: UnitResult) -> None:
     """Instances from the scene's camera outputs, then per-instance 3D tracks (both resumable)."""
-    from masktrack.io.scene_import import instances_from_outputs
+    from masktrack.masks.instances import instances_from_outputs
     from masktrack.track.pipeline import run_tracking
     from masktrack.track.queries import QueryOptions
 
@@ -171,9 +171,12 @@ def _run_track(unit: SceneUnit, track: dict[str, Any], result: UnitResult) -> No
         tracker_options=track.get("options") or {},
         instances=list(track["instances"]),
         query_options=QueryOptions(**query),
-        rerun=bool(track.get("rerun")),
         progress=False,
     )
+    if track.get("rerun"):
+        from masktrack.viz.recordings import record_tracking
+
+        record_tracking(unit.scene_path, unit.output, [r.name for r in report.instances])
     result.stages["track"] = "computed" if report.tracked else "reused"
 
 

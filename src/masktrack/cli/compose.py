@@ -70,9 +70,12 @@ def compose(
       masktrack compose job.yaml --expr 'arm_only=dilate(arm, 15) - dilate(gripper, 15)'
       masktrack compose job.yaml --expr 'robot=arm | gripper_left? | gripper_right?' --packed
     """
+    import contextlib
+
     from rich.console import Console
     from rich.table import Table
 
+    from masktrack.cli.progress import rich_progress
     from masktrack.config import ComposeOutput, load_config
     from masktrack.masks.export import run_compose
 
@@ -83,15 +86,17 @@ def compose(
             expr=e, packed=cfg.compose[name].packed if name in cfg.compose else False
         )
     names = list(only) or list(extra) or None
-    report = run_compose(
-        cfg,
-        names=names,
-        force=force,
-        progress=not no_progress,
-        packed=True if packed else None,
-        workers=workers,
-        cli_names=list(extra),
-    )
+    bars: Any = contextlib.nullcontext(None) if no_progress else rich_progress(Console(stderr=True))
+    with bars as on_event:
+        report = run_compose(
+            cfg,
+            names=names,
+            force=force,
+            progress=on_event,
+            packed=True if packed else None,
+            workers=workers,
+            cli_names=list(extra),
+        )
     table = Table(title=f"composed outputs ({report.summary_path})")
     for col in ("output", "frames", "written", "skipped", "empty frames", "mean pixels"):
         table.add_column(col)

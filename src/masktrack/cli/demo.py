@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from masktrack.demo import DemoReport
 
 
 @click.command("demo")
@@ -62,7 +66,7 @@ def demo(
 
     from rich.console import Console
 
-    from masktrack.demo import DEMO_SMALL, report_tables, run_demo
+    from masktrack.demo import DEMO_SMALL, Stage, run_demo
     from masktrack.errors import ConfigError
     from masktrack.synth import SynthConfig
 
@@ -84,7 +88,14 @@ def demo(
 
     cfg = dataclasses.replace(base, **kw)
     console = Console(stderr=True)
-    report = run_demo(out, config=cfg, backend=backend, force=force, progress=True, console=console)
+
+    def say(s: Stage) -> None:
+        colour = "green" if s.status == "reused" else "cyan"
+        console.print(
+            f"[bold]{s.stage:<9}[/bold] {s.target:<22} [{colour}]{s.status}[/] {s.seconds:6.1f} s  {s.detail}"
+        )
+
+    report = run_demo(out, config=cfg, backend=backend, force=force, progress=say)
     if json_out:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -98,3 +109,52 @@ def demo(
             out_console.print("[green]everything reused[/]: all stages were up to date (use --force to redo)")
     if not report.passed:
         raise click.exceptions.Exit(1)
+
+
+def report_tables(report: DemoReport) -> list[Any]:
+    """Rich tables: stages (with computed/reused), mask J&F, track errors, checks."""
+    from rich.table import Table
+
+    stages = Table(title="masktrack demo: stages")
+    for col in ("stage", "target", "status", "seconds", "detail"):
+        stages.add_column(col, justify="right" if col == "seconds" else "left")
+    for s in report.stages:
+        stages.add_row(
+            s.stage,
+            s.target,
+            f"[green]{s.status}[/]" if s.status == "reused" else f"[cyan]{s.status}[/]",
+            f"{s.seconds:.1f}",
+            s.detail,
+        )
+
+    masks = Table(title="masks vs ground truth (DAVIS J&F, all frames)")
+    cams = list(dict.fromkeys(m.camera for m in report.masks))
+    masks.add_column("mask")
+    for c in cams:
+        masks.add_column(c, justify="right")
+    masks.add_column("mean J&F", justify="right")
+    for name in dict.fromkeys(m.mask for m in report.masks):
+        row = {m.camera: m for m in report.masks if m.mask == name}
+        masks.add_row(
+            name, *[f"{row[c].jf:.3f}" if c in row else "-" for c in cams], f"[bold]{report.jf(name):.3f}[/]"
+        )
+
+    tr = Table(title="3D tracks vs ground truth (flow tracker)")
+    for col in ("instance", "queries", "median", "p90", "median (visible)", "on instance"):
+        tr.add_column(col, justify="left" if col == "instance" else "right")
+    for t in report.tracks:
+        tr.add_row(
+            t.instance,
+            str(t.queries),
+            f"{100 * t.median_m:.2f} cm",
+            f"{100 * t.p90_m:.2f} cm",
+            f"{100 * t.median_visible_m:.2f} cm",
+            f"{100 * t.on_instance:.0f}%",
+        )
+
+    checks = Table(title=f"checks ({report.seconds:.1f} s total)")
+    checks.add_column("check")
+    checks.add_column("result")
+    for k, v in report.checks().items():
+        checks.add_row(k, "[green]pass[/]" if v else "[red]FAIL[/]")
+    return [stages, masks, tr, checks]

@@ -3,8 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from masktrack.segment.runner import SessionReport
+
+
+def summary_table(reports: list[SessionReport]) -> Any:
+    """A rich Table: session, objects, frames, seconds, status, empty frames (and dropped detections)."""
+    from rich.table import Table
+
+    table = Table(title="masktrack segment")
+    for col, just in (
+        ("session", "left"),
+        ("objects", "left"),
+        ("frames", "right"),
+        ("seconds", "right"),
+        ("status", "left"),
+        ("empty frames", "left"),
+    ):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    show_dropped = any(r.dropped_detections for r in reports)
+    if show_dropped:
+        table.add_column("dropped detections", justify="right")
+    for r in reports:
+        empty = ", ".join(f"{n}: {c}" for n, c in r.empty_frames.items())
+        row = [r.session, ", ".join(r.objects), str(r.frames), f"{r.seconds:.1f}", r.status, empty]
+        if show_dropped:
+            row.append(str(r.dropped_detections))
+        table.add_row(*row)
+    return table
 
 
 @click.command("segment")
@@ -26,15 +56,18 @@ def segment(config: Path, only: tuple[str, ...], force: bool, no_progress: bool)
       masktrack segment examples/arm_gripper.yaml
       masktrack segment job.yaml --only gripper --force
     """
+    import contextlib
+
     from rich.console import Console
 
+    from masktrack.cli.progress import rich_progress
     from masktrack.config import load_config
-    from masktrack.segment.pipeline import run_segment, summary_table
+    from masktrack.segment.pipeline import run_segment
 
     cfg = load_config(config)
-    reports = run_segment(
-        cfg, only=list(only) or None, force=force, progress=not no_progress, console=Console(stderr=True)
-    )
+    bars: Any = contextlib.nullcontext(None) if no_progress else rich_progress(Console(stderr=True))
+    with bars as on_event:
+        reports = run_segment(cfg, only=list(only) or None, force=force, progress=on_event)
     Console().print(summary_table(reports))
     for r in reports:
         for name, n in r.empty_frames.items():

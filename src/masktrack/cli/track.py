@@ -59,7 +59,7 @@ def scene_import(
         camera_ids=camera_ids.split(",") if camera_ids else None,
         fps=fps,
     )
-    from masktrack.track.instances import list_instances
+    from masktrack.io.instances import list_instances
 
     click.echo(
         f"scene {out}: {sc.num_cameras} cameras x {sc.num_frames} frames, {sc.size[0]}x{sc.size[1]}; "
@@ -74,9 +74,9 @@ def scene_info(scene_path: Path, as_json: bool) -> None:
     """Cameras, frames, image size, depth range and instances of a scene."""
     import numpy as np
 
+    from masktrack.io.instances import list_instances
     from masktrack.io.scene import load_scene
     from masktrack.track.geometry import camera_center
-    from masktrack.track.instances import list_instances
 
     sc = load_scene(scene_path)
     cams = []
@@ -128,8 +128,8 @@ def instances() -> None:
 @click.argument("scene_path", metavar="SCENE", type=click.Path(file_okay=False, path_type=Path))
 def instances_list(scene_path: Path) -> None:
     """One line per instance: name, id, colour, frames with a mask per camera."""
+    from masktrack.io.instances import list_instances, load_instance
     from masktrack.io.scene import load_scene
-    from masktrack.track.instances import list_instances, load_instance
 
     sc = load_scene(scene_path)
     names = list_instances(scene_path)
@@ -190,7 +190,7 @@ def instances_add(scene_path: Path, outputs: tuple[str, ...], refs: tuple[str, .
       masktrack instances add scene/ --output front=out/front --output wrist=out/wrist \\
           --instance gripper=grippers.gripper --instance arm=composed:arm_only
     """
-    from masktrack.io.scene_import import instances_from_outputs
+    from masktrack.masks.instances import instances_from_outputs
 
     made = instances_from_outputs(scene_path, _pairs(outputs, "--output"), _pairs(refs, "--instance"))
     click.echo(f"added {', '.join(i.name for i in made)}")
@@ -333,12 +333,18 @@ def track(
         tracker_options=opts,
         instances=instances,
         query_options=qo,
-        rerun=rerun,
         force=force,
         progress=not quiet,
         max_points_per_batch=max_points_per_batch,
     )
+    recording = None
+    if rerun:
+        from masktrack.viz.recordings import record_tracking
+
+        recording = record_tracking(scene_path, out_dir, [r.name for r in rep.instances])
+        if not quiet:
+            click.echo(f"rerun recording(s): {recording}", err=True)
     click.echo(
         f"tracked {len(rep.tracked)}, up to date {len(rep.skipped)} -> {out_dir}"
-        + (f"; rerun: {rep.rerun}" if rep.rerun else "")
+        + (f"; rerun: {recording}" if recording else "")
     )

@@ -8,7 +8,7 @@ A scene is a folder::
     intrs.npy         float32 [C, T, 3, 3]      OpenCV intrinsics; integer pixel (u, v) is the pixel centre
     extrs.npy         float32 [C, T, 3, 4]      world-to-camera [R|t]: x_cam = R X + t
     timestamps.npy    float64 [C, T]            optional
-    instances/<name>/instance.json, masks.npy   per-instance data only (see masktrack.track.instances)
+    instances/<name>/instance.json, masks.npy   per-instance data only (see masktrack.io.instances)
 
 Arrays are plain ``.npy`` files opened with ``mmap_mode="r"``: loading a scene
 reads no pixels, and per-instance views never copy RGB or depth.

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ import numpy as np
 
 from masktrack.errors import SceneError
 from masktrack.io.atomic import hash_file
+from masktrack.io.instances import list_instances, remove_instance, save_instance
 from masktrack.io.scene import Scene, load_scene, save_scene
-from masktrack.track.instances import Instance, list_instances, remove_instance, save_instance
 
 PALETTE: list[tuple[int, int, int]] = [
     (230, 25, 75),
@@ -303,102 +303,3 @@ def _camera_ids(src: _Npz, c: int, override: Sequence[str] | None) -> list[str]:
     if len(ids) != c:
         raise SceneError(f"{len(ids)} ids for {c} cameras", path=src.path, field="camera_ids")
     return ids
-
-
-# -- masks from masktrack's own segmentation / composition outputs ------------
-
-
-def _composed_masks(output: Path, name: str) -> np.ndarray:
-    """bool [T, H, W] of composition ``name`` in a pipeline output folder."""
-    load_composed = None
-    for mod in ("masktrack.masks.export", "masktrack.masks.compose"):
-        try:
-            load_composed = getattr(__import__(mod, fromlist=["load_composed"]), "load_composed", None)
-        except ImportError:
-            continue
-        if load_composed is not None:
-            break
-    if load_composed is not None:
-        return np.asarray(load_composed(output, name), bool)
-    folder = output / "composed" / name
-    files = sorted(folder.glob("*.png"))
-    if not files:
-        raise SceneError(
-            f"no composed masks {name!r} (expected {folder}/%05d.png); run `masktrack compose`", path=output
-        )
-    import cv2
-
-    frames = []
-    for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise SceneError("unreadable mask PNG", path=f)
-        frames.append((img if img.ndim == 2 else img[..., 0]) > 0)
-    return np.stack(frames)
-
-
-def read_output_masks(output: str | Path, ref: str) -> np.ndarray:
-    """``"session.object"`` / ``"object"`` from the mask store, or ``"composed:name"`` -> bool [T, H, W]."""
-    output = Path(output)
-    if ref.startswith("composed:"):
-        return _composed_masks(output, ref.split(":", 1)[1])
-    from masktrack.masks.store import MaskStore
-
-    store = MaskStore(output)
-    session, obj = store.find_object(ref)
-    return store.session(session).read_object(obj)
-
-
-def instances_from_outputs(
-    scene: Scene | str | Path,
-    outputs: Mapping[str, str | Path],
-    refs: Mapping[str, str],
-) -> list[Instance]:
-    """Add instances to ``scene`` from masktrack pipeline outputs, one output folder per camera.
-
-    ``outputs`` maps camera id -> output folder (cameras left out get empty
-    masks); ``refs`` maps instance name -> ``"session.object"`` or
-    ``"composed:name"``.  Frames must match the scene; sizes may differ by a
-    nearest-neighbour scaling.
-    """
-    if not isinstance(scene, Scene):
-        scene = load_scene(scene)
-    if scene.path is None:
-        raise SceneError("scene has no folder; save it first")
-    c, t = scene.num_cameras, scene.num_frames
-    h, w = scene.size
-    unknown = [cid for cid in outputs if cid not in scene.camera_ids]
-    if unknown:
-        raise SceneError(
-            f"unknown camera id(s) {unknown} (cameras: {', '.join(scene.camera_ids)})",
-            path=scene.path,
-            field="camera_ids",
-        )
-    existing = list_instances(scene.path)
-    made = []
-    for i, (name, ref) in enumerate(refs.items()):
-        _check_name(name, scene.path, name)
-        masks = np.zeros((c, t, h, w), bool)
-        for cid, out in outputs.items():
-            m = read_output_masks(out, ref)
-            if m.shape[0] != t:
-                raise SceneError(
-                    f"{m.shape[0]} mask frames for {t} scene frames (camera {cid})", path=Path(out), field=ref
-                )
-            masks[scene.camera_ids.index(cid)] = _resize_masks(m, (h, w), Path(out), ref)
-        idx = len(existing) + i
-        made.append(
-            save_instance(
-                scene.path,
-                name,
-                masks,
-                id=idx + 1,
-                color=PALETTE[idx % len(PALETTE)],
-                source={
-                    "kind": "masktrack-output",
-                    "ref": ref,
-                    "outputs": {k: str(Path(v).resolve()) for k, v in outputs.items()},
-                },
-            )
-        )
-    return made

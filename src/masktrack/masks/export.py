@@ -38,6 +38,18 @@ import numpy as np
 from masktrack.config import ComposeOutput, PipelineConfig
 from masktrack.errors import ConfigError, StoreError
 from masktrack.io.atomic import atomic_write_bytes, atomic_write_json, clean_temp_files, hash_json
+from masktrack.io.manifest import (
+    MANIFEST_FORMAT,
+    TOOL_VERSION,
+    OutputEntry,
+    Status,
+    damaged_outputs,
+    entry_for,
+    entry_for_bytes,
+    legacy_layout,
+    read_manifest,
+)
+from masktrack.io.progress import Progress, ProgressEvent, as_progress
 from masktrack.masks.compose import (
     Expression,
     ExpressionError,
@@ -81,6 +93,8 @@ class OutputReport:
     empty_frames: list[int]
     pixels: list[int] = field(repr=False)
     seconds: float
+    status: Status = Status.COMPUTED
+    repaired: list[int] = field(default_factory=list)  # frames whose files failed verification
 
     @property
     def mean_pixels(self) -> float:
@@ -99,6 +113,8 @@ class OutputReport:
             "pixels_min": int(px.min()) if px.size else 0,
             "pixels_max": int(px.max()) if px.size else 0,
             "pixels": px.tolist(),
+            "status": str(self.status),
+            "repaired_frames": self.repaired,
         }
 
 
@@ -416,6 +432,9 @@ def _start(cs: ComposedStore, base: dict[str, Any], force: bool) -> bool:
     """Prepare the folder for ``base['key']``; True if existing frames may be kept."""
     old = cs.manifest()
     if not force and old is not None and old.get("key") == base["key"]:
+        atomic_write_json(
+            cs.manifest_path, {**old, **base, "complete": False}
+        )  # verified below, then claimed
         return True
     # Invalidate first, delete second, claim third: frames on disk always match the manifest's key.
     atomic_write_json(cs.manifest_path, {**base, "key": None, "complete": False})
@@ -438,19 +457,33 @@ def _existing_count(cs: ComposedStore, frame: int, shape: tuple[int, int], packe
     return int(cv2.countNonZero(img))
 
 
+def _frame_names(cs: ComposedStore, frame: int, packed: bool) -> list[str]:
+    """The manifest's names (relative to ``composed/``) of one frame's files."""
+    names = [f"{cs.name}/{frame:05d}.png"]
+    if packed:
+        names.append(f"{cs.name}.packed/{frame:05d}.npz")
+    return names
+
+
 def _write_frame(
     cs: ComposedStore, frame: int, value: MaskValue, shape: tuple[int, int], packed: bool, params: list[int]
-) -> int:
+) -> tuple[int, dict[str, OutputEntry]]:
+    """Encode and write one frame; returns its pixel count and its files' manifest entries."""
     import cv2
 
     full = np.zeros(shape, np.uint8) if value is None else value.to_full(shape, 255)
     ok, buf = cv2.imencode(".png", full, params)
     if not ok:  # pragma: no cover - cv2 only fails on bad input
         raise RuntimeError("PNG encoding failed")
-    atomic_write_bytes(cs.png_path(frame), buf.tobytes(), fsync=False)
+    png = buf.tobytes()
+    atomic_write_bytes(cs.png_path(frame), png, fsync=False)
+    names = _frame_names(cs, frame, packed)
+    entries = {names[0]: entry_for_bytes(png)}
     if packed:
-        atomic_write_bytes(cs.packed_path(frame), encode_frame(full[None] > 0), fsync=False)
-    return 0 if value is None else value.count()
+        npz = encode_frame(full[None] > 0)
+        atomic_write_bytes(cs.packed_path(frame), npz, fsync=False)
+        entries[names[1]] = entry_for_bytes(npz)
+    return (0 if value is None else value.count()), entries
 
 
 def compose_output(
@@ -461,7 +494,7 @@ def compose_output(
     force: bool = False,
     packed: bool | None = None,
     workers: int | None = None,
-    progress: Any = None,
+    progress: Progress | bool | None = None,
     from_cli: bool = False,
 ) -> OutputReport:
     """Compute one named output (see the module docstring for the layout and trust rule)."""
@@ -489,6 +522,9 @@ def compose_output(
     cs = ComposedStore(cfg.output, name)
     key = _compose_key(expr, manifests)
     base = {
+        "format": MANIFEST_FORMAT,
+        "stage": "compose",
+        "tool_version": TOOL_VERSION,
         "version": COMPOSE_VERSION,
         "name": name,
         "key": key,
@@ -500,20 +536,48 @@ def compose_output(
         "width": shape[1],
         "packed": packed,
     }
-    old = cs.manifest()
+    old = read_manifest(cs.manifest_path, "compose")
+    if old is None and not force and legacy_layout(cs.manifest_path):
+        legacy = cs.manifest() or {}
+        if legacy.get("key") == key and legacy.get("complete"):
+            raise StoreError(
+                f"composed output {name!r} was written by an older masktrack (its manifest has no content "
+                "hashes, so its frames cannot be verified); rerun with --force to recompute it",
+                path=cs.manifest_path,
+            )
+    # Frames of a complete manifest with our key: trusted only if their size and hash verify.
+    known: dict[int, tuple[int, dict[str, OutputEntry]]] = {}
+    repaired: list[int] = []
     if (
         not force
         and old is not None
-        and old.get("key") == key
-        and old.get("complete")
-        and (old.get("packed") or not packed)
+        and old.key == key
+        and old.complete
+        and (getattr(old, "packed", False) or not packed)
     ):
-        if all(cs.png_path(f).exists() for f in range(T)):
-            px = old.get("stats", {}).get("pixels", [])
-            if len(px) == T:
+        px = (getattr(old, "stats", None) or {}).get("pixels", [])
+        if len(px) == T:
+            for f in range(T):
+                names = _frame_names(cs, f, packed)
+                ents = {n: old.outputs[n] for n in names if n in old.outputs}
+                if len(ents) == len(names) and not damaged_outputs(cs.root, old, names):
+                    known[f] = (int(px[f]), ents)
+                else:
+                    repaired.append(f)
+            if not repaired:
                 empty = [f for f, n in enumerate(px) if n == 0]
                 return OutputReport(
-                    name, spec.expr, cs.folder, key, T, 0, T, empty, px, time.perf_counter() - t0
+                    name,
+                    spec.expr,
+                    cs.folder,
+                    key,
+                    T,
+                    0,
+                    T,
+                    empty,
+                    px,
+                    time.perf_counter() - t0,
+                    Status.REUSED,
                 )
     resume = _start(cs, base, force)
     cs.folder.mkdir(parents=True, exist_ok=True)
@@ -524,18 +588,25 @@ def compose_output(
 
     params = png_params()
     pixels = [0] * T
+    outputs: dict[str, OutputEntry] = {}
     counts = {"written": 0, "skipped": 0}
 
-    def job(f: int) -> tuple[int, int, bool]:
-        if resume:
+    def job(f: int) -> tuple[int, int, dict[str, OutputEntry], bool]:
+        if f in known:  # verified against the complete manifest
+            return f, known[f][0], known[f][1], False
+        if resume and not known and not repaired:  # an interrupted run: its frames were written atomically
             n = _existing_count(cs, f, shape, packed)
             if n is not None:
-                return f, n, False
+                return f, n, {nm: entry_for(cs.root / nm) for nm in _frame_names(cs, f, packed)}, False
         value = evaluate(expr.root, inputs.leaf_fn(f), shape)
-        return f, _write_frame(cs, f, value, shape, packed, params), True
+        n, ents = _write_frame(cs, f, value, shape, packed, params)
+        return f, n, ents, True
 
     workers = workers or default_workers()
-    task = progress.add_task(f"compose {name}", total=T) if progress is not None else None
+    on_event = as_progress(progress)
+    task = f"compose {name}"
+    if on_event is not None:
+        on_event(ProgressEvent(task, 0, T))
     with (
         _single_threaded_cv2(workers > 1),
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose") as pool,
@@ -543,11 +614,12 @@ def compose_output(
         futures = [pool.submit(job, f) for f in range(T)]
         try:
             for fut in as_completed(futures):
-                f, n, wrote = fut.result()
+                f, n, ents, wrote = fut.result()
                 pixels[f] = n
+                outputs.update(ents)
                 counts["written" if wrote else "skipped"] += 1
-                if task is not None:
-                    progress.advance(task)
+                if on_event is not None:
+                    on_event(ProgressEvent(task, counts["written"] + counts["skipped"], T))
         except BaseException:
             for fu in futures:
                 fu.cancel()
@@ -565,8 +637,12 @@ def compose_output(
         empty,
         pixels,
         time.perf_counter() - t0,
+        Status.REPAIRED if repaired else Status.COMPUTED,
+        repaired,
     )
-    atomic_write_json(cs.manifest_path, {**base, "complete": True, "stats": report.summary()})
+    outputs = {n: outputs[n] for n in sorted(outputs)}
+    manifest = {**base, "outputs": {n: e.model_dump() for n, e in outputs.items()}}
+    atomic_write_json(cs.manifest_path, {**manifest, "complete": True, "stats": report.summary()})
     return report
 
 
@@ -589,16 +665,16 @@ def run_compose(
     *,
     names: Sequence[str] | None = None,
     force: bool = False,
-    progress: bool = True,
+    progress: Progress | bool | None = None,
     packed: bool | None = None,
     workers: int | None = None,
     cli_names: Sequence[str] = (),
-    console: Any = None,
 ) -> ComposeReport:
     """Compute the config's composed outputs (all, or ``names``), resumably.
 
     ``packed`` overrides each output's ``packed`` flag; ``cli_names`` are
     outputs that came from ``--expr`` (errors then name the option, not the file).
+    ``progress`` is called with each output's frame count as it advances.
     """
     if not cfg.compose:
         raise ConfigError(
@@ -622,30 +698,19 @@ def run_compose(
                 field=loc["field"].removesuffix(".expr"),
             )
     reports: list[OutputReport] = []
-    ctx: Any = contextlib.nullcontext(None)
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        if console is None:
-            from rich.console import Console
-
-            console = Console(stderr=True)
-        cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        ctx = Progress(*cols, console=console, transient=False)
-    with ctx as prog:
-        for n in selected:
-            reports.append(
-                compose_output(
-                    cfg,
-                    n,
-                    cfg.compose[n],
-                    force=force,
-                    packed=packed,
-                    workers=workers,
-                    progress=prog,
-                    from_cli=n in cli_names,
-                )
+    for n in selected:
+        reports.append(
+            compose_output(
+                cfg,
+                n,
+                cfg.compose[n],
+                force=force,
+                packed=packed,
+                workers=workers,
+                progress=progress,
+                from_cli=n in cli_names,
             )
+        )
     summary = _update_summary(Path(cfg.output), reports)
     return ComposeReport(reports, summary)
 

@@ -10,9 +10,13 @@ A frame file is an uncompressed-header ``.npz`` (pickle-free) holding
 order of the manifest.  Robot masks compress to a few kB per frame at 720p
 (``bench/`` measures it).  Every file is written atomically.
 
-Trust rule: a session is reused only if its manifest is ``complete``, its
-``key`` (hash of video content, prompts, backend and options) equals the key
-of the current run, and every frame file is present and readable.  A run
+Trust rule (:mod:`masktrack.io.manifest`): a session is reused only if its
+manifest is ``complete``, its ``key`` (hash of video content, prompts, backend
+and options) equals the key of the current run, and every frame file has the
+size and BLAKE2b hash recorded in the manifest's ``outputs`` (a truncated or
+bit-flipped frame is caught; the runner then recomputes the session and reports
+it ``repaired``).  A manifest of the previous layout (version 1, no hashes) is
+read by decoding every frame (the zip CRC catches damage) and upgraded in place.  A run
 first rewrites the manifest as incomplete, then removes old frames, writes the
 new ones, and marks the manifest complete last - so a kill at any moment
 leaves a session that the next run redoes.
@@ -32,8 +36,16 @@ from pydantic import BaseModel, Field
 
 from masktrack.errors import StoreError
 from masktrack.io.atomic import atomic_path, atomic_write_json, clean_temp_files
+from masktrack.io.manifest import (
+    MANIFEST_FORMAT,
+    TOOL_VERSION,
+    OutputEntry,
+    entry_for,
+    entry_for_bytes,
+    verify_entry,
+)
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: outputs with size + hash (1: none; read and upgraded, see SessionStore.verify)
 
 
 class StoredObject(BaseModel):
@@ -45,6 +57,9 @@ class StoredObject(BaseModel):
 class SessionManifest(BaseModel):
     """What a session's masks were computed from, and whether they are complete."""
 
+    format: str = MANIFEST_FORMAT
+    stage: str = "segment"
+    tool_version: str = TOOL_VERSION
     version: int = MANIFEST_VERSION
     session: str
     key: str
@@ -57,6 +72,7 @@ class SessionManifest(BaseModel):
     height: int
     width: int
     objects: list[StoredObject]
+    outputs: dict[str, OutputEntry] = Field(default_factory=dict)  # "frames/00000.npz" -> size + hash
     complete: bool = False
     stats: dict[str, Any] = Field(default_factory=dict)
 
@@ -95,6 +111,12 @@ class SessionStore:
         self.path = Path(root) / name
         self.frames_dir = self.path / "frames"
         self.manifest_path = self.path / "manifest.json"
+        self._entries: dict[str, OutputEntry] = {}  # frames written by this run
+
+    @staticmethod
+    def frame_name(frame: int) -> str:
+        """A frame file's name in the manifest's ``outputs`` (relative to the session folder)."""
+        return f"frames/{frame:05d}.npz"
 
     # -- manifest ---------------------------------------------------------
     def manifest(self) -> SessionManifest | None:
@@ -128,19 +150,35 @@ class SessionStore:
         return self.verify(m) == []
 
     def verify(self, manifest: SessionManifest | None = None) -> list[int]:
-        """Frames whose files are missing or unreadable (a zip directory check, no decoding)."""
+        """Frames whose files are missing or damaged (size and hash against the manifest).
+
+        A complete manifest of the previous layout (no ``outputs``) is read by decoding every
+        frame - the zip CRC catches truncation and bit flips - and, if all decode, upgraded in
+        place with the frames' sizes and hashes, so the next check is the cheap one.
+        """
         m = manifest or self.manifest()
         if m is None:
             return []
+        if not m.outputs and m.num_frames:
+            return self._verify_legacy(m)
         bad = []
         for f in range(m.num_frames):
-            p = self.frame_path(f)
-            try:
-                with zipfile.ZipFile(p) as z:
-                    if "masks.npy" not in z.namelist():
-                        bad.append(f)
-            except (FileNotFoundError, zipfile.BadZipFile, OSError):
+            entry = m.outputs.get(self.frame_name(f))
+            if entry is None or not verify_entry(self.frame_path(f), entry):
                 bad.append(f)
+        return bad
+
+    def _verify_legacy(self, m: SessionManifest) -> list[int]:
+        bad = []
+        for f in range(m.num_frames):
+            try:
+                decode_frame(self.frame_path(f), m.width)
+            except (StoreError, OSError):
+                bad.append(f)
+        if not bad and m.complete:
+            outputs = {self.frame_name(f): entry_for(self.frame_path(f)) for f in range(m.num_frames)}
+            up = m.model_copy(update={"outputs": outputs, "version": MANIFEST_VERSION})
+            atomic_write_json(self.manifest_path, up.model_dump(mode="json"))
         return bad
 
     # -- writing ----------------------------------------------------------
@@ -152,6 +190,7 @@ class SessionStore:
         if self.frames_dir.exists():
             shutil.rmtree(self.frames_dir)
         self.frames_dir.mkdir(parents=True)
+        self._entries = {}
 
     def write_frame(self, frame: int, masks: dict[str, np.ndarray], names: Sequence[str]) -> int:
         """Write one frame's masks (all ``names``; missing ones stored empty). Returns bytes written."""
@@ -161,22 +200,27 @@ class SessionStore:
         for i, n in enumerate(names):
             if n in masks:
                 stack[i] = masks[n]
-        data = encode_frame(stack)
+        return self._write(frame, encode_frame(stack))
+
+    def _write(self, frame: int, data: bytes) -> int:
         with atomic_path(self.frame_path(frame), fsync=False) as tmp:
             tmp.write_bytes(data)
+        self._entries[self.frame_name(frame)] = entry_for_bytes(data)
         return len(data)
 
     def write_stack(self, frame: int, stack: np.ndarray) -> int:
         """Write one frame as bool [N, H, W] in manifest object order. Returns bytes written."""
-        data = encode_frame(stack)
-        with atomic_path(self.frame_path(frame), fsync=False) as tmp:
-            tmp.write_bytes(data)
-        return len(data)
+        return self._write(frame, encode_frame(stack))
 
     def finish(self, manifest: SessionManifest, stats: dict[str, Any]) -> None:
         """Mark complete (the last write of a session)."""
         clean_temp_files(self.frames_dir)
-        m = manifest.model_copy(update={"complete": True, "stats": stats})
+        outputs = {}
+        for f in range(manifest.num_frames):
+            name = self.frame_name(f)
+            entry = self._entries.get(name)
+            outputs[name] = entry if entry is not None else entry_for(self.frame_path(f))
+        m = manifest.model_copy(update={"complete": True, "stats": stats, "outputs": outputs})
         atomic_write_json(self.manifest_path, m.model_dump(mode="json"))
 
     # -- reading ----------------------------------------------------------

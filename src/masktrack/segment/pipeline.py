@@ -10,13 +10,10 @@ the end, also on errors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 from masktrack.config import PipelineConfig, SessionConfig
 from masktrack.errors import ConfigError
 from masktrack.io.atomic import canonical_json
+from masktrack.io.progress import Progress, ProgressEvent, as_progress
 from masktrack.io.video import open_video
 from masktrack.segment.base import Backend
 from masktrack.segment.runner import (
@@ -70,50 +67,21 @@ def _load_backends(cfg: PipelineConfig, resolved: list[ResolvedSession]) -> dict
     return cache
 
 
-@contextmanager
-def _progress_bars(enabled: bool, console) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    console = console or Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]{task.description:<14}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as bars:
-        yield bars
-
-
 def run_segment(
     cfg: PipelineConfig,
     *,
     only: list[str] | None = None,
     force: bool = False,
-    progress: bool = True,
-    console=None,
+    progress: Progress | bool | None = None,
 ) -> list[SessionReport]:
     """Run (or reuse) the config's sessions; returns one report per selected session, in config order.
 
     ``only`` restricts to the named sessions; ``force`` recomputes even
-    sessions whose stored masks match.  ``progress`` draws one rich progress
-    bar per session on ``console`` (default: stderr).
+    sessions whose stored masks match.  ``progress`` is called with each
+    session's frame count as it advances (``masktrack.cli.progress`` draws it).
     """
     sessions = select_sessions(cfg, only)
+    on_event = as_progress(progress)
     with open_video(cfg.video) as video:
         # validate everything before writing anything
         prompt_cache: dict[object, object] = {}
@@ -128,53 +96,20 @@ def run_segment(
         backends = _load_backends(cfg, resolved)
         reports: list[SessionReport] = []
         try:
-            with _progress_bars(progress, console) as bars:
-                for rs in resolved:
-                    backend = backends[canonical_json([rs.config.backend, rs.config.options])]
-                    cb: ProgressFn | None = None
-                    task = None
-                    if bars is not None:
-                        task = bars.add_task(rs.name, total=None)
+            for rs in resolved:
+                backend = backends[canonical_json([rs.config.backend, rs.config.options])]
+                cb: ProgressFn | None = None
+                if on_event is not None:
+                    on_event(ProgressEvent(rs.name, 0, None))
 
-                        def cb(done: int, total: int, _task=task) -> None:
-                            bars.update(_task, completed=done, total=total)
+                    def cb(done: int, total: int, _name: str = rs.name, _fn: Progress = on_event) -> None:
+                        _fn(ProgressEvent(_name, done, total))
 
-                    report = run_resolved(cfg, rs, backend=backend, video=video, force=force, progress=cb)
-                    if bars is not None and report.status == "reused":
-                        bars.update(
-                            task,
-                            description=f"{rs.name} (reused)",
-                            total=report.frames,
-                            completed=report.frames,
-                        )
-                    reports.append(report)
+                report = run_resolved(cfg, rs, backend=backend, video=video, force=force, progress=cb)
+                if on_event is not None and report.status == "reused":
+                    on_event(ProgressEvent(rs.name, report.frames, report.frames, "reused"))
+                reports.append(report)
         finally:
             for b in backends.values():
                 b.close()
     return reports
-
-
-def summary_table(reports: list[SessionReport]):
-    """A rich Table: session, objects, frames, seconds, status, empty frames (and dropped detections)."""
-    from rich.table import Table
-
-    table = Table(title="masktrack segment")
-    for col, just in (
-        ("session", "left"),
-        ("objects", "left"),
-        ("frames", "right"),
-        ("seconds", "right"),
-        ("status", "left"),
-        ("empty frames", "left"),
-    ):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    show_dropped = any(r.dropped_detections for r in reports)
-    if show_dropped:
-        table.add_column("dropped detections", justify="right")
-    for r in reports:
-        empty = ", ".join(f"{n}: {c}" for n, c in r.empty_frames.items())
-        row = [r.session, ", ".join(r.objects), str(r.frames), f"{r.seconds:.1f}", r.status, empty]
-        if show_dropped:
-            row.append(str(r.dropped_detections))
-        table.add_row(*row)
-    return table

@@ -64,6 +64,7 @@ import numpy as np
 from masktrack.config import InlineObject, PipelineConfig, SessionConfig
 from masktrack.errors import BackendError, ConfigError, Problem, PromptError
 from masktrack.io.atomic import hash_file, hash_json
+from masktrack.io.manifest import Status
 from masktrack.io.video import VideoSource, open_video
 from masktrack.masks.store import MaskStore, SessionManifest, StoredObject
 from masktrack.prompts.model import Keyframe, ObjectPrompts, PromptFile, default_color, load_prompts
@@ -86,10 +87,11 @@ class SessionReport:
     objects: list[str]
     frames: int
     seconds: float
-    status: str  # "computed" | "reused"
+    status: Status  # computed | reused | repaired (recomputed because stored frames failed verification)
     empty_frames: dict[str, int] = field(default_factory=dict)
     dropped_detections: int = 0
     store: Path | None = None
+    repaired_frames: list[int] = field(default_factory=list)  # the damaged frames that caused a repair
 
 
 @dataclass
@@ -394,7 +396,7 @@ def reused_report(rs: ResolvedSession, manifest: SessionManifest, path: Path) ->
         objects=manifest.names,
         frames=manifest.num_frames,
         seconds=0.0,
-        status="reused",
+        status=Status.REUSED,
         empty_frames=dict(st.get("empty_frames", {})),
         dropped_detections=int(st.get("dropped_detections", 0)),
         store=path,
@@ -413,10 +415,13 @@ def run_resolved(
     """Run (or reuse) one resolved session; see the module docstring for the rules."""
     store = MaskStore(cfg.output).session(rs.name)
     key = session_key(rs, video, backend)
-    if not force and store.is_complete(key):
-        m = store.manifest()
-        assert m is not None
-        return reused_report(rs, m, store.path)
+    damaged: list[int] = []
+    old = None if force else store.manifest()
+    if old is not None and old.complete and old.key == key:
+        damaged = store.verify(old)
+        if not damaged:
+            return reused_report(rs, old, store.path)
+        # A frame failed its size/hash check: the session is one propagation, so it is redone whole.
 
     t0 = time.perf_counter()
     T, size, names = video.num_frames, video.size, rs.names
@@ -524,7 +529,8 @@ def run_resolved(
         objects=list(names),
         frames=T,
         seconds=seconds,
-        status="computed",
+        status=Status.REPAIRED if damaged else Status.COMPUTED,
+        repaired_frames=damaged,
         empty_frames=empty,
         dropped_detections=dropped,
         store=store.path,

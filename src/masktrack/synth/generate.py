@@ -320,8 +320,8 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, force: bool = False) -> S
     The manifest ``synth.json`` is written last and removed first, so an
     interrupted run is never trusted.
     """
+    from masktrack.io.instances import save_instance
     from masktrack.io.scene import Scene, save_scene
-    from masktrack.track.instances import save_instance
 
     root = Path(out_dir)
     man = read_manifest(root)

@@ -7,9 +7,14 @@ Output layout (the scene itself is referenced by path, never copied)::
     <out>/<instance>/tracks.npz      Tracks.save: tracks [T,N,3], visibility [T,N], queries, provenance
     <out>/tracking.json              the run's report
 
-An instance is skipped when its ``instance.json`` is complete, its key equals
+An instance is reused when its ``instance.json`` is complete, its key equals
 the current key (scene fingerprint, instance masks hash, tracker fingerprint,
-query options, batch size) and its files load.  A run first rewrites
+query options, batch size) and ``queries.npy`` and ``tracks.npz`` have the size
+and BLAKE2b hash recorded in its ``outputs`` (:mod:`masktrack.io.manifest`).
+A damaged or edited file (a truncated ``tracks.npz``, a changed ``queries.npy``)
+makes that instance tracked again and reported ``repaired``; it never crashes
+the run.  An ``instance.json`` of the previous layout (no ``outputs``) is read
+by loading both files, and upgraded in place.  A run first rewrites
 ``instance.json`` as incomplete, then writes queries and tracks atomically,
 and marks it complete last: a kill at any moment leaves nothing trusted.
 """
@@ -25,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from masktrack.errors import BackendError, SceneError
+from masktrack.errors import SceneError
 from masktrack.io.atomic import atomic_path, atomic_write_json, clean_temp_files, hash_file, hash_json
+from masktrack.io.instances import Instance, list_instances, load_instance
+from masktrack.io.manifest import MANIFEST_FORMAT, TOOL_VERSION, OutputEntry, Status, entry_for, verify_entry
 from masktrack.io.scene import Scene, load_scene
 from masktrack.track.base import Tracks, track_batched
-from masktrack.track.instances import Instance, list_instances, load_instance
 from masktrack.track.queries import QueryOptions, sample_queries
 from masktrack.track.registry import get_tracker
 
@@ -39,7 +45,7 @@ KEY_VERSION = 1
 @dataclass
 class InstanceResult:
     name: str
-    status: str  # "tracked" | "skipped" (up to date) | "empty" (no queries)
+    status: Status  # computed | reused | repaired (its stored files failed verification)
     num_queries: int = 0
     seconds: float = 0.0
     folder: str = ""
@@ -51,15 +57,21 @@ class TrackingReport:
     out_dir: str
     tracker: str
     instances: list[InstanceResult] = field(default_factory=list)
-    rerun: str | None = None
 
     @property
     def tracked(self) -> list[str]:
-        return [r.name for r in self.instances if r.status == "tracked"]
+        """Instances tracked by this run (computed or repaired) that have queries."""
+        return [
+            r.name
+            for r in self.instances
+            if r.status in (Status.COMPUTED, Status.REPAIRED) and r.num_queries > 0
+        ]
 
     @property
-    def skipped(self) -> list[str]:
-        return [r.name for r in self.instances if r.status == "skipped"]
+    def reused(self) -> list[str]:
+        return [r.name for r in self.instances if r.status == Status.REUSED]
+
+    skipped = reused  # the name before the shared Status vocabulary
 
 
 def scene_fingerprint(scene_path: Path) -> str:
@@ -118,19 +130,47 @@ def select_instances(scene_path: Path, instances: str | list[str]) -> list[str]:
     return names
 
 
-def _is_done(folder: Path, key: str) -> bool:
+OUTPUTS = ("queries.npy", "tracks.npz")
+
+
+def _check_stored(folder: Path, key: str) -> tuple[bool, bool]:
+    """(current, damaged): current = complete, same key, files verify; damaged = same key, files don't."""
     try:
         meta = json.loads((folder / "instance.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    if not meta.get("complete") or meta.get("key") != key:
-        return False
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False, False
+    if not isinstance(meta, dict) or not meta.get("complete") or meta.get("key") != key:
+        return False, False
+    if "outputs" not in meta:  # previous layout: load both files, then record their hashes
+        if not _loads(folder):
+            return False, True
+        meta = {**meta, **_manifest_fields(folder)}
+        atomic_write_json(folder / "instance.json", meta)
+        return True, False
+    try:
+        entries = {n: OutputEntry.model_validate(meta["outputs"][n]) for n in OUTPUTS}
+    except (KeyError, TypeError, ValueError):
+        return False, True
+    ok = all(verify_entry(folder / n, e) for n, e in entries.items())
+    return ok, not ok
+
+
+def _loads(folder: Path) -> bool:
     try:
         tr = Tracks.load(folder / "tracks.npz")
         q = np.load(folder / "queries.npy", allow_pickle=False)
-    except (SceneError, OSError, ValueError):
+    except Exception:  # a damaged npz raises BadZipFile, EOFError, KeyError, ...: never trusted
         return False
     return tr.queries.shape == q.shape
+
+
+def _manifest_fields(folder: Path) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "stage": "track",
+        "tool_version": TOOL_VERSION,
+        "outputs": {n: entry_for(folder / n).model_dump() for n in OUTPUTS},
+    }
 
 
 def track_instance(
@@ -142,6 +182,7 @@ def track_instance(
     key: str,
     provenance: dict[str, Any],
     max_points_per_batch: int | None,
+    repair: bool = False,
 ) -> InstanceResult:
     """Sample, track and write one instance (instance.json marked complete last)."""
     t0 = time.perf_counter()
@@ -169,10 +210,12 @@ def track_instance(
         "visible_fraction": round(vis, 4),
         "query_cameras": np.bincount(queries.camera, minlength=scene.num_cameras).tolist(),
     }
-    atomic_write_json(folder / "instance.json", {**meta, "complete": True, "stats": stats})
+    atomic_write_json(
+        folder / "instance.json", {**meta, **_manifest_fields(folder), "complete": True, "stats": stats}
+    )
     return InstanceResult(
         inst.name,
-        "tracked" if len(queries) else "empty",
+        Status.REPAIRED if repair else Status.COMPUTED,
         len(queries),
         round(secs, 3),
         str(folder),
@@ -188,12 +231,15 @@ def run_tracking(
     tracker_options: dict[str, Any] | None = None,
     instances: str | list[str] = "all",
     query_options: QueryOptions = QueryOptions(),
-    rerun: bool = False,
     force: bool = False,
     progress: bool = True,
     max_points_per_batch: int | None = None,
 ) -> TrackingReport:
-    """Track every selected instance of the scene independently into ``out_dir`` (resumable)."""
+    """Track every selected instance of the scene independently into ``out_dir`` (resumable).
+
+    Rerun recordings are the caller's choice (:func:`masktrack.viz.recordings.record_tracking`):
+    tracking never imports a viewer.
+    """
     scene_path = Path(scene_path)
     out_dir = Path(out_dir)
     scene = load_scene(scene_path)
@@ -203,10 +249,8 @@ def run_tracking(
     report = TrackingReport(str(out_dir), tracker)
     out_dir.mkdir(parents=True, exist_ok=True)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
-    loaded: dict[str, Instance] = {}
     for i, name in enumerate(names, 1):
         inst = load_instance(scene_path, name)
-        loaded[name] = inst
         if tuple(inst.shape) != (scene.num_cameras, scene.num_frames, *scene.size):
             raise SceneError(
                 f"instance shape {tuple(inst.shape)} does not match the scene",
@@ -224,23 +268,28 @@ def run_tracking(
         }
         key = hash_json(provenance)
         folder = out_dir / name
-        if not force and _is_done(folder, key):
+        current, damaged = (False, False) if force else _check_stored(folder, key)
+        if current:
             meta = json.loads((folder / "instance.json").read_text(encoding="utf-8"))
             st = meta.get("stats", {})
             report.instances.append(
                 InstanceResult(
                     name,
-                    "skipped",
+                    Status.REUSED,
                     int(st.get("queries", {}).get("kept", 0)),
                     0.0,
                     str(folder),
                     float(st.get("visible_fraction", 0.0)),
                 )
             )
-            say(f"[{i}/{len(names)}] {name}: up to date, skipped")
+            say(f"[{i}/{len(names)}] {name}: up to date, reused")
             continue
+        if damaged:
+            say(f"[{i}/{len(names)}] {name}: stored queries/tracks fail verification, tracking again")
         say(f"[{i}/{len(names)}] {name}: sampling queries and tracking with {tracker} ...")
-        res = track_instance(scene, inst, folder, trk, query_options, key, provenance, max_points_per_batch)
+        res = track_instance(
+            scene, inst, folder, trk, query_options, key, provenance, max_points_per_batch, repair=damaged
+        )
         report.instances.append(res)
         say(
             f"[{i}/{len(names)}] {name}: {res.num_queries} queries, {res.seconds:.1f} s, {100 * res.visible_fraction:.0f}% visible"
@@ -253,18 +302,4 @@ def run_tracking(
             "instances": [asdict(r) for r in report.instances],
         },
     )
-    if rerun:
-        report.rerun = write_rerun(scene, out_dir, names, loaded)
-        say(f"rerun recording(s): {report.rerun}")
     return report
-
-
-def write_rerun(scene: Scene, out_dir: Path, names: list[str], instances: dict[str, Instance]) -> str:
-    """Hand the tracks to the Rerun writer (imported lazily)."""
-    try:
-        from masktrack.viz.rerun import write_recordings
-    except ImportError as e:
-        raise BackendError(f"Rerun recordings are not available ({e})", field="rerun") from None
-    tracks = {n: Tracks.load(out_dir / n / "tracks.npz") for n in names}
-    res = write_recordings(scene, tracks, out_dir, instances=instances)
-    return str(getattr(res, "combined", res))

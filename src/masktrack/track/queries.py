@@ -24,9 +24,9 @@ from typing import Literal
 import numpy as np
 
 from masktrack.errors import SceneError
+from masktrack.io.instances import Instance
 from masktrack.io.scene import Scene
 from masktrack.track.geometry import lift
-from masktrack.track.instances import Instance
 
 Window = Literal["first", "frame", "all", "before_contact", "after_contact"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from masktrack.errors import Problem
+from masktrack.io.instances import list_instances, load_instance
 from masktrack.io.scene import load_scene
-from masktrack.track.instances import list_instances, load_instance
 
 
 def verify_instances(
