@@ -3,7 +3,7 @@
 Layers, lowest first (a module may import its own layer and any lower one, never a higher one)::
 
     errors < io < robot < prompts < config < segment, masks < track < synth, viz, eval
-           < batch, demo, annotate < cli
+           < batch, demo, annotate < cli   (plugins sits with config)
 
 Every ``import``/``from ... import`` of a ``masktrack`` module counts, also the lazy ones inside
 functions (they couple the code just the same); only imports under ``if TYPE_CHECKING:`` are
@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"io"},
     {"robot"},  # robot state/kinematics: above the scene format, below everything that uses prompts
     {"prompts"},
-    {"config"},
+    {"config", "plugins"},  # plugins: the registry + typed options shared by backends and trackers
     {"segment", "masks"},
     {"track"},
     {"synth", "viz", "eval"},

@@ -86,14 +86,14 @@ def test_local_and_ray_engines_agree_and_skip_the_bad_scene(tmp_path, job_file):
     local = run_batch(job, tmp_path / "local", engine="local", workers=2)
     by_id = {u.id: u for u in local.units}
     # 4 good camera units + 2 scene tracking units; scene_2's 2 cameras (bad prompts) and its tracking unit skipped
-    assert local.count("done") == 6 and local.count("skipped") == 3 and local.count("failed") == 0
+    assert local.count("computed") == 6 and local.count("skipped") == 3 and local.count("failed") == 0
     bad = [u for u in local.units if u.status == "skipped"]
     assert {u.id for u in bad} == {x for x in by_id if x.startswith("pick_cube/scene_2/")}
     assert all("points[0]" in u.reason and "outside" in u.reason for u in bad if not u.id.endswith("/track"))
     assert "camera unit(s) not done" in by_id["pick_cube/scene_2/track"].reason
     report = json.loads((tmp_path / "local" / "batch_report.json").read_text())
     assert {u["id"] for u in report["units"] if u["status"] == "skipped"} == {u.id for u in bad}
-    cams = [u for u in local.units if u.status == "done" and not u.id.endswith("/track")]
+    cams = [u for u in local.units if u.status == "computed" and not u.id.endswith("/track")]
     assert len(cams) == 4 and all(u.stages == {"segment": "computed", "compose": "computed"} for u in cams)
     assert by_id["pick_cube/scene_0/track"].stages == {"track": "computed"}
     tracks = Tracks.load(tmp_path / "local/pick_cube/scene_0/tracks/arm_wide/tracks.npz")
@@ -128,7 +128,7 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_nothing_finished(tmp_path, 
     try:
         while time.monotonic() < deadline:
             done = (
-                [p for p in units_dir.glob("[!.]*.json") if json.loads(p.read_text())["status"] == "done"]
+                [p for p in units_dir.glob("[!.]*.json") if json.loads(p.read_text())["status"] == "computed"]
                 if units_dir.exists()
                 else []
             )
@@ -148,7 +148,7 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_nothing_finished(tmp_path, 
     finished = {
         p.name: p.stat().st_mtime_ns
         for p in units_dir.glob("[!.]*.json")
-        if json.loads(p.read_text())["status"] == "done"
+        if json.loads(p.read_text())["status"] == "computed"
     }  # [!.]: not temp files
     assert 1 <= len(finished) < 6
     manifests = {
@@ -159,7 +159,7 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_nothing_finished(tmp_path, 
     assert len(manifests) >= len(finished)
 
     report = run_batch(load_job(job_path), out, engine="local", workers=1)
-    assert report.count("failed") == 0 and report.count("done") + report.count("reused") == 6
+    assert report.count("failed") == 0 and report.count("computed") + report.count("reused") == 6
     assert report.count("reused") >= len(finished)
     for name, mtime in finished.items():
         assert (units_dir / name).stat().st_mtime_ns == mtime  # not dispatched again
@@ -167,7 +167,7 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_nothing_finished(tmp_path, 
         assert p.stat().st_mtime_ns == mtime  # sessions finished before the kill were not recomputed
 
     fresh = run_batch(load_job(job_path), tmp_path / "fresh", engine="local", workers=1)
-    assert fresh.count("done") == 6
+    assert fresh.count("computed") == 6
     assert _outputs(out) == _outputs(tmp_path / "fresh")
 
 

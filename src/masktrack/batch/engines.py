@@ -26,6 +26,7 @@ from typing import Any
 from masktrack.batch.job import SceneUnit, Unit
 from masktrack.batch.unit import UnitResult, run_unit
 from masktrack.errors import ConfigError
+from masktrack.io.manifest import Status
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def run_local(
                 except Exception as e:
                     yield UnitResult(
                         id=task.unit.id,
-                        status="failed",
+                        status=Status.FAILED,
                         reason=f"worker crashed: {type(e).__name__}: {e}",
                         log=task.log_path,
                     )
@@ -159,7 +160,7 @@ def run_ray(
             except Exception as e:
                 yield UnitResult(
                     id=task.unit.id,
-                    status="failed",
+                    status=Status.FAILED,
                     reason=f"ray task failed: {type(e).__name__}: {e}",
                     log=task.log_path,
                 )

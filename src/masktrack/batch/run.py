@@ -31,6 +31,7 @@ from masktrack.batch.engines import Task, detect_gpus, ray_cluster, run_local, r
 from masktrack.batch.job import JobConfig, SceneUnit, Unit, expand_scene_units, expand_units
 from masktrack.batch.unit import UnitResult, scene_unit_key, unit_key
 from masktrack.io.atomic import atomic_write_json
+from masktrack.io.manifest import Status
 
 Engine = Literal["local", "ray"]
 
@@ -52,7 +53,9 @@ class BatchReport:
             "engine": self.engine,
             "workers": self.workers,
             "seconds": round(self.seconds, 3),
-            "counts": {s: self.count(s) for s in ("done", "reused", "skipped", "failed")},
+            "counts": {
+                str(s): self.count(s) for s in (Status.COMPUTED, Status.REUSED, Status.SKIPPED, Status.FAILED)
+            },
             "units": [u.to_json() for u in self.units],
         }
 
@@ -64,8 +67,10 @@ def _safe(uid: str) -> str:
 def _load_previous(path: Path) -> UnitResult | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return UnitResult(**data)
-    except (FileNotFoundError, ValueError, TypeError):
+        if data.get("status") == "done":  # the batch state's word before the shared Status
+            data["status"] = Status.COMPUTED
+        return UnitResult(**{**data, "status": Status(data["status"])})
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
         return None
 
 
@@ -74,13 +79,13 @@ def _carry(out: Path, uid: str, key: str, retry_failed: bool) -> UnitResult | No
     prev = _load_previous(out / "batch" / "units" / f"{_safe(uid)}.json")
     if prev is None or prev.key != key:
         return None
-    if prev.status == "failed" and retry_failed:
+    if prev.status == Status.FAILED and retry_failed:
         return None
-    status = "reused" if prev.status == "done" else prev.status
+    status = Status.REUSED if prev.status in (Status.COMPUTED, Status.REPAIRED) else prev.status
     return UnitResult(
         id=uid,
         status=status,
-        reason=prev.reason or ("" if status == "reused" else "previous run"),
+        reason=prev.reason or ("" if status == Status.REUSED else "previous run"),
         stages=prev.stages,
         key=key,
         log=prev.log,
@@ -130,11 +135,11 @@ def plan_scenes(
     track = job.track.model_dump(mode="json") if job.track is not None else {}
     for su in scene_units:
         cams = [camera_results[c] for c in su.camera_units]
-        not_done = [c.id for c in cams if c.status not in ("done", "reused")]
+        not_done = [c.id for c in cams if c.status not in (Status.COMPUTED, Status.REUSED, Status.REPAIRED)]
         if not_done:
             carried.append(
                 UnitResult(
-                    id=su.id, status="skipped", reason=f"camera unit(s) not done: {', '.join(not_done)}"
+                    id=su.id, status=Status.SKIPPED, reason=f"camera unit(s) not done: {', '.join(not_done)}"
                 )
             )
             continue

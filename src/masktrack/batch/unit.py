@@ -21,8 +21,7 @@ from typing import Any
 from masktrack.batch.job import SceneUnit, Unit
 from masktrack.errors import MasktrackError, PromptError, VideoError
 from masktrack.io.atomic import hash_file, hash_json
-
-Status = str  # "done" | "skipped" | "failed"
+from masktrack.io.manifest import Status
 
 
 @dataclass
@@ -30,7 +29,7 @@ class UnitResult:
     """What happened to one unit; one row of ``batch_report.json``."""
 
     id: str
-    status: Status
+    status: Status  # computed | reused | skipped (bad input) | failed
     reason: str = ""
     seconds: float = 0.0
     stages: dict[str, str] = field(default_factory=dict)
@@ -94,7 +93,7 @@ def run_unit(
     """Run one unit's stages; never raises (the batch must go on)."""
     t0 = time.perf_counter()
     result = UnitResult(
-        id=unit.id, status="done", worker=f"{os.uname().nodename}:{os.getpid()}", log=log_path
+        id=unit.id, status=Status.COMPUTED, worker=f"{os.uname().nodename}:{os.getpid()}", log=log_path
     )
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
     if gpu is not None:
@@ -115,11 +114,11 @@ def run_unit(
             else:
                 _run_stages(unit, pipeline, stages, Path(base), result)
         except (PromptError, VideoError) as e:
-            result.status, result.reason = "skipped", _one_line(e)
+            result.status, result.reason = Status.SKIPPED, _one_line(e)
         except MasktrackError as e:
-            result.status, result.reason = "failed", _one_line(e)
+            result.status, result.reason = Status.FAILED, _one_line(e)
         except Exception as e:
-            result.status, result.reason = "failed", f"{type(e).__name__}: {e}"
+            result.status, result.reason = Status.FAILED, f"{type(e).__name__}: {e}"
             traceback.print_exc(file=log)
         finally:
             result.seconds = round(time.perf_counter() - t0, 3)
@@ -146,7 +145,7 @@ def _run_stages(
 
         reports = run_segment(cfg, progress=False)
         statuses = {r.status for r in reports}
-        result.stages["segment"] = "reused" if statuses == {"reused"} else "computed"
+        result.stages["segment"] = Status.REUSED if statuses == {Status.REUSED} else Status.COMPUTED
     if "compose" in stages and cfg.compose:
         from masktrack.masks.export import run_compose
 
@@ -177,9 +176,9 @@ def _run_track(unit: SceneUnit, track: dict[str, Any], result: UnitResult) -> No
         from masktrack.viz.recordings import record_tracking
 
         record_tracking(unit.scene_path, unit.output, [r.name for r in report.instances])
-    result.stages["track"] = "computed" if report.tracked else "reused"
+    result.stages["track"] = Status.COMPUTED if report.tracked else Status.REUSED
 
 
-def _compose_status(report: Any) -> str:
+def _compose_status(report: Any) -> Status:
     """A ComposeReport (masktrack.masks.export) as one status word."""
-    return "computed" if any(o.written for o in report.outputs) else "reused"
+    return Status.COMPUTED if any(o.written for o in report.outputs) else Status.REUSED

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-STATUS_STYLE = {"done": "green", "reused": "cyan", "skipped": "yellow", "failed": "red"}
+STATUS_STYLE = {
+    "computed": "green",
+    "repaired": "green",
+    "reused": "cyan",
+    "skipped": "yellow",
+    "failed": "red",
+}
 
 
 @click.command("batch")

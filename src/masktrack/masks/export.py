@@ -23,10 +23,7 @@ import json
 import os
 import re
 import shutil
-import struct
 import time
-import zipfile
-import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -59,7 +56,7 @@ from masktrack.masks.compose import (
     compile_expression,
     evaluate,
 )
-from masktrack.masks.store import MaskStore, SessionManifest, SessionStore, encode_frame
+from masktrack.masks.store import MaskStore, SessionManifest, SessionStore, encode_frame, read_packed
 
 COMPOSE_VERSION = 1
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
@@ -220,70 +217,6 @@ def composed_outputs(output: str | Path) -> list[str]:
 # --------------------------------------------------------------------------
 # Reading leaves from the mask store without unpacking whole frames
 # --------------------------------------------------------------------------
-_NPY_HEADER = re.compile(
-    rb"^\{'descr': '\|u1', 'fortran_order': False, 'shape': \((\d+), (\d+), (\d+)\), \}\s*$"
-)
-
-
-def _inflate_store_frame(data: bytes) -> np.ndarray | None:
-    """Fast path for the store's own frame files: one deflated ``masks.npy`` of uint8.
-
-    Reads the zip local header and the .npy header directly (no zipfile
-    directory scan, no ``ast`` parse of the header), inflates, and checks the
-    CRC.  Returns None for anything unexpected; the caller then uses np.load.
-    """
-    if len(data) < 30 or data[:4] != b"PK\x03\x04":
-        return None
-    flags, method = struct.unpack_from("<HH", data, 6)
-    crc = struct.unpack_from("<I", data, 14)[0]
-    n_name, n_extra = struct.unpack_from("<HH", data, 26)
-    if (
-        method != 8 or flags & 0x9 or data[30 : 30 + n_name] != b"masks.npy"
-    ):  # deflate, not encrypted, no data descriptor
-        return None
-    d = zlib.decompressobj(-15)
-    raw = d.decompress(data[30 + n_name + n_extra :])
-    if not d.eof or zlib.crc32(raw) != crc or raw[:6] != b"\x93NUMPY":
-        return None
-    if raw[6] == 1:
-        hlen, start = struct.unpack_from("<H", raw, 8)[0], 10
-    elif raw[6] in (2, 3):
-        hlen, start = struct.unpack_from("<I", raw, 8)[0], 12
-    else:
-        return None
-    m = _NPY_HEADER.match(raw[start : start + hlen])
-    if m is None:
-        return None
-    shape = tuple(int(g) for g in m.groups())
-    body = memoryview(raw)[start + hlen :]
-    if len(body) != shape[0] * shape[1] * shape[2]:
-        return None
-    return np.frombuffer(body, np.uint8).reshape(shape)
-
-
-def read_packed(store: SessionStore, frame: int, manifest: SessionManifest) -> np.ndarray:
-    """uint8 [N, H, ceil(W/8)]: one stored frame, still bit-packed."""
-    p = store.frame_path(frame)
-    try:
-        packed = _inflate_store_frame(p.read_bytes())
-        if packed is None:
-            with np.load(p, allow_pickle=False) as z:
-                packed = z["masks"]
-    except FileNotFoundError:
-        raise StoreError(
-            f"frame {frame} of session {store.name!r} is missing; rerun `masktrack segment`", path=p
-        ) from None
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError, zlib.error) as e:
-        raise StoreError(
-            f"corrupt or truncated mask file ({e.__class__.__name__}); rerun `masktrack segment --force`",
-            path=p,
-        ) from None
-    want = (len(manifest.objects), manifest.height, (manifest.width + 7) // 8)
-    if packed.shape != want or packed.dtype != np.uint8:
-        raise StoreError(f"mask file has shape {packed.shape}, manifest says {want}", path=p)
-    return packed
-
-
 def packed_window(packed: np.ndarray, width: int) -> MaskValue:
     """Unpack only the bounding box (at byte granularity) of a packed [H, ceil(W/8)] mask."""
     import cv2

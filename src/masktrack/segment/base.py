@@ -36,6 +36,7 @@ import numpy as np
 
 from masktrack.errors import BackendError
 from masktrack.io.video import VideoSource
+from masktrack.plugins import PluginOptions
 
 Color = tuple[int, int, int]
 FrameMasks = dict[str, np.ndarray]
@@ -132,6 +133,8 @@ class Backend(ABC):
     name: ClassVar[str]
     supports_text: ClassVar[bool] = False
     supports_points: ClassVar[bool] = True
+    #: the typed ``options:`` of a config session (validated by the registry before construction)
+    Options: ClassVar[type[PluginOptions] | None] = None
 
     @abstractmethod
     def open_session(self, video: VideoSource, objects: Sequence[SessionObject]) -> Session:

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from masktrack.errors import BackendError, PromptError
 from masktrack.io.video import VideoSource
+from masktrack.plugins import options_from_dataclass
 from masktrack.segment.base import Backend, FrameMasks, FramePrompt, Session, SessionObject
 
 VERSION = 2
@@ -72,12 +74,29 @@ class ClassicOptions:
     """GrabCut iterations on a prompted frame."""
 
 
+# The config's `options:` as a typed model (masktrack.plugins): same names and defaults, bounds here.
+CLASSIC_OPTIONS = options_from_dataclass(
+    ClassicOptions,
+    "ClassicOptionsModel",
+    flow=Literal["ultrafast", "fast", "medium"],
+    max_side=Field(ge=0),
+    band=Field(gt=0, le=1),
+    iterations=Field(ge=0),
+    sigma=Field(gt=0),
+    colour_weight=Field(gt=0),
+    rescue=Field(ge=0),
+    recover=Field(ge=0, lt=1),
+    keyframe_iterations=Field(ge=0),
+)
+
+
 class ClassicBackend(Backend):
     """GrabCut on keyframes + DIS optical flow with GrabCut re-segmentation in between. No weights, CPU only."""
 
     name = "classic"
     supports_text = False
     supports_points = True
+    Options = CLASSIC_OPTIONS
 
     def __init__(self, **options: object) -> None:
         try:

@@ -11,7 +11,7 @@ the end, also on errors.
 from __future__ import annotations
 
 from masktrack.config import PipelineConfig, SessionConfig
-from masktrack.errors import ConfigError
+from masktrack.errors import ConfigError, Problem
 from masktrack.io.atomic import canonical_json
 from masktrack.io.progress import Progress, ProgressEvent, as_progress
 from masktrack.io.video import open_video
@@ -55,10 +55,17 @@ def _load_backends(cfg: PipelineConfig, resolved: list[ResolvedSession]) -> dict
                 try:
                     cache[k] = load_backend(s.backend, **s.options)
                 except BackendError as e:
+                    where = f"sessions[{rs.index}:{s.name}]"
+                    if e.problems:  # typed options: one line per bad option, located in the config
+                        raise BackendError(
+                            e.message,
+                            path=cfg.source,
+                            problems=[Problem(f"{where}.{p.location}", p.message) for p in e.problems],
+                        ) from None
                     raise BackendError(
                         e.message,
                         path=cfg.source,
-                        field=f"sessions[{rs.index}:{s.name}].{e.field or 'backend'}",
+                        field=f"{where}.{e.field or 'backend'}",
                     ) from None
     except BaseException:
         for b in cache.values():

@@ -66,9 +66,9 @@ from masktrack.errors import BackendError, ConfigError, Problem, PromptError
 from masktrack.io.atomic import hash_file, hash_json
 from masktrack.io.manifest import Status
 from masktrack.io.video import VideoSource, open_video
-from masktrack.masks.store import MaskStore, SessionManifest, StoredObject
+from masktrack.masks.store import MaskStore, SessionManifest, SessionStore, StoredObject
 from masktrack.prompts.model import Keyframe, ObjectPrompts, PromptFile, default_color, load_prompts
-from masktrack.segment.base import Backend, FramePrompt, SessionObject, TextPrompt
+from masktrack.segment.base import Backend, FramePrompt, Session, SessionObject, TextPrompt
 
 STORE_FORMAT_VERSION = 1
 ProgressFn = Callable[[int, int], None]
@@ -403,6 +403,58 @@ def reused_report(rs: ResolvedSession, manifest: SessionManifest, path: Path) ->
     )
 
 
+@dataclass
+class _PassOutput:
+    """Where a pass writes: the store, and which frames/objects have masks so far."""
+
+    session: str
+    store: SessionStore
+    manifest: SessionManifest
+    names: Sequence[str]
+    size: tuple[int, int]
+    nonempty: np.ndarray  # bool [N, T]: object has pixels on frame
+    written: np.ndarray  # bool [T]: frame already stored by an earlier pass
+    tick: Callable[[], None]
+
+
+def run_pass(
+    session: Session, start: int, *, reverse: bool, out: _PassOutput, wins: np.ndarray | None
+) -> None:
+    """One propagation pass from ``start`` to the end of the video in one direction.
+
+    A frame no earlier pass stored is written whole; a frame the forward pass already stored
+    takes this pass's masks only for the objects in ``wins[:, f]`` (the backward pass wins
+    before an object's earliest prompt, see :func:`backward_wins`).  Frames must come one by
+    one in order; anything else is a backend bug and raises.
+    """
+    direction = "backward" if reverse else "forward"
+    step, end = (-1, -1) if reverse else (1, len(out.written))
+    expected = start
+    for f, masks in session.propagate(start, reverse=reverse):
+        if f != expected:
+            raise RuntimeError(
+                f"session {out.session!r}: {direction} pass yielded frame {f}, expected {expected}"
+            )
+        stack = _stack(masks, out.names, out.size, f"session {out.session!r} frame {f}")
+        if not out.written[f]:
+            out.store.write_stack(f, stack)
+            out.nonempty[:, f] = stack.any(axis=(1, 2))
+            out.written[f] = True
+        elif wins is not None and wins[:, f].any():
+            win = wins[:, f]
+            merged = out.store.read_stack(f, out.manifest)
+            merged[win] = stack[win]
+            out.store.write_stack(f, merged)
+            out.nonempty[win, f] = stack[win].any(axis=(1, 2))
+        expected += step
+        out.tick()
+    if expected != end:
+        video_has = "" if reverse else f", video has {end}"
+        raise RuntimeError(
+            f"session {out.session!r}: {direction} pass stopped at frame {expected}{video_has}"
+        )
+
+
 def run_resolved(
     cfg: PipelineConfig,
     rs: ResolvedSession,
@@ -455,50 +507,16 @@ def run_resolved(
 
     if progress is not None:
         progress(0, total)
+    out = _PassOutput(rs.name, store, manifest, names, size, nonempty, written, tick)
     with backend.open_session(video, rs.objects) as session:
         for p in rs.prompts:
             session.add_prompt(p)
         if rs.text is not None:
             session.add_text(rs.text)
         if fwd_start is not None:
-            expected = fwd_start
-            for f, masks in session.propagate(fwd_start, reverse=False):
-                if f != expected:
-                    raise RuntimeError(
-                        f"session {rs.name!r}: forward pass yielded frame {f}, expected {expected}"
-                    )
-                stack = _stack(masks, names, size, f"session {rs.name!r} frame {f}")
-                store.write_stack(f, stack)
-                nonempty[:, f] = stack.any(axis=(1, 2))
-                written[f] = True
-                expected += 1
-                tick()
-            if expected != T:
-                raise RuntimeError(
-                    f"session {rs.name!r}: forward pass stopped at frame {expected}, video has {T}"
-                )
+            run_pass(session, fwd_start, reverse=False, out=out, wins=None)
         if bwd_start is not None:
-            expected = bwd_start
-            for f, masks in session.propagate(bwd_start, reverse=True):
-                if f != expected:
-                    raise RuntimeError(
-                        f"session {rs.name!r}: backward pass yielded frame {f}, expected {expected}"
-                    )
-                stack = _stack(masks, names, size, f"session {rs.name!r} frame {f}")
-                if not written[f]:
-                    store.write_stack(f, stack)
-                    nonempty[:, f] = stack.any(axis=(1, 2))
-                    written[f] = True
-                elif bwd_wins[:, f].any():
-                    win = bwd_wins[:, f]
-                    merged = store.read_stack(f, manifest)
-                    merged[win] = stack[win]
-                    store.write_stack(f, merged)
-                    nonempty[win, f] = stack[win].any(axis=(1, 2))
-                expected -= 1
-                tick()
-            if expected != -1:
-                raise RuntimeError(f"session {rs.name!r}: backward pass stopped at frame {expected}")
+            run_pass(session, bwd_start, reverse=True, out=out, wins=bwd_wins)
         dropped = int(getattr(session, "dropped_detections", 0) or 0)
 
     empty_stack = np.zeros((len(names), *size), bool)

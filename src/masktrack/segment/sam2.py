@@ -33,9 +33,11 @@ from types import MethodType
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from masktrack.errors import BackendError
 from masktrack.io.video import VideoSource
+from masktrack.plugins import options_from_signature
 from masktrack.segment.base import Backend, FrameMasks, FramePrompt, Session, SessionObject
 from masktrack.segment.cuda_graphs import (
     StepGraphs,
@@ -470,3 +472,13 @@ class Sam2Session(Session):
         self.state.clear()
         self.state = None
         self.images = None  # type: ignore[assignment]
+
+
+# The typed options (masktrack.plugins): the constructor's keyword arguments, strict types and bounds.
+Sam2Backend.Options = options_from_signature(
+    Sam2Backend.__init__,
+    "Sam2Options",
+    seed=Field(ge=0),
+    image_size=Field(ge=64),
+    feature_cache_gb=Field(ge=0),
+)

@@ -57,9 +57,11 @@ from types import MethodType
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from masktrack.errors import BackendError
 from masktrack.io.video import VideoSource
+from masktrack.plugins import options_from_signature
 from masktrack.segment.base import (
     Backend,
     Detection,
@@ -783,3 +785,9 @@ class Sam3Session(Session):
             state.clear()
         self._groups.clear()
         self.seq = None  # type: ignore[assignment]
+
+
+# The typed options (masktrack.plugins): the constructor's keyword arguments, strict types and bounds.
+Sam3Backend.Options = options_from_signature(
+    Sam3Backend.__init__, "Sam3Options", seed=Field(ge=0), feature_cache_gb=Field(ge=0)
+)

@@ -20,6 +20,7 @@ import numpy as np
 from masktrack.errors import SceneError
 from masktrack.io.atomic import atomic_path
 from masktrack.io.scene import Scene
+from masktrack.plugins import PluginOptions
 
 
 @dataclass
@@ -84,6 +85,8 @@ class Tracker(ABC):
     """Tracks world-space query points through a multi-view scene."""
 
     name: ClassVar[str]
+    #: the typed tracker options (``-o key=value``, batch ``track.options``), validated by the registry
+    Options: ClassVar[type[PluginOptions] | None] = None
     #: queries per call when the caller does not say (``None`` = all at once)
     max_points_per_batch: ClassVar[int | None] = None
 

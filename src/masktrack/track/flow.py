@@ -63,11 +63,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from masktrack.io.scene import Scene
+from masktrack.plugins import options_from_dataclass
 from masktrack.track.base import Tracker, Tracks
 from masktrack.track.geometry import bilinear, in_image, lift, project_cameras, sample_depth
 from masktrack.track.instances import Instance
@@ -106,6 +108,35 @@ class FlowOptions:
     )
     rigid_scale_m: float = 0.003  # Cauchy scale of the robust rigid fit: about the per-frame motion of one part relative to the next
     margin_px: float = 2.0
+
+
+# `-o key=value` / batch `track.options` as a typed model (masktrack.plugins): FlowOptions' names and
+# defaults, the bounds here.
+FLOW_OPTIONS = options_from_dataclass(
+    FlowOptions,
+    "FlowOptionsModel",
+    method=Literal["lk", "dis"],
+    win=Field(ge=1),
+    levels=Field(ge=0),
+    iters=Field(ge=1),
+    fb_max_px=Field(gt=0),
+    keyframe_every=Field(ge=1),
+    anchor_gate_px=Field(gt=0),
+    depth_tol_m=Field(ge=0),
+    depth_tol_rel=Field(ge=0),
+    mask_dilate_px=Field(ge=0),
+    mask_fill=Field(ge=0, le=255),
+    measure_cell_px=Field(ge=0),
+    fuse_outlier_m=Field(gt=0),
+    rigidity=Field(ge=0),
+    rigid_radius_m=Field(ge=0),
+    neighbours=Field(ge=1),
+    rigid_iters=Field(ge=0),
+    rigid_anchors=Field(ge=1),
+    rigid_choose=Field(ge=1),
+    rigid_scale_m=Field(gt=0),
+    margin_px=Field(ge=0),
+)
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -403,6 +434,7 @@ class FlowTracker(Tracker):
     """Weight-free multi-view LK + depth tracker (see the module docstring)."""
 
     name: ClassVar[str] = "flow"
+    Options = FLOW_OPTIONS
 
     def __init__(self, **options: Any) -> None:
         self.options = FlowOptions(**options)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from masktrack.errors import BackendError
+from masktrack.plugins import options_from_signature
 from masktrack.track.base import Tracker
 
 
@@ -106,3 +107,7 @@ class HubTracker(Tracker):
                 )
             self._model = self.prepare(m)
         return self._model
+
+
+# The typed options (masktrack.plugins): the constructor's keyword arguments, strict types and bounds.
+HubTracker.Options = options_from_signature(HubTracker.__init__, "HubTrackerOptions")

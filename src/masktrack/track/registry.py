@@ -1,11 +1,15 @@
-"""Trackers by name, imported lazily (a model library is imported only when its tracker is used)."""
+"""Trackers by name, imported lazily (a model library is imported only when its tracker is used).
+
+The same :class:`masktrack.plugins.Registry` as backends: built-ins below, third-party trackers
+through the ``masktrack.trackers`` entry-point group, :func:`register_tracker`, or a module named in
+``MASKTRACK_PLUGINS``.  A tracker's ``Options`` model is validated by :func:`get_tracker`.
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from masktrack.errors import BackendError
+from masktrack.plugins import Registry
 from masktrack.track.base import Tracker
 
 # name -> (module, class, one-line description)
@@ -32,21 +36,29 @@ TRACKERS: dict[str, tuple[str, str, str]] = {
     ),
 }
 
+REGISTRY: Registry[Tracker] = Registry(
+    "tracker",
+    "masktrack.trackers",
+    {name: f"{module}:{cls}" for name, (module, cls, _) in TRACKERS.items()},
+    field="tracker",
+)
+
+
+def register_tracker(name: str, tracker: type[Tracker] | str, description: str = "") -> None:
+    """Register a tracker class (or ``"module:Class"``) under ``name``."""
+    REGISTRY.register(name, tracker)
+    if description:
+        _DESCRIPTIONS[name] = description
+
+
+_DESCRIPTIONS: dict[str, str] = {}
+
 
 def available_trackers() -> dict[str, str]:
-    return {k: v[2] for k, v in TRACKERS.items()}
+    names = REGISTRY.names()
+    return {n: TRACKERS[n][2] if n in TRACKERS else _DESCRIPTIONS.get(n, "plug-in") for n in names}
 
 
 def get_tracker(name: str, **options: Any) -> Tracker:
-    """Instantiate tracker ``name`` with its options (BackendError if unknown or not importable)."""
-    if name not in TRACKERS:
-        raise BackendError(f"unknown tracker {name!r} (trackers: {', '.join(TRACKERS)})", field="tracker")
-    module, cls, _ = TRACKERS[name]
-    try:
-        klass = getattr(importlib.import_module(module), cls)
-    except ImportError as e:
-        raise BackendError(f"tracker {name!r} cannot be imported ({e})", field="tracker") from None
-    try:
-        return klass(**options)
-    except TypeError as e:
-        raise BackendError(f"bad options for tracker {name!r}: {e}", field="tracker_options") from None
+    """Instantiate tracker ``name`` with its options (BackendError if unknown, not importable, bad options)."""
+    return REGISTRY.create(name, options)

@@ -19,9 +19,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from masktrack.errors import BackendError
 from masktrack.io.scene import Scene
+from masktrack.plugins import options_from_signature
 from masktrack.track.base import Tracker, Tracks
 from masktrack.track.monocular import track_monocular
 
@@ -135,3 +137,9 @@ class SpatialTrackerV2Tracker(Tracker):
         out.tracks[before] = np.nan
         out.visibility[before] = False
         return out
+
+
+# The typed options (masktrack.plugins): the constructor's keyword arguments, strict types and bounds.
+SpatialTrackerV2Tracker.Options = options_from_signature(
+    SpatialTrackerV2Tracker.__init__, "SpatialTrackerV2Options", iters=Field(ge=1), track_num=Field(ge=1)
+)
