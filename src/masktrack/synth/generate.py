@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from masktrack.io.atomic import atomic_path, atomic_write_json, hash_json
+from masktrack.io.manifest import TOOL_VERSION, OutputEntry, Status, entry_for, verify_entry
 from masktrack.synth import render as R
 from masktrack.synth.scene import (
     BOX,
@@ -140,6 +141,7 @@ class SynthScene:
     camera_ids: list[str]
     reused: bool = False
     instances: list[str] = field(default_factory=list)
+    status: Status = Status.COMPUTED  # reused | computed | repaired (a generated file failed verification)
 
     @property
     def scene_path(self) -> Path:
@@ -318,27 +320,28 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, force: bool = False) -> S
     """Render ``cfg`` into ``out_dir`` (see module doc); reuse it if already generated with the same config.
 
     The manifest ``synth.json`` is written last and removed first, so an
-    interrupted run is never trusted.
+    interrupted run is never trusted.  It records every generated file's size and
+    hash (:mod:`masktrack.io.manifest`); a re-run reuses the scene only if all of
+    them verify, and regenerates it (``repaired``) otherwise.
     """
     from masktrack.io.instances import save_instance
     from masktrack.io.scene import Scene, save_scene
 
     root = Path(out_dir)
     man = read_manifest(root)
-    if (
-        not force
-        and man is not None
-        and man.get("key") == cfg.key()
-        and (root / "scene" / "scene.json").exists()
-        and (root / "gt" / "tracks.npz").exists()
-    ):
-        return SynthScene(
-            root=root,
-            config=cfg,
-            camera_ids=list(man["camera_ids"]),
-            reused=True,
-            instances=list(man.get("instances", [])),
-        )
+    damaged = False
+    if not force and man is not None and man.get("key") == cfg.key() and isinstance(man.get("outputs"), dict):
+        entries = {n: OutputEntry.model_validate(e) for n, e in man["outputs"].items()}
+        if entries and all(verify_entry(root / n, e) for n, e in entries.items()):
+            return SynthScene(
+                root=root,
+                config=cfg,
+                camera_ids=list(man["camera_ids"]),
+                reused=True,
+                instances=list(man.get("instances", [])),
+                status=Status.REUSED,
+            )
+        damaged = True
     (root / "synth.json").unlink(missing_ok=True)
     for sub in ("frames", "scene", "gt"):
         if (root / sub).exists():
@@ -401,18 +404,35 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, force: bool = False) -> S
             ],
         },
     )
+    outputs = {
+        str(p.relative_to(root)): entry_for(p).model_dump()
+        for sub in ("frames", "scene", "gt")
+        for p in sorted((root / sub).rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
     atomic_write_json(
         root / "synth.json",
         {
             "format": "masktrack.synth",
+            "stage": "synth",
+            "tool_version": TOOL_VERSION,
             "version": GENERATOR_VERSION,
             "key": cfg.key(),
             "config": cfg.to_dict(),
             "camera_ids": r.camera_ids,
             "instances": names,
+            "outputs": outputs,
+            "complete": True,
         },
     )
-    return SynthScene(root=root, config=cfg, camera_ids=r.camera_ids, reused=False, instances=names)
+    return SynthScene(
+        root=root,
+        config=cfg,
+        camera_ids=r.camera_ids,
+        reused=False,
+        instances=names,
+        status=Status.REPAIRED if damaged else Status.COMPUTED,
+    )
 
 
 def _link_color(i: int) -> tuple[int, int, int]:

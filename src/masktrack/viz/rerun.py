@@ -41,13 +41,14 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from masktrack.io.atomic import atomic_path, atomic_write_json, clean_temp_files, hash_file, hash_json
+from masktrack.io.manifest import Status
 from masktrack.io.scene import Scene
 from masktrack.track.base import Tracks
 
@@ -84,6 +85,7 @@ class RecordingPaths:
     scene: Path
     instances: dict[str, Path]
     combined: Path
+    status: Status = field(default=Status.COMPUTED, compare=False)  # reused: all files verified, none written
 
 
 @dataclass(frozen=True)
@@ -651,7 +653,14 @@ def write_recordings(
         merge_recordings([scene_path, *inst_paths.values()], combined, recording_id=rid, blueprint=blueprint)
         manifest["combined"] = _file_entry(combined, combined_key, root)
     save_manifest()
-    return RecordingPaths(scene=scene_path, instances=inst_paths, combined=combined)
+    reused = manifest["scene"] is old.get("scene") and manifest["combined"] is old.get("combined")
+    reused = reused and all(manifest["instances"][n] is old.get("instances", {}).get(n) for n in names)
+    return RecordingPaths(
+        scene=scene_path,
+        instances=inst_paths,
+        combined=combined,
+        status=Status.REUSED if reused else Status.COMPUTED,
+    )
 
 
 def find_recording(target: str | os.PathLike[str]) -> list[Path]:
