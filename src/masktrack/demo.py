@@ -359,7 +359,6 @@ def run_demo(
     from masktrack.config import load_config
     from masktrack.io.instances import load_instance
     from masktrack.io.scene import load_scene
-    from masktrack.masks.export import run_compose
     from masktrack.masks.store import MaskStore
 
     t_all = time.perf_counter()
@@ -408,13 +407,13 @@ def run_demo(
     )
     jobs = {cid: load_config(p) for cid, p in cfg_paths.items()}
 
-    # 3-5. per camera: segment, compose, previews
-    from masktrack.segment.pipeline import run_segment
+    # 3-5. per camera: segment and compose (the batch unit's stage sequence), then previews
+    from masktrack.batch.unit import run_camera_stages
 
     keys: dict[str, dict[str, str]] = {}
     for cid, job in jobs.items():
-        reps = run_segment(job, force=force, progress=False)
-        for r in reps:
+        done = run_camera_stages(job, force=force)
+        for r in done.segment:
             st.add(
                 "segment",
                 f"{cid}/{r.session}",
@@ -422,14 +421,13 @@ def run_demo(
                 r.seconds,
                 f"{r.frames} frames" + (f", empty: {r.empty_frames}" if any(r.empty_frames.values()) else ""),
             )
-        t0 = time.perf_counter()
-        comp = run_compose(job, force=force, progress=False)
+        comp = done.compose
         for o in comp.outputs:
             st.add(
                 "compose",
                 f"{cid}/{o.name}",
-                "reused" if o.written == 0 else "computed",
-                time.perf_counter() - t0,
+                "reused" if o.written == 0 else str(o.status),
+                o.seconds,
                 f"{o.written} written, {o.skipped} kept",
             )
         t0 = time.perf_counter()

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,48 @@ def _one_line(e: MasktrackError) -> str:
     return lines[0] + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
 
 
+@dataclass
+class CameraStages:
+    """What the per-camera stages did (the currency of a batch unit and of the demo's cameras)."""
+
+    segment: list[Any] = field(default_factory=list)  # SessionReport per session
+    compose: Any = None  # ComposeReport, when the config composes
+
+    def statuses(self) -> dict[str, Status]:
+        out = {}
+        if self.segment:
+            statuses = {r.status for r in self.segment}
+            out["segment"] = Status.REUSED if statuses == {Status.REUSED} else Status.COMPUTED
+        if self.compose is not None:
+            out["compose"] = _compose_status(self.compose)
+        return out
+
+
+def run_camera_stages(
+    cfg: Any,
+    stages: Sequence[str] = ("segment", "compose"),
+    *,
+    force: bool = False,
+    into: CameraStages | None = None,
+) -> CameraStages:
+    """Segment, then compose one camera's pipeline config: the stage sequence of a batch unit.
+
+    Each stage's own manifests decide what is reused (``force`` recomputes all); the demo runs
+    its cameras through this function too, so the two cannot drift apart.  ``into`` collects the
+    reports as stages finish (what a failing unit had done before its error).
+    """
+    done = into if into is not None else CameraStages()
+    if "segment" in stages:
+        from masktrack.segment.pipeline import run_segment
+
+        done.segment = run_segment(cfg, force=force)
+    if "compose" in stages and cfg.compose:
+        from masktrack.masks.export import run_compose
+
+        done.compose = run_compose(cfg, force=force)
+    return done
+
+
 def _run_stages(
     unit: Unit, pipeline: dict[str, Any], stages: list[str], base: Path, result: UnitResult
 ) -> None:
@@ -140,17 +183,11 @@ def _run_stages(
     if unit.prompts is not None and not unit.prompts.is_file():
         raise PromptError("prompt file missing", path=unit.prompts)
     cfg = parse_config(unit.pipeline_dict_from(pipeline), base=base)
-    if "segment" in stages:
-        from masktrack.segment.pipeline import run_segment
-
-        reports = run_segment(cfg, progress=False)
-        statuses = {r.status for r in reports}
-        result.stages["segment"] = Status.REUSED if statuses == {Status.REUSED} else Status.COMPUTED
-    if "compose" in stages and cfg.compose:
-        from masktrack.masks.export import run_compose
-
-        report = run_compose(cfg, progress=False)
-        result.stages["compose"] = _compose_status(report)
+    done = CameraStages()
+    try:
+        run_camera_stages(cfg, stages, into=done)
+    finally:
+        result.stages.update(done.statuses())
 
 
 def _run_track(unit: SceneUnit, track: dict[str, Any], result: UnitResult) -> None:
