@@ -95,7 +95,7 @@ def compose(
             progress=on_event,
             packed=True if packed else None,
             workers=workers,
-            cli_names=list(extra),
+            origins={n: f"--expr {n}" for n in extra},
         )
     table = Table(title=f"composed outputs ({report.summary_path})")
     for col in ("output", "frames", "written", "skipped", "empty frames", "mean pixels"):

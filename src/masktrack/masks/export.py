@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,9 +283,10 @@ def _session_objects(cfg: PipelineConfig, store: MaskStore) -> dict[str, list[st
     return out
 
 
-def _location(cfg: PipelineConfig, name: str, from_cli: bool) -> dict[str, Any]:
-    if from_cli:
-        return {"path": None, "field": f"--expr {name}"}
+def _location(cfg: PipelineConfig, name: str, origin: str | None) -> dict[str, Any]:
+    """Where errors about output ``name`` point: its ``origin`` (e.g. an option) or the config's field."""
+    if origin is not None:
+        return {"path": None, "field": origin}
     return {"path": cfg.source, "field": f"compose.{name}.expr"}
 
 
@@ -428,12 +429,12 @@ def compose_output(
     packed: bool | None = None,
     workers: int | None = None,
     progress: Progress | bool | None = None,
-    from_cli: bool = False,
+    origin: str | None = None,
 ) -> OutputReport:
     """Compute one named output (see the module docstring for the layout and trust rule)."""
     t0 = time.perf_counter()
     store = MaskStore(cfg.output)
-    loc = _location(cfg, name, from_cli)
+    loc = _location(cfg, name, origin)
     try:
         expr = compile_expression(spec.expr, _session_objects(cfg, store))
     except ExpressionError as e:
@@ -601,14 +602,16 @@ def run_compose(
     progress: Progress | bool | None = None,
     packed: bool | None = None,
     workers: int | None = None,
-    cli_names: Sequence[str] = (),
+    origins: Mapping[str, str] | None = None,
 ) -> ComposeReport:
     """Compute the config's composed outputs (all, or ``names``), resumably.
 
-    ``packed`` overrides each output's ``packed`` flag; ``cli_names`` are
-    outputs that came from ``--expr`` (errors then name the option, not the file).
+    ``packed`` overrides each output's ``packed`` flag; ``origins`` names
+    where outputs not from the config file came from (``{"arm_only": "--expr arm_only"}``):
+    errors then name that, not the file.
     ``progress`` is called with each output's frame count as it advances.
     """
+    origins = dict(origins or {})
     if not cfg.compose:
         raise ConfigError(
             "no compose outputs: add a `compose:` section or pass --expr NAME=EXPR",
@@ -624,7 +627,7 @@ def run_compose(
                 field="compose",
             )
         if not _NAME.fullmatch(n) or n == "summary":
-            loc = _location(cfg, n, n in cli_names)
+            loc = _location(cfg, n, origins.get(n))
             raise ConfigError(
                 "output names use letters, digits, '_' and '-' only (and not 'summary'): they name folders",
                 path=loc["path"],
@@ -641,7 +644,7 @@ def run_compose(
                 packed=packed,
                 workers=workers,
                 progress=progress,
-                from_cli=n in cli_names,
+                origin=origins.get(n),
             )
         )
     summary = _update_summary(Path(cfg.output), reports)
