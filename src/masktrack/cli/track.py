@@ -334,7 +334,7 @@ def track(
         instances=instances,
         query_options=qo,
         force=force,
-        progress=not quiet,
+        progress=None if quiet else (lambda msg: click.echo(msg, err=True)),
         max_points_per_batch=max_points_per_batch,
     )
     recording = None

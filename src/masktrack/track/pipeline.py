@@ -22,8 +22,8 @@ and marks it complete last: a kill at any moment leaves nothing trusted.
 from __future__ import annotations
 
 import json
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,11 +232,12 @@ def run_tracking(
     instances: str | list[str] = "all",
     query_options: QueryOptions = QueryOptions(),
     force: bool = False,
-    progress: bool = True,
+    progress: Callable[[str], None] | bool | None = None,
     max_points_per_batch: int | None = None,
 ) -> TrackingReport:
     """Track every selected instance of the scene independently into ``out_dir`` (resumable).
 
+    ``progress`` receives one line per instance as it starts and ends (the CLI prints them).
     Rerun recordings are the caller's choice (:func:`masktrack.viz.recordings.record_tracking`):
     tracking never imports a viewer.
     """
@@ -248,7 +249,7 @@ def run_tracking(
     fp_scene = scene_fingerprint(scene_path)
     report = TrackingReport(str(out_dir), tracker)
     out_dir.mkdir(parents=True, exist_ok=True)
-    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    say: Callable[[str], None] = progress if callable(progress) else (lambda msg: None)
     for i, name in enumerate(names, 1):
         inst = load_instance(scene_path, name)
         if tuple(inst.shape) != (scene.num_cameras, scene.num_frames, *scene.size):
