@@ -68,12 +68,11 @@ def square_video(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return make_moving_square_video(tmp_path / "frames")
 
 
-def load_oracle_module():
+def load_oracle_module(name: str = "masktrack_oracle", folder: str = "segment"):
     """Import tests/segment/masktrack_oracle.py under its own name (pytest uses --import-mode=importlib)."""
-    name = "masktrack_oracle"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().parent / "segment" / f"{name}.py"
+            name, Path(__file__).resolve().parent / folder / f"{name}.py"
         )
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
@@ -84,6 +83,12 @@ def load_oracle_module():
 @pytest.fixture()
 def oracle_mod():
     return load_oracle_module()
+
+
+@pytest.fixture(scope="session")
+def mask_checks():
+    """tests/mask_checks.py: mask comparisons that fail on all-empty masks (use them for every mask comparison)."""
+    return load_oracle_module("mask_checks", ".")
 
 
 @pytest.fixture()

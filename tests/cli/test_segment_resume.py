@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from masktrack.config import load_config
@@ -27,7 +26,7 @@ def _sessions(delay: float) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_session_then_rerun(tmp_path, colour_video, oracle, oracle_mod):
+def test_sigkill_mid_session_then_rerun(tmp_path, colour_video, oracle, oracle_mod, mask_checks):
     objects = {
         "red": [oracle_mod.kf("red", 0)],
         "blue": [oracle_mod.kf("blue", 6)],
@@ -83,5 +82,6 @@ def test_sigkill_mid_session_then_rerun(tmp_path, colour_video, oracle, oracle_m
     ref = MaskStore(tmp_path / "ref" / "out")
     for name in ("a", "b"):
         got, want = MaskStore(out).session(name), ref.session(name)
-        for t in range(16):
-            assert np.array_equal(got.read_stack(t), want.read_stack(t)), (name, t)
+        mask_checks.assert_same_masks(
+            [want.read_stack(t) for t in range(16)], [got.read_stack(t) for t in range(16)], name
+        )

@@ -149,15 +149,16 @@ def _two_sessions(oracle_mod, tmp_path, **kw):
     return oracle_mod.write_job(tmp_path, sessions, objects, **kw)
 
 
-def test_session_isolation(tmp_path, colour_video, oracle, oracle_mod):
+def test_session_isolation(tmp_path, colour_video, oracle, oracle_mod, mask_checks):
     cfg = _two_sessions(oracle_mod, tmp_path, output="out_alone")
     (alone,) = _run(cfg, only=["b"])
     cfg2 = _two_sessions(oracle_mod, tmp_path, output="out_after")
     after = _run(cfg2)
     assert [r.session for r in after] == ["a", "b"] and [r.status for r in after] == ["computed", "computed"]
     b1, b2 = MaskStore(tmp_path / "out_alone").session("b"), MaskStore(tmp_path / "out_after").session("b")
-    for t in range(16):
-        assert np.array_equal(b1.read_stack(t), b2.read_stack(t))
+    mask_checks.assert_same_masks(
+        [b1.read_stack(t) for t in range(16)], [b2.read_stack(t) for t in range(16)]
+    )
     assert b1.manifest().key == b2.manifest().key
     # one backend per (name, options), shared by both sessions; one session open at a time
     assert len(oracle.instances) == 2  # one per run_segment call
@@ -223,7 +224,7 @@ def test_a_changed_frame_invalidates_every_session(tmp_path, colour_video, oracl
     assert [r.status for r in _run(cfg)] == ["computed", "computed"]
 
 
-def test_truncated_store_frame_is_recomputed(tmp_path, colour_video, oracle, oracle_mod):
+def test_truncated_store_frame_is_recomputed(tmp_path, colour_video, oracle, oracle_mod, mask_checks):
     cfg = _two_sessions(oracle_mod, tmp_path)
     _run(cfg)
     st = MaskStore(tmp_path / "out").session("b")
@@ -233,7 +234,7 @@ def test_truncated_store_frame_is_recomputed(tmp_path, colour_video, oracle, ora
     reports = _run(cfg)
     assert [r.status for r in reports] == ["reused", "repaired"]  # redone, and the report says why
     assert reports[1].repaired_frames == [6]
-    assert all(np.array_equal(st.read_stack(t), before[t]) for t in range(16))
+    mask_checks.assert_same_masks(before, [st.read_stack(t) for t in range(16)])
 
 
 def test_run_session_api(tmp_path, colour_video, oracle, oracle_mod):

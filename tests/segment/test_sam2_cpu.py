@@ -69,7 +69,7 @@ def _prompts(oracle_mod):
     )
 
 
-def test_sessions_share_features_and_stay_isolated(video, oracle_mod):
+def test_sessions_share_features_and_stay_isolated(video, oracle_mod, mask_checks):
     objects, prompts = _prompts(oracle_mod)
     with open_video(video) as v, load_backend("sam2", **TINY) as shared:
         first = _run(shared, v, objects, prompts, 3)
@@ -102,8 +102,8 @@ def test_sessions_share_features_and_stay_isolated(video, oracle_mod):
         for name in ("red", "blue"):
             m = first[key][name]
             assert m.shape == (56, 96) and m.dtype == bool
-            assert np.array_equal(m, again[key][name]), key  # isolation
-            assert np.array_equal(m, fresh[key][name]), key  # shared features == SAM2's own per-session path
+    mask_checks.assert_same_masks(first, again, "isolation")
+    mask_checks.assert_same_masks(first, fresh, "shared features == SAM2's own per-session path")
 
 
 def test_backward_from_frame_zero_yields_frame_zero(video, oracle_mod):
@@ -132,7 +132,7 @@ def test_no_prompts_is_a_clear_error(video):
 
 
 @pytest.mark.slow
-def test_two_session_job_through_the_cli(tmp_path, video, oracle_mod, cli_main):
+def test_two_session_job_through_the_cli(tmp_path, video, oracle_mod, cli_main, mask_checks):
     from masktrack.masks.store import MaskStore
 
     opts = dict(TINY)
@@ -167,8 +167,7 @@ def test_two_session_job_through_the_cli(tmp_path, video, oracle_mod, cli_main):
     rc, _, err = cli_main("segment", alone, "--no-progress")
     assert rc == 0, err
     solo = MaskStore(tmp_path / "alone" / "out").session("gripper")
-    for f in range(FRAMES):
-        assert np.array_equal(solo.read_stack(f), both["gripper"][f]), f
+    mask_checks.assert_same_masks(both["gripper"], [solo.read_stack(f) for f in range(FRAMES)], "isolation")
 
     # resume: nothing to redo; a changed prompt redoes only its session
     rc, out, _ = cli_main("segment", cfg, "--no-progress")
@@ -179,7 +178,7 @@ def test_two_session_job_through_the_cli(tmp_path, video, oracle_mod, cli_main):
     assert rc == 0 and out.count("reused") == 1 and out.count("computed") == 1
 
 
-def test_a_checkpoint_file_loads_through_sam2s_loader(tmp_path, video, oracle_mod):
+def test_a_checkpoint_file_loads_through_sam2s_loader(tmp_path, video, oracle_mod, mask_checks):
     """A state dict saved as SAM2's released checkpoints are ({"model": ...}) gives back the model it came from."""
     import torch
 
@@ -192,8 +191,7 @@ def test_a_checkpoint_file_loads_through_sam2s_loader(tmp_path, video, oracle_mo
         with load_backend("sam2", checkpoint=str(ckpt), device="cpu", image_size=64) as loaded:
             got = _run(loaded, v, objects, prompts, 3)
             assert loaded.fingerprint()["weights"] != random_model.fingerprint()["weights"]
-    assert got.keys() == expected.keys()
-    assert all(np.array_equal(got[k][n], expected[k][n]) for k in got for n in got[k])
+    mask_checks.assert_same_masks(expected, got, "checkpoint file vs the model it came from")
 
 
 def test_cpu_runs_have_no_cuda_graphs_and_keep_their_fingerprint():

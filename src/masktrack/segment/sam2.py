@@ -4,7 +4,8 @@ Options (``sessions[].options`` in the pipeline config)::
 
     config: configs/sam2.1/sam2.1_hiera_t.yaml   # a config name inside the sam2 package
     checkpoint: checkpoints/sam2.1_hiera_tiny.pt # required unless random_weights: true
-    random_weights: false   # build without a checkpoint (tests, benchmarks), seeded by `seed`
+    random_weights: false   # build without a checkpoint (tests, benchmarks), seeded by `seed`;
+                            # the object-score head is biased so that objects are present (below)
     device: auto            # auto | cuda | cuda:N | cpu
     bf16: true              # bfloat16 autocast on GPU
     image_size: null        # override the model's input size (small sizes for CPU tests)
@@ -20,16 +21,22 @@ the backend's shared, already-decoded frames instead of a video path: a
 second session on the same video re-runs only the temporal part, and on a
 GPU that part's memory attention, mask heads and memory encoder replay as
 CUDA graphs once their shapes repeat (:mod:`masktrack.segment.cuda_graphs`).
+
+**Random weights.** A randomly initialised SAM2 scores about half of its
+frames "no object" and then outputs no mask, so tests and benchmarks would
+compare empty arrays.  With ``random_weights: true`` the mask decoder's
+object-score head gets :data:`~masktrack.segment.sam_compat.OBJECT_SCORE_BIAS`
+added to its bias (:func:`~masktrack.segment.sam_compat.make_objects_present`):
+objects are present on every frame, so object pointers, memory of real masks
+and memory selection run as with a trained model; the masks themselves stay
+meaningless.  The fingerprint records it (``random_objects``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from types import MethodType
 from typing import Any
 
 import numpy as np
@@ -38,14 +45,8 @@ from pydantic import Field
 from masktrack.errors import BackendError
 from masktrack.io.video import VideoSource
 from masktrack.plugins import options_from_signature
-from masktrack.segment.base import Backend, FrameMasks, FramePrompt, Session, SessionObject
-from masktrack.segment.cuda_graphs import (
-    StepGraphs,
-    fingerprint_entry,
-    install_sam_step_graphs,
-    session_scope,
-    stats_entry,
-)
+from masktrack.segment.base import FrameMasks, FramePrompt, SessionObject
+from masktrack.segment.cuda_graphs import StepGraphs, install_sam_step_graphs
 from masktrack.segment.features import (
     FeatureCache,
     FrameSequence,
@@ -53,7 +54,20 @@ from masktrack.segment.features import (
     autocast_for,
     default_cache_bytes,
     resolve_device,
-    weights_id,
+)
+from masktrack.segment.sam_base import (
+    PromptMerger,
+    RecordingSession,
+    SamBackend,
+    check_mask_shape,
+    checked_weights,
+)
+from masktrack.segment.sam_compat import (
+    install_sam2_shared_features,
+    library_version,
+    make_objects_present,
+    memory_in_model_dtype,
+    sam2_frames_from,
 )
 
 DEFAULT_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
@@ -72,49 +86,11 @@ def _import_sam2() -> Any:
     return vp
 
 
-def _shared_get_image_feature(self: Any, inference_state: dict, frame_idx: int, batch_size: int) -> tuple:
-    """SAM2's ``_get_image_feature``, reading the backbone output from the backend's shared cache.
-
-    Falls back to SAM2's own method for states that masktrack did not build.
-    """
-    images = inference_state["images"]
-    provider = getattr(images, "feature_provider", None)
-    if provider is None:
-        return type(self)._get_image_feature(self, inference_state, frame_idx, batch_size)
-    image, backbone_out = provider(frame_idx)
-    expanded_image = image.expand(batch_size, -1, -1, -1)
-    expanded = {
-        "backbone_fpn": [f.expand(batch_size, -1, -1, -1) for f in backbone_out["backbone_fpn"]],
-        "vision_pos_enc": [p.expand(batch_size, -1, -1, -1) for p in backbone_out["vision_pos_enc"]],
-    }
-    features = self._prepare_backbone_features(expanded)
-    return (expanded_image,) + features
-
-
-def _memory_in_model_dtype(model: Any) -> None:
-    """SAM2 stores its memory bank in bfloat16 and relies on GPU autocast to mix it with float32.
-
-    Without autocast (CPU, or ``bf16: false``) the memory is cast to the
-    dtype of the current frame's features before the memory attention.
-    """
-    attention = model.memory_attention
-    original = attention.forward
-
-    def forward(
-        curr: Any, memory: Any, curr_pos: Any = None, memory_pos: Any = None, num_obj_ptr_tokens: int = 0
-    ) -> Any:
-        dtype = (curr[0] if isinstance(curr, list) else curr).dtype
-        memory = memory.to(dtype)
-        memory_pos = memory_pos.to(dtype) if memory_pos is not None else None
-        return original(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens)
-
-    attention.forward = forward
-
-
-class Sam2Backend(Backend):
+class Sam2Backend(SamBackend):
     """SAM 2 video predictor + a frame/feature cache shared by its sessions."""
 
     name = "sam2"
+    library = "sam2"
     supports_text = False
     supports_points = True
 
@@ -133,16 +109,7 @@ class Sam2Backend(Backend):
         share_features: bool = True,
         cuda_graphs: bool = True,
     ) -> None:
-        if checkpoint is None and not random_weights:
-            raise BackendError(
-                "sam2 needs a checkpoint (options.checkpoint: path to e.g. sam2.1_hiera_tiny.pt); "
-                "set random_weights: true only for tests",
-                field="options.checkpoint",
-            )
-        if checkpoint is not None and random_weights:
-            raise BackendError(
-                "give either checkpoint or random_weights: true, not both", field="options.checkpoint"
-            )
+        self.checkpoint = checked_weights("sam2", checkpoint, random_weights, "e.g. sam2.1_hiera_tiny.pt")
         if image_size is not None and (int(image_size) < 64 or int(image_size) % 16):
             raise BackendError(
                 f"image_size must be a multiple of 16 and >= 64, got {image_size}", field="options.image_size"
@@ -150,10 +117,8 @@ class Sam2Backend(Backend):
         self._vp = _import_sam2()
         import torch
 
+        library_version("sam2")
         self.config = config
-        self.checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
-        if self.checkpoint is not None and not self.checkpoint.is_file():
-            raise BackendError("sam2 checkpoint not found", path=self.checkpoint, field="options.checkpoint")
         self.random_weights = bool(random_weights)
         self.seed = int(seed)
         self.device = resolve_device(device)
@@ -171,7 +136,6 @@ class Sam2Backend(Backend):
         frames_device = torch.device("cpu") if self.offload_video_to_cpu else self.device
         self.frames = FrameStore(self.cache, frames_device)
         self._pos_enc: list | None = None
-        self._weights_hash: str | None = None
 
     # -- model -------------------------------------------------------------
     def _build(self, image_size: int | None) -> Any:
@@ -213,10 +177,12 @@ class Sam2Backend(Backend):
             ) from None
         if self.checkpoint is not None:
             self._load_checkpoint(model)
+        else:
+            make_objects_present(model.sam_mask_decoder)
         model = model.to(self.device).eval()
-        model._get_image_feature = MethodType(_shared_get_image_feature, model)
+        install_sam2_shared_features(model)
         if not (self.bf16 and self.device.type == "cuda"):
-            _memory_in_model_dtype(model)
+            memory_in_model_dtype(model)
         return model
 
     def _load_checkpoint(self, model: Any) -> None:
@@ -295,43 +261,20 @@ class Sam2Backend(Backend):
     def open_session(self, video: VideoSource, objects: Sequence[SessionObject]) -> Sam2Session:
         return Sam2Session(self, video, objects)
 
-    def fingerprint(self) -> dict:
-        from importlib.metadata import version
-
-        if self._weights_hash is None:
-            self._weights_hash = weights_id(self.checkpoint, self.seed)
-        fp = {
-            "backend": self.name,
-            "sam2": version("sam2"),
+    def model_fingerprint(self) -> dict:
+        return {
             "config": self.config,
-            "weights": self._weights_hash,
+            "weights": self.weights(),
             "image_size": self.image_size,
             "bf16": self.bf16 and self.device.type == "cuda",
         }
-        return {**fp, **fingerprint_entry(self.graphs)}
 
-    def cache_stats(self) -> dict:
-        return {**self.cache.report(), **stats_entry(self.graphs)}
-
-    def graph_scope(self, counts: Counter) -> contextlib.AbstractContextManager:
-        """Tracker steps run under ``counts`` (one session's): graphs replace them once a shape repeats."""
-        return session_scope(self.graphs, counts)
-
-    def close(self) -> None:
-        import torch
-
-        if self.graphs is not None:
-            self.graphs.clear()
-        self.frames.close()
-        self.cache.clear()
+    def release_model(self) -> None:
         self._pos_enc = None
         self.predictor = None
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
 
 
-class Sam2Session(Session):
+class Sam2Session(RecordingSession):
     """One SAM2 inference state: its own memory bank and object pointers, shared frames/features."""
 
     def __init__(self, backend: Sam2Backend, video: VideoSource, objects: Sequence[SessionObject]) -> None:
@@ -339,24 +282,17 @@ class Sam2Session(Session):
         self.video = video
         self.objects = tuple(objects)
         self._ids = {o.name: o.id for o in self.objects}
-        self._clicks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
-        self._masked: set[tuple[int, int]] = set()
+        self._merger = PromptMerger("sam2")
         self._prompted: set[int] = set()
         self._graph_counts: Counter = Counter()  # this session's step signatures (see cuda_graphs)
         self.images = backend.frame_sequence(video)
         predictor = backend.predictor
-        vp = backend._vp
-        original = vp.load_video_frames
-        vp.load_video_frames = lambda **_: (self.images, video.height, video.width)
-        try:
-            with backend.autocast():
-                self.state = predictor.init_state(
-                    video_path=str(video.path),
-                    offload_video_to_cpu=backend.offload_video_to_cpu,
-                    offload_state_to_cpu=backend.offload_state_to_cpu,
-                )
-        finally:
-            vp.load_video_frames = original
+        with sam2_frames_from(backend._vp, self.images, video.height, video.width), backend.autocast():
+            self.state = predictor.init_state(
+                video_path=str(video.path),
+                offload_video_to_cpu=backend.offload_video_to_cpu,
+                offload_state_to_cpu=backend.offload_state_to_cpu,
+            )
 
     def _obj_id(self, name: str) -> int:
         if name not in self._ids:
@@ -372,61 +308,46 @@ class Sam2Session(Session):
         if self.state is None:
             raise RuntimeError("session is closed")
         oid = self._obj_id(prompt.object)
-        key = (oid, int(prompt.frame))
+        frame = int(prompt.frame)
         pred = self.backend.predictor
         with self.backend.autocast():
             if prompt.mask is not None:
-                mask = np.asarray(prompt.mask, bool)
-                if mask.shape != (self.video.height, self.video.width):
-                    raise BackendError(
-                        f"mask of {prompt.object!r} on frame {prompt.frame} has shape {mask.shape}, video is {self.video.height}x{self.video.width}",
-                        field="mask",
-                    )
-                pred.add_new_mask(self.state, frame_idx=key[1], obj_id=oid, mask=torch.from_numpy(mask))
-                self._masked.add(key)
+                mask = check_mask_shape(prompt, self.video.height, self.video.width)
+                pred.add_new_mask(self.state, frame_idx=frame, obj_id=oid, mask=torch.from_numpy(mask))
                 self._prompted.add(oid)
-            points = np.asarray(prompt.points, np.float32).reshape(-1, 2)
-            labels = np.asarray(prompt.labels, np.int32).reshape(-1)
-            boxes = np.asarray(prompt.boxes, np.float32).reshape(-1, 4)
-            if len(points) == 0 and len(boxes) == 0:
+            acc, points, labels = self._merger.add(oid, prompt)
+            if len(points) == 0 and not len(np.asarray(prompt.boxes).reshape(-1)):
                 return
-            old_p, old_l, old_box = self._clicks.get(
-                key, (np.zeros((0, 2), np.float32), np.zeros(0, np.int32), None)
-            )
-            if len(boxes) > 1 or (len(boxes) and old_box is not None):
-                raise BackendError(
-                    f"sam2 takes one box per object and frame; {prompt.object!r} has more on frame {prompt.frame}",
-                    field="boxes",
-                )
-            box = boxes[0] if len(boxes) else old_box
-            if key in self._masked:
-                if box is not None:
-                    raise BackendError(
-                        f"sam2 cannot combine a box and a mask for {prompt.object!r} on frame {prompt.frame}",
-                        field="boxes",
-                    )
+            if acc.has_mask:  # the mask is the frame's prompt state: only the new clicks go on top
                 pred.add_new_points_or_box(
                     self.state,
-                    frame_idx=key[1],
+                    frame_idx=frame,
                     obj_id=oid,
                     points=points,
                     labels=labels,
                     clear_old_points=False,
                 )
             else:
-                all_p = np.concatenate([old_p, points])
-                all_l = np.concatenate([old_l, labels])
                 pred.add_new_points_or_box(
                     self.state,
-                    frame_idx=key[1],
+                    frame_idx=frame,
                     obj_id=oid,
-                    points=all_p if len(all_p) else None,
-                    labels=all_l if len(all_l) else None,
-                    box=box,
+                    points=acc.points if len(acc.points) else None,
+                    labels=acc.labels if len(acc.labels) else None,
+                    box=acc.box,
                     clear_old_points=True,
                 )
-            self._clicks[key] = (np.concatenate([old_p, points]), np.concatenate([old_l, labels]), box)
             self._prompted.add(oid)
+
+    def _object_score(self, oid: int, frame: int) -> float | None:
+        """SAM2's object-score logit of ``oid`` on ``frame`` (from its per-object output dict)."""
+        idx = self.state["obj_id_to_idx"].get(oid)
+        if idx is None:
+            return None
+        per_obj = self.state["output_dict_per_obj"][idx]
+        out = per_obj["cond_frame_outputs"].get(frame) or per_obj["non_cond_frame_outputs"].get(frame)
+        score = None if out is None else out.get("object_score_logits")
+        return None if score is None else float(score.float().reshape(-1)[0])
 
     def propagate(self, start_frame: int, *, reverse: bool = False) -> Iterator[tuple[int, FrameMasks]]:
         if self.state is None:
@@ -437,9 +358,8 @@ class Sam2Session(Session):
         order = range(start_frame, -1, -1) if reverse else range(start_frame, n)
         backend = self.backend
         backend.frames.prefetch(self.video, backend.image_size, order)
-        if (
-            reverse and start_frame == 0
-        ):  # SAM2 yields nothing backward from frame 0; the contract wants frame 0
+        if reverse and start_frame == 0:
+            # SAM2 yields nothing backward from frame 0; the contract wants frame 0
             gen = backend.predictor.propagate_in_video(
                 self.state, start_frame_idx=0, max_frame_num_to_track=0
             )
@@ -456,6 +376,12 @@ class Sam2Session(Session):
                         return
                     frame, obj_ids, logits = item
                     binary = (logits[:, 0] > 0.0).cpu().numpy()
+                    if self.floats is not None:
+                        names = {o.id: o.name for o in self.objects}
+                        for oid, lg in zip(obj_ids, logits[:, 0].float().cpu().numpy()):
+                            if oid in names:
+                                score = self._object_score(oid, int(frame))
+                                self.floats.add(int(frame), names[oid], lg, score)
                 by_id = dict(zip(obj_ids, binary))
                 yield (
                     int(frame),

@@ -3,7 +3,9 @@
 Options (``sessions[].options``)::
 
     checkpoint: checkpoints/sam3.pt  # required unless random_weights: true
-    random_weights: false            # build without a checkpoint (tests, benchmarks), seeded by `seed`
+    random_weights: false            # build without a checkpoint (tests, benchmarks), seeded by `seed`;
+                                     # objects present + `random_detections` per text prompt (below)
+    random_detections: 2             # random weights only: objects the detector reports per text prompt (1-5)
     bpe_path: null                   # BPE vocabulary; default: the copy inside an installed open_clip
     device: auto                     # a CUDA device: SAM3 runs on GPU only
     gpus_to_use: null                # e.g. [0, 1, 2, 3]: SAM3's multi-GPU text propagation (needs a checkpoint)
@@ -42,18 +44,41 @@ and in points sessions its memory attention, mask heads and memory encoder
 are replayed as CUDA graphs once their shapes repeat
 (:mod:`masktrack.segment.cuda_graphs`): a second session on a video is then
 no longer paced by the host CPU launching ~700 small kernels per frame.
+
+**Random weights.** A randomly initialised SAM3 detects nothing for a text
+prompt and scores every tracked object "no object", so its masks are empty
+and every comparison of them is vacuous.  With ``random_weights: true`` it is
+made to behave like a model with objects, through SAM3's own code paths
+(:mod:`masktrack.segment.sam_compat`):
+
+* the tracker's object-score head gets
+  :data:`~masktrack.segment.sam_compat.OBJECT_SCORE_BIAS` added to its bias
+  (:func:`~masktrack.segment.sam_compat.make_objects_present`), so clicked
+  and detected objects are present on every frame (object pointers, memory
+  of real masks, memory selection all run);
+* its mask logits are shifted per mask so that each covers about a quarter
+  of the frame instead of ~98% (:func:`~masktrack.segment.sam_compat.localise_random_masks`),
+  so that objects are not all one overlapping blob that SAM3's non-overlap
+  and occlusion rules reduce to a single object;
+* the detector's per-frame output reports ``random_detections`` objects for
+  any text prompt with distinct probabilities 0.95, 0.9, ... (fixed query
+  slots, their own mask logits made disjoint; see
+  :func:`~masktrack.segment.sam_compat.install_random_detections`), so NMS,
+  detection-to-track association, new-object creation and the session's
+  object mapping run on real outputs.
+
+All are recorded in the fingerprint (``random_objects``).  The first is a
+change of weights (a checkpoint saved from such a model keeps it); the other
+two wrap the built model, so a checkpoint loaded from a file segments and
+detects as its weights say.
 """
 
 from __future__ import annotations
 
-import gc
 import importlib.util
-import time
-import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import MethodType
 from typing import Any
 
 import numpy as np
@@ -63,22 +88,14 @@ from masktrack.errors import BackendError
 from masktrack.io.video import VideoSource
 from masktrack.plugins import options_from_signature
 from masktrack.segment.base import (
-    Backend,
     Detection,
     FrameMasks,
     FramePrompt,
-    Session,
     SessionObject,
     TextPrompt,
     assign_detections,
 )
-from masktrack.segment.cuda_graphs import (
-    StepGraphs,
-    fingerprint_entry,
-    install_sam_step_graphs,
-    session_scope,
-    stats_entry,
-)
+from masktrack.segment.cuda_graphs import StepGraphs
 from masktrack.segment.features import (
     FeatureCache,
     FrameSequence,
@@ -86,14 +103,27 @@ from masktrack.segment.features import (
     autocast_for,
     default_cache_bytes,
     resolve_device,
-    weights_id,
 )
-from masktrack.segment.sam3_tracker import (
-    ServedFeatures,
-    compile_memory_attention,
-    install_dense_pe_memo,
-    install_frame_filter,
-    install_shared_first_self_attention,
+from masktrack.segment.sam3_tracker import ServedFeatures
+from masktrack.segment.sam_base import (
+    FloatRecord,
+    PromptMerger,
+    RecordingSession,
+    SamBackend,
+    check_mask_shape,
+    checked_weights,
+)
+from masktrack.segment.sam_compat import (
+    OBJECT_SCORE_BIAS,
+    RANDOM_DETECTION_PROBS,
+    RANDOM_MASK_SHARE,
+    install_random_detections,
+    install_sam3_tracker_speedups,
+    install_trunk_cache,
+    library_version,
+    localise_random_masks,
+    make_objects_present,
+    sam3_predictor_class,
 )
 
 BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
@@ -130,51 +160,11 @@ def _import_sam3() -> None:
         ) from None
 
 
-_PREDICTOR_CLASS: type | None = None
-
-
-def _predictor_class() -> type:
-    """SAM3's request-API predictor around a model built here (so the model is built once, with our options)."""
-    global _PREDICTOR_CLASS
-    if _PREDICTOR_CLASS is not None:
-        return _PREDICTOR_CLASS
-    from sam3.model.sam3_video_predictor import Sam3VideoPredictor
-
-    class WrappedPredictor(Sam3VideoPredictor):
-        def __init__(self, model: Any) -> None:
-            self.model = model
-            self.async_loading_frames = False
-            self.video_loader_type = "cv2"
-
-        def start_session(self, resource_path: Any, session_id: str | None = None) -> dict:
-            """Accept a :class:`FrameSequence` (shared decoded frames) as well as a path."""
-            if not isinstance(resource_path, FrameSequence):
-                return super().start_session(resource_path, session_id=session_id)
-            import sam3.model.sam3_video_inference as vi
-
-            seq = resource_path
-            original = vi.load_resource_as_video_frames
-            vi.load_resource_as_video_frames = lambda **_: (seq, seq.video.height, seq.video.width)
-            try:
-                state = self.model.init_state(resource_path=str(seq.video.path))
-            finally:
-                vi.load_resource_as_video_frames = original
-            session_id = session_id or str(uuid.uuid4())
-            self._ALL_INFERENCE_STATES[session_id] = {
-                "state": state,
-                "session_id": session_id,
-                "start_time": time.time(),
-            }
-            return {"session_id": session_id}
-
-    _PREDICTOR_CLASS = WrappedPredictor
-    return WrappedPredictor
-
-
-class Sam3Backend(Backend):
+class Sam3Backend(SamBackend):
     """A SAM3 video model (detector + tracker) and the frame/feature cache its sessions share."""
 
     name = "sam3"
+    library = "sam3"
     supports_text = True
     supports_points = True
 
@@ -182,6 +172,7 @@ class Sam3Backend(Backend):
         self,
         checkpoint: str | None = None,
         random_weights: bool = False,
+        random_detections: int = 2,
         seed: int = 0,
         bpe_path: str | None = None,
         device: str = "auto",
@@ -193,18 +184,13 @@ class Sam3Backend(Backend):
         compile: bool = False,
         cuda_graphs: bool = True,
     ) -> None:
-        if checkpoint is None and not random_weights:
+        self.checkpoint = checked_weights("sam3", checkpoint, random_weights, "sam3.pt")
+        if not 1 <= int(random_detections) <= len(RANDOM_DETECTION_PROBS):
             raise BackendError(
-                "sam3 needs a checkpoint (options.checkpoint: path to sam3.pt); set random_weights: true only for tests",
-                field="options.checkpoint",
+                f"random_detections must be 1..{len(RANDOM_DETECTION_PROBS)}, got {random_detections}",
+                field="options.random_detections",
             )
-        if checkpoint is not None and random_weights:
-            raise BackendError(
-                "give either checkpoint or random_weights: true, not both", field="options.checkpoint"
-            )
-        self.checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
-        if self.checkpoint is not None and not self.checkpoint.is_file():
-            raise BackendError("sam3 checkpoint not found", path=self.checkpoint, field="options.checkpoint")
+        self.random_detections = int(random_detections)
         self.gpus_to_use = [int(g) for g in gpus_to_use] if gpus_to_use else None
         if self.gpus_to_use and len(self.gpus_to_use) > 1 and self.checkpoint is None:
             raise BackendError(
@@ -212,6 +198,7 @@ class Sam3Backend(Backend):
                 field="options.gpus_to_use",
             )
         _import_sam3()
+        library_version("sam3")
         import torch
 
         self.device = resolve_device(device)
@@ -236,7 +223,6 @@ class Sam3Backend(Backend):
         self._tracker_served = ServedFeatures()
         self._install_trunk_cache()
         self.tracker_speedups = self._install_tracker_speedups()
-        self._weights_hash: str | None = None
 
     # -- model -------------------------------------------------------------
     def _build(self, apply_temporal_disambiguation: bool) -> tuple[Any, Any]:
@@ -272,51 +258,35 @@ class Sam3Backend(Backend):
                 field="options.checkpoint",
             ) from None
         model = model.eval()
-        return _predictor_class()(model), model
+        if ckpt is None:
+            make_objects_present(model.tracker.sam_mask_decoder)
+            localise_random_masks(model.tracker.sam_mask_decoder)
+            install_random_detections(model.detector, self.random_detections)
+        return sam3_predictor_class(FrameSequence)(model), model
 
     def _install_trunk_cache(self) -> None:
         """Serve the ViT trunk's output from the shared cache when the input is a frame we handed out."""
-        trunk = self.model.detector.backbone.vision_backbone.trunk
-        original = trunk.forward
-        backend = self
-
-        def forward(self_trunk: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-            key = backend._frame_key(x) if backend.share_features and not args and not kwargs else None
-            if key is None:
-                return original(x, *args, **kwargs)
-            return backend.cache.get_or_compute(key, lambda: original(x))
-
-        trunk.forward = MethodType(forward, trunk)
+        install_trunk_cache(
+            self.model,
+            lambda x: self._frame_key(x) if self.share_features else None,
+            lambda key, compute: self.cache.get_or_compute(key, compute),
+        )
 
     def _install_tracker_speedups(self) -> list[str]:
         """Fewer host syncs and shared frame-pure work in the tracker (what got installed, for reports)."""
         if self.multi_gpu:  # the model lives in other processes
             return []
-        tracker = self.model.tracker
-        done = []
-        if install_frame_filter(tracker):
-            done.append("frame_filter")
-        if install_dense_pe_memo(tracker):
-            done.append("dense_pe")
-        wrap = None
-        if self.compile:
-            wrap = compile_memory_attention
-        elif self.graphs is not None:
-            graphs = self.graphs
-            wrap = lambda fn: graphs.wrap("memory_attention", fn)  # noqa: E731
-        if self.share_features or wrap is not None:
-            frame_of = self._sa0_key if self.share_features else (lambda _src: None)
-            if install_shared_first_self_attention(tracker, frame_of, self.cache, wrap):
-                done.append("shared_first_self_attention" if self.share_features else "memory_attention")
+        done = install_sam3_tracker_speedups(
+            self.model.tracker,
+            graphs=self.graphs,
+            compile=self.compile,
+            frame_of=self._sa0_key if self.share_features else None,
+            cache=self.cache,
+        )
         if self.compile and "memory_attention" not in done and "shared_first_self_attention" not in done:
             raise BackendError(
                 "compile: true needs sam3's memory attention layout (sam3 0.1.4)", field="options.compile"
             )
-        if self.graphs is not None:
-            done += [
-                f"cuda_graph:{name}"
-                for name in install_sam_step_graphs(tracker, self.graphs, memory_attention=False)
-            ]
         return done
 
     def _sa0_key(self, src: Any) -> tuple | None:
@@ -392,41 +362,26 @@ class Sam3Backend(Backend):
     def autocast(self) -> Any:
         return autocast_for(self.device, True)
 
-    def graph_scope(self, counts: Counter) -> Any:
-        """Tracker steps run under ``counts`` (one session's): graphs replace them once a shape repeats."""
-        return session_scope(self.graphs, counts)
-
     # -- Backend API -------------------------------------------------------
     def open_session(self, video: VideoSource, objects: Sequence[SessionObject]) -> Sam3Session:
         return Sam3Session(self, video, objects)
 
-    def fingerprint(self) -> dict:
-        from importlib.metadata import version
-
-        if self._weights_hash is None:
-            self._weights_hash = weights_id(self.checkpoint, self.seed)
+    def model_fingerprint(self) -> dict:
         shared_sa = "shared_first_self_attention" in self.tracker_speedups
-        fp = {
-            "backend": self.name,
-            "sam3": version("sam3"),
-            "weights": self._weights_hash,
+        return {
+            "weights": self.weights(),
             "image_size": self.image_size,
             "memory_attention": "first-self-attention-per-frame" if shared_sa else "sam3",
         }
-        return {**fp, **fingerprint_entry(self.graphs)}
 
-    def cache_stats(self) -> dict:
-        return {**self.cache.report(), **stats_entry(self.graphs)}
+    def random_objects(self) -> dict:
+        return {
+            "object_score_bias": OBJECT_SCORE_BIAS,
+            "mask_share": RANDOM_MASK_SHARE,
+            "detections": list(RANDOM_DETECTION_PROBS[: self.random_detections]),
+        }
 
-    def close(self) -> None:
-        import torch
-
-        if self.model is None:
-            return
-        if self.graphs is not None:
-            self.graphs.clear()
-        self.frames.close()
-        self.cache.clear()
+    def release_model(self) -> None:
         self._served.clear()
         self._tracker_served.clear()
         self._tracker_pos = None
@@ -434,8 +389,6 @@ class Sam3Backend(Backend):
             self.predictor.shutdown()
         self.predictor = None
         self.model = None
-        gc.collect()
-        torch.cuda.empty_cache()
 
 
 class _TrackerFeatures(dict):
@@ -460,36 +413,27 @@ class _TrackerFeatures(dict):
         return self._last[1]
 
 
-class Sam3Session(Session):
-    """One SAM3 session: a text session (request API) or a points session (tracker API).
+class Sam3Session(RecordingSession):
+    """One SAM3 session: buffers its prompts, then runs as a :class:`Sam3TextSession` or a :class:`Sam3PointsSession`.
 
-    Prompts are buffered and applied when the session first propagates,
-    because the kind of session and the grouping of objects depend on all of them.
+    The kind (and, for points, the grouping of objects into tracker states)
+    depends on all of the session's prompts, so they are applied when the
+    session first propagates.
     """
 
     def __init__(self, backend: Sam3Backend, video: VideoSource, objects: Sequence[SessionObject]) -> None:
         self.backend = backend
         self.video = video
         self.objects = tuple(objects)
-        self._names = [o.name for o in self.objects]
         self._ids = {o.name: o.id for o in self.objects}
         self._text: TextPrompt | None = None
         self._prompts: list[FramePrompt] = []
-        self._started = False
         self._closed = False
-        self.mapping: dict[int, str] = {}
-        self.dropped: set[int] = set()
-        self.detections: list[Detection] = []
-        self._sid: str | None = None
-        self._groups: list[tuple[list[str], dict]] = []
-        self._keep: set[int] = set()
-        self._at: dict[int, FrameMasks] = {}  # latest masks on prompted frames
-        self._graph_counts: Counter = Counter()  # this session's step signatures (see cuda_graphs)
-        self.seq = backend.frame_sequence(video)
+        self.kind: Sam3TextSession | Sam3PointsSession | None = None
 
     # -- prompts -----------------------------------------------------------
     def add_text(self, prompt: TextPrompt) -> None:
-        if self._started:
+        if self.kind is not None:
             raise BackendError("sam3: add the text prompt before propagating", field="text")
         if self._text is not None:
             raise BackendError("sam3 takes one text prompt per session", field="text")
@@ -502,10 +446,10 @@ class Sam3Session(Session):
     def add_prompt(self, prompt: FramePrompt) -> None:
         if prompt.object not in self._ids:
             raise BackendError(
-                f"prompt for {prompt.object!r}, which is not an object of this session ({', '.join(self._names)})",
+                f"prompt for {prompt.object!r}, which is not an object of this session ({', '.join(self._ids)})",
                 field="object",
             )
-        if self._started:
+        if self.kind is not None:
             raise BackendError("sam3: add prompts before propagating", field="prompts")
         self._prompts.append(prompt)
 
@@ -513,28 +457,88 @@ class Sam3Session(Session):
     def propagate(self, start_frame: int, *, reverse: bool = False) -> Iterator[tuple[int, FrameMasks]]:
         if self._closed:
             raise RuntimeError("session is closed")
-        if not self._started:
-            self._start()
-        if self._text is not None:
-            yield from self._propagate_text(start_frame, reverse)
-        else:
-            yield from self._propagate_points(start_frame, reverse)
-
-    def _start(self) -> None:
-        self._started = True
-        if self._text is not None:
-            self._start_text()
-        else:
-            if not self._prompts:
+        if self.kind is None:
+            if self._text is not None:
+                self.kind = Sam3TextSession(self, self._text, self._prompts)
+            elif self._prompts:
+                self.kind = Sam3PointsSession(self, self._prompts)
+            else:
                 raise BackendError(
                     "sam3 session has neither a text prompt nor clicks/boxes/masks", field="prompts"
                 )
-            self._start_points()
+        yield from self.kind.propagate(start_frame, reverse)
+
+    # -- what a text session found (empty for points sessions) --------------
+    @property
+    def mapping(self) -> dict[int, str]:
+        """SAM3 object id -> object name (text sessions)."""
+        return self.kind.mapping if isinstance(self.kind, Sam3TextSession) else {}
+
+    @property
+    def dropped(self) -> set[int]:
+        """SAM3 object ids that matched no object of the session (text sessions)."""
+        return self.kind.dropped if isinstance(self.kind, Sam3TextSession) else set()
+
+    @property
+    def detections(self) -> list[Detection]:
+        return self.kind.detections if isinstance(self.kind, Sam3TextSession) else []
+
+    @property
+    def dropped_detections(self) -> int:  # type: ignore[override]
+        """Text detections that matched no object of the session (the runner reports them)."""
+        return len(self.dropped)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.kind is not None:
+            self.kind.close()
+            self.kind = None
+
+
+class _Sam3Kind:
+    """What both session kinds hold: the front session's backend, video, objects and frames."""
+
+    def __init__(self, front: Sam3Session) -> None:
+        self.front = front
+        self.backend = front.backend
+        self.video = front.video
+        self.objects = front.objects
+        self._names = [o.name for o in self.objects]
+        self._ids = front._ids
+        self.seq: FrameSequence | None = self.backend.frame_sequence(self.video)
+
+    @property
+    def floats(self) -> FloatRecord | None:
+        return self.front.floats
 
     def _empty(self) -> np.ndarray:
         return np.zeros((self.video.height, self.video.width), bool)
 
-    # text sessions ---------------------------------------------------------
+
+class Sam3TextSession(_Sam3Kind):
+    """A text session on SAM3's request API: detections mapped to the session's objects.
+
+    Detected instances map to the session's objects by
+    :func:`masktrack.segment.base.assign_detections` on the text frame;
+    instances that first appear later fill the objects still unassigned, in
+    order of appearance; the rest are dropped (``dropped`` lists their ids).
+    Clicks refine the mapped instance (or add an object the text did not
+    find); SAM3 accepts clicks only on frames it has already propagated, so
+    such a session costs one extra text pass.
+    """
+
+    def __init__(self, front: Sam3Session, text: TextPrompt, prompts: list[FramePrompt]) -> None:
+        super().__init__(front)
+        self.mapping: dict[int, str] = {}
+        self.dropped: set[int] = set()
+        self.detections: list[Detection] = []
+        self._sid: str | None = None
+        self._keep: set[int] = set()
+        self._at: dict[int, FrameMasks] = {}  # latest masks on prompted frames
+        self._start(text, prompts)
+
     def _rel_points(self, p: FramePrompt) -> tuple[Any, Any]:
         import torch
 
@@ -562,8 +566,8 @@ class Sam3Session(Session):
         finally:
             gen.close()
 
-    def _start_text(self) -> None:
-        for p in self._prompts:
+    def _start(self, text: TextPrompt, prompts: list[FramePrompt]) -> None:
+        for p in prompts:
             if len(p.boxes) or p.mask is not None:
                 raise BackendError(
                     f"sam3 text sessions refine instances with clicks only; {p.object!r} on frame {p.frame} has a box or mask",
@@ -571,8 +575,6 @@ class Sam3Session(Session):
                 )
         backend = self.backend
         resource: Any = str(self.video.path) if backend.multi_gpu else self.seq
-        text = self._text
-        assert text is not None
         with backend.autocast():
             self._sid = backend.predictor.handle_request(
                 {"type": "start_session", "resource_path": resource}
@@ -580,15 +582,16 @@ class Sam3Session(Session):
             out = backend.predictor.handle_request(
                 {"type": "add_prompt", "session_id": self._sid, "frame_index": text.frame, "text": text.text}
             )["outputs"]
-        clicks = [p for p in self._prompts if len(p.points)]
+        clicks = [p for p in prompts if len(p.points)]
         self._keep = {text.frame, *(int(p.frame) for p in clicks)}
-        self._at[text.frame] = self._masks(out)
+        self._at[text.frame] = self._masks(text.frame, out)
         if not clicks:
             return
         # SAM3 refuses clicks on frames without cached outputs: one text pass first.
         for direction in ("forward", "backward"):
             for item in self._request_stream(direction, text.frame):
-                frame, masks = int(item["frame_index"]), self._masks(item["outputs"])
+                frame = int(item["frame_index"])
+                masks = self._masks(frame, item["outputs"])
                 if frame in self._keep:
                     self._at[frame] = masks
         next_id = max([*self.mapping, *self.dropped, 0]) + 1
@@ -629,16 +632,23 @@ class Sam3Session(Session):
         self.mapping.update(assigned)
         self.dropped.update(i for i in new if i not in assigned)
 
-    def _masks(self, outputs: dict) -> FrameMasks:
+    def _masks(self, frame: int, outputs: dict) -> FrameMasks:
+        if self.floats is not None:
+            self.floats.seen[frame] = [
+                (int(i), round(float(p), 4), int(np.asarray(m).sum()))
+                for i, p, m in zip(outputs["out_obj_ids"], outputs["out_probs"], outputs["out_binary_masks"])
+            ]
         self._assign(outputs)
         masks = {n: self._empty() for n in self._names}
-        for i, m in zip(outputs["out_obj_ids"], outputs["out_binary_masks"]):
+        for i, m, prob in zip(outputs["out_obj_ids"], outputs["out_binary_masks"], outputs["out_probs"]):
             name = self.mapping.get(int(i))
             if name is not None:
                 masks[name] = np.asarray(m, bool)
+                if self.floats is not None:
+                    self.floats.add(frame, name, score=prob)
         return masks
 
-    def _propagate_text(self, start: int, reverse: bool) -> Iterator[tuple[int, FrameMasks]]:
+    def propagate(self, start: int, reverse: bool) -> Iterator[tuple[int, FrameMasks]]:
         # SAM3's backward pass starts one frame before `start`; the contract
         # yields `start` too: its latest masks (forward pass or text prompt).
         order = range(start - 1, -1, -1) if reverse else range(start, self.video.num_frames)
@@ -648,93 +658,86 @@ class Sam3Session(Session):
                 yield start, self._at.get(start) or {n: self._empty() for n in self._names}
             for item in self._request_stream("backward" if reverse else "forward", start):
                 frame = int(item["frame_index"])
-                masks = self._masks(item["outputs"])
+                masks = self._masks(frame, item["outputs"])
                 if frame in self._keep:
                     self._at[frame] = masks
                 yield frame, masks
         finally:
             self.backend.frames.stop_prefetch()
 
-    @property
-    def dropped_detections(self) -> int:  # type: ignore[override]
-        """Text detections that matched no object of the session (the runner reports them)."""
-        return len(self.dropped)
+    def close(self) -> None:
+        if self._sid is not None and self.backend.predictor is not None:
+            self.backend.predictor.handle_request({"type": "close_session", "session_id": self._sid})
+            self._sid = None
+        self.seq = None
 
-    # points sessions -------------------------------------------------------
-    def _start_points(self) -> None:
-        # Objects whose prompts start on different frames get separate tracker
-        # states (sam3 0.1.4 loses objects added later than the first in one state).
+
+class Sam3PointsSession(_Sam3Kind):
+    """A points session on SAM3's SAM2-style tracker, with no text bootstrap and no extra propagation.
+
+    ``model.tracker``'s ``init_state`` / ``add_new_points_or_box`` (relative
+    coordinates) / ``propagate_in_video`` run straight on fresh states.
+    Objects whose prompts start on different frames get separate tracker
+    states: the 0.1.4 tracker loses objects that are added on a later frame
+    than the first one in a shared state (reported upstream for ``sam3``).
+    """
+
+    def __init__(self, front: Sam3Session, prompts: list[FramePrompt]) -> None:
+        super().__init__(front)
+        self._graph_counts: Counter = Counter()  # this session's step signatures (see cuda_graphs)
+        self.groups: list[tuple[list[str], dict]] = []
         by_frames: dict[tuple[int, ...], list[str]] = {}
         prompted: dict[str, set[int]] = {}
-        for p in self._prompts:
+        for p in prompts:
             prompted.setdefault(p.object, set()).add(int(p.frame))
         for name in self._names:
             if name in prompted:
                 by_frames.setdefault(tuple(sorted(prompted[name])), []).append(name)
         tracker = self.backend.model.tracker
+        seq = self.seq
+        assert seq is not None
         with self.backend.autocast():
             for names in by_frames.values():
                 state = tracker.init_state(
                     video_height=self.video.height,
                     video_width=self.video.width,
                     num_frames=self.video.num_frames,
-                    cached_features=_TrackerFeatures(self.backend, self.seq),
+                    cached_features=_TrackerFeatures(self.backend, seq),
                 )
-                self._apply_points(state, [p for p in self._prompts if p.object in names])
-                self._groups.append((names, state))
+                self._apply(state, [p for p in prompts if p.object in names])
+                self.groups.append((names, state))
 
-    def _apply_points(self, state: dict, prompts: list[FramePrompt]) -> None:
+    def _apply(self, state: dict, prompts: list[FramePrompt]) -> None:
         import torch
 
         tracker = self.backend.model.tracker
         w, h = self.video.width, self.video.height
-        clicks: dict[tuple[int, int], list] = {}
+        merger = PromptMerger("sam3")
         for p in prompts:
             oid = self._ids[p.object]
             if p.mask is not None:
-                mask = np.asarray(p.mask, bool)
-                if mask.shape != (h, w):
-                    raise BackendError(
-                        f"mask of {p.object!r} on frame {p.frame} has shape {mask.shape}, video is {h}x{w}",
-                        field="mask",
-                    )
+                mask = check_mask_shape(p, h, w)
                 tracker.add_new_mask(state, frame_idx=int(p.frame), obj_id=oid, mask=torch.from_numpy(mask))
-            acc = clicks.setdefault(
-                (oid, int(p.frame)),
-                [np.zeros((0, 2), np.float32), np.zeros(0, np.int32), None, p.mask is not None],
-            )
-            acc[0] = np.concatenate([acc[0], np.asarray(p.points, np.float32).reshape(-1, 2)])
-            acc[1] = np.concatenate([acc[1], np.asarray(p.labels, np.int32).reshape(-1)])
-            boxes = np.asarray(p.boxes, np.float32).reshape(-1, 4)
-            if len(boxes) > 1 or (len(boxes) and acc[2] is not None):
-                raise BackendError(
-                    f"sam3 takes one box per object and frame; {p.object!r} has more on frame {p.frame}",
-                    field="boxes",
-                )
-            if len(boxes):
-                acc[2] = boxes[0]
-            acc[3] = acc[3] or p.mask is not None
+            merger.add(oid, p)
         scale = np.array([w, h], np.float32)
-        for (oid, frame), (pts, labels, box, has_mask) in clicks.items():
-            if len(pts) == 0 and box is None:
+        for (oid, frame), acc in merger.by_key.items():
+            if len(acc.points) == 0 and acc.box is None:
                 continue
-            if has_mask and box is not None:
-                raise BackendError(
-                    f"sam3 cannot combine a box and a mask for one object on frame {frame}", field="boxes"
-                )
-            rel_box = None if box is None else torch.from_numpy((box.reshape(2, 2) / scale).reshape(4))
+            rel_box = (
+                None if acc.box is None else torch.from_numpy((acc.box.reshape(2, 2) / scale).reshape(4))
+            )
             tracker.add_new_points_or_box(
                 inference_state=state,
                 frame_idx=frame,
                 obj_id=oid,
-                points=torch.from_numpy(pts / scale) if len(pts) else None,
-                labels=torch.from_numpy(labels) if len(pts) else None,
-                clear_old_points=not has_mask,
+                points=torch.from_numpy(acc.points / scale) if len(acc.points) else None,
+                labels=torch.from_numpy(acc.labels) if len(acc.points) else None,
+                clear_old_points=not acc.has_mask,
                 rel_coordinates=True,
                 box=rel_box,
             )
 
-    def _propagate_points(self, start: int, reverse: bool) -> Iterator[tuple[int, FrameMasks]]:
+    def propagate(self, start: int, reverse: bool) -> Iterator[tuple[int, FrameMasks]]:
         backend = self.backend
         tracker = backend.model.tracker
         n = self.video.num_frames
@@ -748,46 +751,58 @@ class Sam3Session(Session):
                 reverse=reverse,
                 propagate_preflight=True,
             )
-            for _, state in self._groups
+            for _, state in self.groups
         ]
         try:
             while True:
                 masks = {name: self._empty() for name in self._names}
                 frame = None
                 with backend.autocast(), backend.graph_scope(self._graph_counts):
-                    for (names, _), gen in zip(self._groups, gens):
+                    for (names, _), gen in zip(self.groups, gens):
                         item = next(gen, None)
                         if item is None:
                             return
-                        f, obj_ids, _low, video_res, _scores = item
+                        f, obj_ids, _low, video_res, scores = item
                         if frame is not None and f != frame:
                             raise RuntimeError(f"sam3 tracker states out of step ({f} vs {frame})")
                         frame = f
                         binary = (video_res[:, 0] > 0.0).cpu().numpy()
-                        by_id = dict(zip((int(i) for i in obj_ids), binary))
+                        ids = [int(i) for i in obj_ids]
+                        by_id = dict(zip(ids, binary))
                         for name in names:
                             if self._ids[name] in by_id:
                                 masks[name] = by_id[self._ids[name]]
-                yield int(frame), masks  # type: ignore[arg-type]
+                        if self.floats is not None:
+                            self._record(int(f), names, ids, video_res, scores)
+                assert frame is not None  # every group yields each frame
+                yield int(frame), masks
         finally:
             for gen in gens:
                 gen.close()
             backend.frames.stop_prefetch()
 
+    def _record(self, frame: int, names: list[str], ids: list[int], video_res: Any, scores: Any) -> None:
+        assert self.floats is not None
+        logits = video_res[:, 0].float().cpu().numpy()
+        flat = scores.float().reshape(len(ids), -1)[:, 0].cpu().numpy() if scores is not None else None
+        for name in names:
+            oid = self._ids[name]
+            if oid in ids:
+                k = ids.index(oid)
+                self.floats.add(frame, name, logits[k], None if flat is None else flat[k])
+
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._sid is not None and self.backend.predictor is not None:
-            self.backend.predictor.handle_request({"type": "close_session", "session_id": self._sid})
-            self._sid = None
-        for _, state in self._groups:
+        for _, state in self.groups:
             state.clear()
-        self._groups.clear()
-        self.seq = None  # type: ignore[assignment]
+        self.groups.clear()
+        self.seq = None
 
 
 # The typed options (masktrack.plugins): the constructor's keyword arguments, strict types and bounds.
 Sam3Backend.Options = options_from_signature(
-    Sam3Backend.__init__, "Sam3Options", seed=Field(ge=0), feature_cache_gb=Field(ge=0)
+    Sam3Backend.__init__,
+    "Sam3Options",
+    seed=Field(ge=0),
+    feature_cache_gb=Field(ge=0),
+    random_detections=Field(ge=1, le=5),
 )

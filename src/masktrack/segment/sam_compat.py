@@ -1,0 +1,375 @@
+"""Every place where masktrack reaches into ``sam2``'s or ``sam3``'s private API, in one module.
+
+masktrack drives SAM2/SAM3 through their public predictors, but four things
+need their insides: sessions built on the backend's shared decoded frames
+(instead of each predictor decoding the video again), image-encoder output
+shared across sessions, the tracker speed-ups of
+:mod:`masktrack.segment.sam3_tracker` and :mod:`masktrack.segment.cuda_graphs`,
+and random-weight models that behave like models with objects (tests and
+benchmarks).  Each of those patches is reached from here, and this module
+says which library versions they were written and verified against:
+
+=========  ===========================  =========================================
+library    supported (verified)         what is patched
+=========  ===========================  =========================================
+sam2       1.0 – 1.1.x (1.1.0)          ``sam2_video_predictor.load_video_frames``
+                                        (swapped while a session's state is
+                                        built), ``SAM2Base._get_image_feature``,
+                                        ``memory_attention.forward`` (dtype),
+                                        the tracker steps replayed as CUDA graphs,
+                                        ``sam_mask_decoder.pred_obj_score_head``
+                                        (random weights only)
+sam3       0.1.x (0.1.4)                ``sam3_video_inference.load_resource_as_video_frames``
+                                        and ``Sam3VideoPredictor.start_session``,
+                                        the ViT trunk's ``forward``, the tracker's
+                                        ``frame_filter``, dense PE, memory
+                                        attention, CUDA-graph steps, the object-
+                                        score head and the detector's
+                                        ``forward_grounding`` (random weights only)
+=========  ===========================  =========================================
+
+Outside those ranges the backend still loads (each patch checks that the
+attributes it needs exist and otherwise leaves the model alone, so a missing
+patch costs speed, not correctness) and logs one warning naming the version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
+from types import MethodType
+from typing import Any
+
+from masktrack.segment.cuda_graphs import StepGraphs, install_sam_step_graphs
+from masktrack.segment.sam3_tracker import (
+    compile_memory_attention,
+    install_dense_pe_memo,
+    install_frame_filter,
+    install_shared_first_self_attention,
+)
+
+log = logging.getLogger(__name__)
+
+#: library -> (lowest supported, first unsupported) version prefixes, and the version verified on GPU
+SUPPORTED: dict[str, tuple[tuple[int, ...], tuple[int, ...], str]] = {
+    "sam2": ((1, 0), (1, 2), "1.1.0"),
+    "sam3": ((0, 1, 4), (0, 2), "0.1.4"),
+}
+_warned: set[str] = set()
+
+
+def _parse(v: str) -> tuple[int, ...]:
+    parts = []
+    for p in v.split("+")[0].split("."):
+        digits = "".join(c for c in p if c.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def is_supported(library: str, installed: str) -> bool:
+    low, high, _ = SUPPORTED[library]
+    v = _parse(installed)
+    return low <= v < high
+
+
+def library_version(library: str) -> str:
+    """The installed version of ``library``; warns once when the patches were not written for it."""
+    try:
+        installed = version(library)
+    except PackageNotFoundError:  # a source checkout on the path
+        installed = "unknown"
+    if library not in _warned and (installed == "unknown" or not is_supported(library, installed)):
+        _warned.add(library)
+        low, high, verified = SUPPORTED[library]
+        log.warning(
+            "%s %s is outside the versions masktrack's patches support (>= %s, < %s; verified %s): "
+            "patches that do not find what they need are skipped",
+            library,
+            installed,
+            ".".join(map(str, low)),
+            ".".join(map(str, high)),
+            verified,
+        )
+    return installed
+
+
+# --------------------------------------------------------------------------- sam2
+
+
+def shared_get_image_feature(self: Any, inference_state: dict, frame_idx: int, batch_size: int) -> tuple:
+    """SAM2's ``_get_image_feature``, reading the backbone output from the backend's shared cache.
+
+    Falls back to SAM2's own method for states that masktrack did not build.
+    """
+    images = inference_state["images"]
+    provider = getattr(images, "feature_provider", None)
+    if provider is None:
+        return type(self)._get_image_feature(self, inference_state, frame_idx, batch_size)
+    image, backbone_out = provider(frame_idx)
+    expanded_image = image.expand(batch_size, -1, -1, -1)
+    expanded = {
+        "backbone_fpn": [f.expand(batch_size, -1, -1, -1) for f in backbone_out["backbone_fpn"]],
+        "vision_pos_enc": [p.expand(batch_size, -1, -1, -1) for p in backbone_out["vision_pos_enc"]],
+    }
+    features = self._prepare_backbone_features(expanded)
+    return (expanded_image,) + features
+
+
+def install_sam2_shared_features(model: Any) -> None:
+    model._get_image_feature = MethodType(shared_get_image_feature, model)
+
+
+def memory_in_model_dtype(model: Any) -> None:
+    """SAM2 stores its memory bank in bfloat16 and relies on GPU autocast to mix it with float32.
+
+    Without autocast (CPU, or ``bf16: false``) the memory is cast to the
+    dtype of the current frame's features before the memory attention.
+    """
+    attention = model.memory_attention
+    original = attention.forward
+
+    def forward(
+        curr: Any, memory: Any, curr_pos: Any = None, memory_pos: Any = None, num_obj_ptr_tokens: int = 0
+    ) -> Any:
+        dtype = (curr[0] if isinstance(curr, list) else curr).dtype
+        memory = memory.to(dtype)
+        memory_pos = memory_pos.to(dtype) if memory_pos is not None else None
+        return original(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens)
+
+    attention.forward = forward
+
+
+@contextlib.contextmanager
+def sam2_frames_from(vp_module: Any, images: Any, height: int, width: int) -> Iterator[None]:
+    """While building an inference state, SAM2's frame loader returns the backend's shared frames."""
+    original = vp_module.load_video_frames
+    vp_module.load_video_frames = lambda **_: (images, height, width)
+    try:
+        yield
+    finally:
+        vp_module.load_video_frames = original
+
+
+# --------------------------------------------------------------------------- sam3
+
+_PREDICTOR_CLASS: type | None = None
+
+
+def sam3_predictor_class(frames_type: type) -> type:
+    """SAM3's request-API predictor around a model built by masktrack (built once, with our options).
+
+    Its ``start_session`` also accepts a ``frames_type`` object (the backend's
+    shared decoded frames) instead of a path.
+    """
+    global _PREDICTOR_CLASS
+    if _PREDICTOR_CLASS is not None:
+        return _PREDICTOR_CLASS
+    from sam3.model.sam3_video_predictor import Sam3VideoPredictor
+
+    class WrappedPredictor(Sam3VideoPredictor):
+        def __init__(self, model: Any) -> None:
+            self.model = model
+            self.async_loading_frames = False
+            self.video_loader_type = "cv2"
+
+        def start_session(self, resource_path: Any, session_id: str | None = None) -> dict:
+            if not isinstance(resource_path, frames_type):
+                return super().start_session(resource_path, session_id=session_id)
+            import sam3.model.sam3_video_inference as vi
+
+            seq: Any = resource_path
+            original = vi.load_resource_as_video_frames
+            vi.load_resource_as_video_frames = lambda **_: (seq, seq.video.height, seq.video.width)
+            try:
+                state = self.model.init_state(resource_path=str(seq.video.path))
+            finally:
+                vi.load_resource_as_video_frames = original
+            session_id = session_id or str(uuid.uuid4())
+            self._ALL_INFERENCE_STATES[session_id] = {
+                "state": state,
+                "session_id": session_id,
+                "start_time": time.time(),
+            }
+            return {"session_id": session_id}
+
+    _PREDICTOR_CLASS = WrappedPredictor
+    return WrappedPredictor
+
+
+def install_trunk_cache(model: Any, key_of: Callable[[Any], Any], get_or_compute: Callable) -> None:
+    """Serve the ViT trunk's output from a shared cache when ``key_of(input)`` names a frame."""
+    trunk = model.detector.backbone.vision_backbone.trunk
+    original = trunk.forward
+
+    def forward(self_trunk: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        key = key_of(x) if not args and not kwargs else None
+        if key is None:
+            return original(x, *args, **kwargs)
+        return get_or_compute(key, lambda: original(x))
+
+    trunk.forward = MethodType(forward, trunk)
+
+
+def install_sam3_tracker_speedups(
+    tracker: Any,
+    *,
+    graphs: StepGraphs | None,
+    compile: bool,
+    frame_of: Callable[[Any], Any] | None,
+    cache: Any,
+) -> list[str]:
+    """The tracker speed-ups (see :mod:`masktrack.segment.sam3_tracker`); returns what got installed."""
+    done = []
+    if install_frame_filter(tracker):
+        done.append("frame_filter")
+    if install_dense_pe_memo(tracker):
+        done.append("dense_pe")
+    wrap = None
+    if compile:
+        wrap = compile_memory_attention
+    elif graphs is not None:
+        wrap = lambda fn: graphs.wrap("memory_attention", fn)  # noqa: E731
+    if frame_of is not None or wrap is not None:
+        key_fn = frame_of if frame_of is not None else (lambda _src: None)
+        if install_shared_first_self_attention(tracker, key_fn, cache, wrap):
+            done.append("shared_first_self_attention" if frame_of is not None else "memory_attention")
+    if graphs is not None:
+        done += [
+            f"cuda_graph:{name}" for name in install_sam_step_graphs(tracker, graphs, memory_attention=False)
+        ]
+    return done
+
+
+# --------------------------------------------------------------------------- random weights with objects
+
+#: Added to the bias of the mask decoder's object-score head of a random-weight model.
+OBJECT_SCORE_BIAS = 6.0
+#: Detection probabilities a random-weight SAM3 reports for a text prompt, best first (all above
+#: SAM3's new-object threshold 0.7, distinct so that the object mapping by score is defined).
+RANDOM_DETECTION_PROBS = (0.95, 0.9, 0.85, 0.8, 0.75)
+
+
+def make_objects_present(mask_decoder: Any, bias: float = OBJECT_SCORE_BIAS) -> bool:
+    """Shift a random mask decoder's object-score logit up so that tracked objects are present.
+
+    SAM2/SAM3 replace the masks of an object whose object-score logit is <= 0
+    by "no object" (-1024) and keep it out of the memory selection; a random
+    head scores about half of all frames that way (SAM3's tracker: all of
+    them), so a random model tracks nothing.  Adding ``bias`` to the head's
+    last bias keeps its per-frame variation (the logits still depend on the
+    frame and the prompts) but makes every object present.  It is a change of
+    weights, so a checkpoint saved from such a model behaves the same.
+    """
+    import torch
+
+    head: Any = getattr(mask_decoder, "pred_obj_score_head", None)
+    last = head.layers[-1] if hasattr(head, "layers") else head
+    b = getattr(last, "bias", None)
+    if b is None:
+        return False
+    with torch.no_grad():
+        b.add_(bias)
+    return True
+
+
+#: A random SAM3 tracker's mask logits are shifted so that about this share of each mask is on.
+RANDOM_MASK_SHARE = 0.25
+
+
+def localise_random_masks(mask_decoder: Any) -> bool:
+    """Shift a random mask decoder's mask logits so that each mask covers about a quarter of the frame.
+
+    A random SAM3 tracker puts ~98% of the frame in every object's mask, so
+    objects overlap completely: SAM3's non-overlap constraint and occlusion
+    suppression then hide all but one object, and detection-to-track
+    association sees every track everywhere.  Subtracting each mask's
+    ``mean + 0.674 std`` (the upper quartile of a normal distribution) keeps
+    the logits' spatial pattern, which differs per object (prompt tokens,
+    object pointers, memory), and leaves about the top quarter on.  Element-
+    wise reductions only, so the step still replays as a CUDA graph.  It wraps
+    the built decoder (not a weight change): apply it again to a model loaded
+    from a checkpoint saved from a random one.
+    """
+    original = getattr(mask_decoder, "forward", None)
+    if original is None:
+        return False
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        masks = out[0]
+        flat = masks.float().flatten(-2)
+        shift = flat.mean(-1) + 0.674 * flat.std(-1)
+        return (masks - shift[..., None, None].to(masks.dtype), *out[1:])
+
+    mask_decoder.forward = forward
+    return True
+
+
+def install_random_detections(detector: Any, count: int) -> bool:
+    """A random SAM3 detector that reports ``count`` objects for any text prompt, on every frame.
+
+    Random weights score every query far below SAM3's detection threshold, so
+    a text prompt finds nothing.  This rewrites the output of the detector's
+    per-frame ``forward_grounding`` before SAM3's own NMS, association and
+    tracking see it: the first ``count`` queries (fixed query slots, so the
+    same "object" on consecutive frames) get the probabilities
+    :data:`RANDOM_DETECTION_PROBS` and every other query a probability of
+    about 2e-9.  Their masks stay the detector's own mask logits, made
+    disjoint (each pixel goes to the chosen query with the highest logit, with
+    the logit's magnitude kept) so that NMS keeps all of them; their boxes are
+    those masks' bounding boxes.
+    """
+    import torch
+
+    original = getattr(detector, "forward_grounding", None)
+    if original is None or not 0 < count <= len(RANDOM_DETECTION_PROBS):
+        return False
+    probs = torch.tensor(RANDOM_DETECTION_PROBS[:count])
+    chosen_logits = torch.log(probs / (1 - probs))
+
+    def forward_grounding(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        logits, masks = out.get("pred_logits"), out.get("pred_masks")
+        if logits is None or masks is None or masks.dim() != 4 or logits.shape[1] < count:
+            return out
+        n = count
+        logits = torch.full_like(logits, -20.0)
+        logits[:, :n, 0] = chosen_logits.to(logits.device, logits.dtype)
+        chosen = masks[:, :n]
+        owner = chosen.argmax(dim=1, keepdim=True)
+        own = owner == torch.arange(n, device=masks.device).view(1, n, 1, 1)
+        magnitude = chosen.abs() + 1.0
+        masks = masks.clone()
+        masks[:, :n] = torch.where(own, magnitude, -magnitude)
+        h, w = own.shape[-2:]
+        ys = torch.arange(h, device=masks.device, dtype=torch.float32).view(1, 1, h, 1)
+        xs = torch.arange(w, device=masks.device, dtype=torch.float32).view(1, 1, 1, w)
+        big = float(max(h, w))
+        x0 = torch.where(own, xs, big).amin(dim=(2, 3)) / w
+        y0 = torch.where(own, ys, big).amin(dim=(2, 3)) / h
+        x1 = (torch.where(own, xs, -1.0).amax(dim=(2, 3)) + 1) / w
+        y1 = (torch.where(own, ys, -1.0).amax(dim=(2, 3)) + 1) / h
+        xyxy = torch.stack([x0, y0, x1, y1], dim=-1).clamp(0, 1)
+        out = dict(out)
+        out["pred_logits"], out["pred_masks"] = logits, masks
+        if "pred_boxes_xyxy" in out:
+            boxes = out["pred_boxes_xyxy"].clone()
+            boxes[:, :n] = xyxy.to(boxes.dtype)
+            out["pred_boxes_xyxy"] = boxes
+        if "pred_boxes" in out:
+            cxcywh = torch.stack(
+                [(x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0).clamp(min=0), (y1 - y0).clamp(min=0)], dim=-1
+            )
+            boxes = out["pred_boxes"].clone()
+            boxes[:, :n] = cxcywh.to(boxes.dtype)
+            out["pred_boxes"] = boxes
+        return out
+
+    detector.forward_grounding = forward_grounding
+    return True
