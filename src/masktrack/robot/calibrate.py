@@ -284,18 +284,28 @@ def moving_frames(state: RobotState, count: int = 6) -> np.ndarray:
     return np.unique(np.searchsorted(s, targets).clip(0, T - 1))
 
 
-def _solve_point_to_plane(src, dst, nrm, *, translation_only=False, scale=0.005):
+def _solve_point_to_plane(
+    src, dst, nrm, *, translation_only=False, scale=0.005, max_step=(np.radians(1.0), 0.005)
+):
     """One robust Gauss-Newton step: small rigid motion D with D·src ≈ dst along nrm (Huber weights)."""
     r = np.einsum("ij,ij->i", dst - src, nrm)
     a = np.abs(r)
     w = np.where(a <= scale, 1.0, scale / np.maximum(a, 1e-12))
     J = nrm if translation_only else np.concatenate([np.cross(src, nrm), nrm], 1)
     JW = J * w[:, None]
-    H = J.T @ JW + 1e-9 * np.eye(J.shape[1])
+    H = J.T @ JW
+    # Levenberg damping: directions the surfaces do not constrain (a finger's flat faces seen
+    # head-on) stay put instead of sliding far on noise
+    H += (1e-3 * np.trace(H) / H.shape[0] + 1e-12) * np.eye(H.shape[0])
     x = np.linalg.solve(H, JW.T @ r)
     if translation_only:
-        return se3(np.zeros(3), x)
-    return se3(x[:3], x[3:])
+        t = x
+        n = np.linalg.norm(t)
+        return se3(np.zeros(3), t * min(1.0, max_step[1] / max(n, 1e-12)))
+    w_, t = x[:3], x[3:]
+    a = np.linalg.norm(w_)
+    n = np.linalg.norm(t)
+    return se3(w_ * min(1.0, max_step[0] / max(a, 1e-12)), t * min(1.0, max_step[1] / max(n, 1e-12)))
 
 
 def _scaled(view: CameraView, frames: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -437,6 +447,7 @@ def refine_camera(
     rd = _render_local(model, st, sv, len(fr), D)
     before = depth_residuals(rd, md)
     meas = _measured(md, Ks)
+    D0, rd0 = D.copy(), rd
     for k in range(iterations):
         pairs = [p for p in _pairs(rd, md, Ks, _gate(k, iterations, max_dist), meas) if p is not None]
         if not pairs or sum(len(p[0]) for p in pairs) < min_points:
@@ -445,9 +456,12 @@ def refine_camera(
         dD = _solve_point_to_plane(src, dst, nrm)
         D = dD @ D
         rd = _render_local(model, st, sv, len(fr), D)
-        if np.linalg.norm(dD[:3, 3]) < 1e-5 and np.linalg.norm(dD[:3, :3] - np.eye(3)) < 1e-5:
+        if np.linalg.norm(dD[:3, 3]) < 2e-5 and np.linalg.norm(dD[:3, :3] - np.eye(3)) < 2e-5:
             break
     after = depth_residuals(rd, md)
+    if not (after[0] <= before[0] * 1.05 and after[1] >= before[1] - 0.05):
+        # never hand back a correction that agrees worse with the depth than where it started
+        D, rd, after = D0, rd0, before
     npts = sum(len(p[0]) for p in _pairs(rd, md, Ks, max_dist[1], meas) if p is not None)
     return CameraRefinement(
         camera_id=view.camera_id,

@@ -197,14 +197,12 @@ def rasterize(
         hi = np.where(neg, np.minimum(hi, np.floor(x)), hi)
         flat = ~pos & ~neg & (Bv < 0)
         hi = np.where(flat, lo - 1, hi)
-    ln = np.maximum(hi - lo + 1, 0).astype(np.int64)
-    keep = ln > 0
-    rt, rv, lo, ln = rt[keep], rv[keep], lo[keep], ln[keep]
+    ln = np.maximum(hi - lo + 1, 0).astype(np.int64)  # empty spans simply repeat nothing
     tot = int(ln.sum())
     if tot == 0:
         return fid.reshape(height, width), np.zeros((height, width), np.float32)
     span = np.repeat(np.arange(len(ln)), ln)
-    pu = np.arange(tot) - np.repeat(np.cumsum(ln) - ln - lo.astype(np.int64), ln)
+    pu = np.arange(tot) - np.repeat(np.cumsum(ln) - ln - np.where(ln > 0, lo, 0).astype(np.int64), ln)
     rowbase = (rv * width).astype(np.int64)
     pix = rowbase[span] + pu
     zrow = zb[rt] * rv + zc[rt]
