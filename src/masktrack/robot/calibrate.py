@@ -428,6 +428,7 @@ def refine_camera(
     max_side: int = 160,
     min_points: int = 50,
     initial: np.ndarray | None = None,
+    icp_resolution: float = 0.006,
 ) -> CameraRefinement:
     """Rigid correction ``D`` of one camera (world-to-camera becomes ``D @ E``) by ICP against its depth.
 
@@ -438,7 +439,10 @@ def refine_camera(
     are ignored: background, occluders), and a Huber-weighted Gauss-Newton step
     solves the small rigid motion.  Runs on a grid at most ``max_side`` pixels.
     ``initial`` is a starting correction (the returned one includes it).
+    The iterations render a copy of the model clustered on ``icp_resolution``
+    (:meth:`RobotModel.coarse`); the residuals before/after use the full model.
     """
+    coarse = model.coarse(icp_resolution) if icp_resolution > 0 else model
     fr = moving_frames(state) if frames is None else np.asarray(frames)
     Ks, md, _ = _scaled(view, fr, max_side)
     sv = _view_at_scale(view, Ks, md, fr)
@@ -448,16 +452,18 @@ def refine_camera(
     before = depth_residuals(rd, md)
     meas = _measured(md, Ks)
     D0, rd0 = D.copy(), rd
+    rc = rd if coarse is model else _render_local(coarse, st, sv, len(fr), D)
     for k in range(iterations):
-        pairs = [p for p in _pairs(rd, md, Ks, _gate(k, iterations, max_dist), meas) if p is not None]
+        pairs = [p for p in _pairs(rc, md, Ks, _gate(k, iterations, max_dist), meas) if p is not None]
         if not pairs or sum(len(p[0]) for p in pairs) < min_points:
             break
         src, dst, nrm = (np.concatenate([p[j] for p in pairs]) for j in range(3))
         dD = _solve_point_to_plane(src, dst, nrm)
         D = dD @ D
-        rd = _render_local(model, st, sv, len(fr), D)
+        rc = _render_local(coarse, st, sv, len(fr), D)
         if np.linalg.norm(dD[:3, 3]) < 2e-5 and np.linalg.norm(dD[:3, :3] - np.eye(3)) < 2e-5:
             break
+    rd = rc if coarse is model else _render_local(model, st, sv, len(fr), D)
     after = depth_residuals(rd, md)
     if not (after[0] <= before[0] * 1.05 and after[1] >= before[1] - 0.05):
         # never hand back a correction that agrees worse with the depth than where it started
@@ -480,9 +486,10 @@ def refine_robot_from_depth(
     views: list[CameraView],
     *,
     frames: np.ndarray | None = None,
-    iterations: int = 8,
+    iterations: int = 6,
     max_dist: tuple[float, float] = (0.05, 0.01),
     max_side: int = 160,
+    icp_resolution: float = 0.006,
 ) -> tuple[RobotState, np.ndarray]:
     """A world translation of the whole robot that best agrees with every static camera's depth.
 
@@ -492,6 +499,7 @@ def refine_robot_from_depth(
     """
     fr = moving_frames(state) if frames is None else np.asarray(frames)
     st = _cut_state(state, fr)
+    coarse = model.coarse(icp_resolution) if icp_resolution > 0 else model
     prepared = []
     for v in views:
         if not v.static or v.world_to_cam is None:
@@ -507,7 +515,7 @@ def refine_robot_from_depth(
     for k in range(iterations):
         src_w, dst_w, nrm_w = [], [], []
         for sv, Ks, md, E, meas in prepared:
-            rd = _render_local(model, st, sv, len(fr), world_shift=S)
+            rd = _render_local(coarse, st, sv, len(fr), world_shift=S)
             for i, p in enumerate(_pairs(rd, md, Ks, _gate(k, iterations, max_dist), meas)):
                 if p is None or len(p[0]) == 0:
                     continue

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -322,6 +322,23 @@ class RobotModel:
 
             return load_mjcf(p, mesh_resolution=mesh_resolution)
         raise RobotModelError("unknown robot model format (expected .urdf or MJCF .xml)", path=p)
+
+    def coarse(self, resolution: float) -> RobotModel:
+        """The same robot with every link re-clustered on a ``resolution`` grid (cached; for ICP renders).
+
+        Calibration renders the robot dozens of times at low resolution, where
+        the rasteriser's cost is per triangle; a coarser mesh costs a fraction
+        and moves the surface by less than the grid cell.
+        """
+        cache = self.__dict__.setdefault("_coarse", {})
+        if resolution not in cache:
+            links = {
+                n: None if v is None else Visual(*decimate(v.vertices, v.faces, resolution))
+                for n, v in self.links.items()
+            }
+            cache[resolution] = replace(self, links=links)
+            cache[resolution].__dict__["_coarse"] = {}
+        return cache[resolution]
 
     # ------------------------------------------------------------------ names
     @property
