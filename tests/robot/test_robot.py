@@ -240,3 +240,65 @@ def test_rlbench_render_agrees_with_ground_truth():
     assert gt.any() and r.masks("arm").any()
     assert np.mean([jaccard(a, b) for a, b in zip(r.masks("arm"), gt)]) > 0.85
     assert check_calibration(r.depth, d["depths"][1, fr, 0], "left_shoulder").ok
+
+
+def test_mounted_camera_follows_its_link(prim):
+    m, ref = prim
+    T = 3
+    q = np.c_[np.linspace(-0.4, 0.4, T), np.zeros(T), np.full(T, 0.02)]
+    cam_from_ball = np.linalg.inv(se3([np.pi, 0, 0], [0.0, 0.0, 0.35]))  # looking down at the fingers
+    st = RobotState(ref, ["j1", "j2", "fl"], q, mounted_cameras={"wrist": ("ball", cam_from_ball)})
+    r = render(m, st, K128, None, 128, 128, groups=GROUPS, camera_id="wrist")
+    assert r.masks("gripper").sum() > 200
+    # the fingers ride with the camera: the same pixels at every frame
+    np.testing.assert_array_equal(r.masks("left")[0], r.masks("left")[-1])
+    world_from_ball = m.fk(q, ["j1", "j2", "fl"], links=["ball"])["ball"]
+    E = cam_from_ball[None] @ np.linalg.inv(world_from_ball)
+    r2 = render(m, st, K128, E, 128, 128, groups=GROUPS)
+    np.testing.assert_array_equal(r.link_labels, r2.link_labels)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mujoco") is None, reason="needs mujoco")
+def test_mjcf_model_matches_urdf(prim, tmp_path):
+    m, _ = prim
+    xml = tmp_path / "prim.xml"
+    xml.write_text(
+        """<mujoco model="prim"><worldbody><geom type="plane" size="1 1 0.1"/>
+        <body name="base"><geom type="box" size="0.1 0.1 0.05"/>
+          <body name="arm" pos="0 0 0.05"><joint name="j1" type="hinge" axis="0 1 0"/>
+            <geom type="cylinder" size="0.05 0.25" pos="0 0 0.25"/>
+            <body name="ball" pos="0 0 0.5"><joint name="j2" type="hinge" axis="0 0 1"/>
+              <geom type="sphere" size="0.08"/></body></body></body></worldbody></mujoco>"""
+    )
+    mj = RobotModel.load(xml)
+    assert mj.joint_names == ["j1", "j2"]
+    q = np.array([[0.3, 0.2]])
+    np.testing.assert_allclose(mj.fk(q)["ball"], m.fk(np.c_[q, 0.0], ["j1", "j2", "fl"])["ball"], atol=1e-9)
+    groups = {"all": ["base", "arm", "ball"]}
+    a = render(mj, RobotState(str(xml), ["j1", "j2"], q), K128, _look_down(), 128, 128, groups=groups)
+    b = render(
+        m, RobotState("p", ["j1", "j2", "fl"], np.c_[q, 0.0]), K128, _look_down(), 128, 128, groups=groups
+    )
+    am, bm = a.masks("all")[0], b.masks("all")[0]
+    assert am.sum() > 300
+    assert (am ^ bm).sum() < 0.02 * am.sum()  # MuJoCo's primitives are tessellated by us the same way
+
+
+def test_robot_height_from_depth_recovers_a_base_shift(prim):
+    from masktrack.robot.calibrate import refine_robot_from_depth
+
+    m, ref = prim
+    T = 5
+    q = np.c_[np.linspace(-0.6, 0.6, T), np.linspace(0, 1.0, T), np.full(T, 0.03)]
+    cams = [
+        np.array([[1, 0, 0, 0], [0, 0.6, -0.8, 0.5], [0, 0.8, 0.6, 1.5]], float),
+        np.array([[0, 1, 0, 0], [0.6, 0, -0.8, 0.5], [-0.8, 0, -0.6, 1.5]], float),
+    ]
+    views = []
+    for i, E in enumerate(cams):
+        st, depth = _scene(m, ref, q, E, background=2.5)
+        views.append(CameraView(f"cam{i}", K128, E, depth))
+    wrong = RobotState(ref, ["j1", "j2", "fl"], q, base_pose=se3([0, 0, 0], [0.004, -0.003, 0.012]))
+    fixed, S = refine_robot_from_depth(m, wrong, views, frames=np.arange(T))
+    np.testing.assert_allclose(S[:3, 3], [-0.004, 0.003, -0.012], atol=1e-3)
+    np.testing.assert_allclose(fixed.base_pose, np.eye(4), atol=1e-3)
