@@ -182,15 +182,93 @@ def parse_config(data: Any, *, path: Path | None = None, base: Path | None = Non
 def load_config(path: str | Path) -> PipelineConfig:
     """Load and validate a pipeline config (one-line errors naming file and field)."""
     path = Path(path)
+    return parse_config(read_yaml(path, "config file"), path=path, base=path.parent)
+
+
+# Bounds on YAML documents: configs nest a few levels and are a few hundred nodes; anything far
+# beyond is a mistake or an attack (a "billion laughs" alias bomb expands to 10^9 nodes).
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 200_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses deep nesting and duplicate keys (composition is where depth recurses)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, Any] = {}
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    if key_node.value in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                        )
+                    seen[key_node.value] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: Any, memo: dict[int, int], active: set[int]) -> int:
+    """Nodes the document has once aliases are expanded (memoised: cheap even for a bomb)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise yaml.composer.ComposerError(None, None, "recursive alias", node.start_mark)
+    active.add(key)
+    n = 1
+    if isinstance(node, yaml.SequenceNode):
+        n += sum(_expanded_size(c, memo, active) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n += sum(_expanded_size(k, memo, active) + _expanded_size(v, memo, active) for k, v in node.value)
+    active.discard(key)
+    memo[key] = n = min(n, MAX_YAML_NODES + 1)
+    return n
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with bounded depth and alias expansion, and no duplicate keys (raises yaml.YAMLError)."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set()) > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases expand to more than {MAX_YAML_NODES} nodes", node.start_mark
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """Read and parse a YAML file; every failure is a ConfigError naming the file (and line)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("config file not found", path=path) from None
+        raise ConfigError(f"{what} not found", path=path) from None
+    except IsADirectoryError:
+        raise ConfigError(f"this is a folder; give the {what} itself", path=path) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start}); save the {what} as UTF-8", path=path) from None
     try:
-        data = yaml.safe_load(text)
+        return safe_load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"invalid YAML: {where}{problem}", path=path) from None
-    return parse_config(data, path=path, base=path.parent)

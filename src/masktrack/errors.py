@@ -80,3 +80,41 @@ class BackendError(MasktrackError):
 
 class StoreError(MasktrackError):
     """A mask store entry that is missing, stale or corrupt."""
+
+
+class EnvironmentProblem(MasktrackError):
+    """The machine, not the input: a read-only or full disk, a file where a folder must be, no memory.
+
+    Exit code 3, so scripts can tell "fix your input" (2) from "fix the machine" (3).
+    """
+
+    exit_code = 3
+
+
+_ERRNO_HINTS = {
+    "ENOSPC": "no space left on the device; free some space and run again (finished work is kept)",
+    "EDQUOT": "disk quota exceeded; free some space and run again (finished work is kept)",
+    "EROFS": "the file system is read-only; choose a writable output folder",
+    "EACCES": "permission denied; make it writable/readable or choose another path",
+    "EPERM": "operation not permitted; make it writable or choose another path",
+    "EEXIST": "a file is in the way where a folder must be; remove it or choose another path",
+    "ENOTDIR": "a file is in the way where a folder must be; remove it or choose another path",
+    "EISDIR": "this is a folder, a file is expected here",
+    "ENOENT": "no such file or folder",
+    "ENAMETOOLONG": "the path is too long",
+    "EMFILE": "too many open files; raise the limit (ulimit -n)",
+}
+
+
+_INPUT_ERRNOS = {"ENOENT", "EISDIR", "ENAMETOOLONG"}  # a path the user gave is wrong: exit 2, not 3
+
+
+def environment_error(e: OSError) -> MasktrackError:
+    """An OSError as one line naming the path and what to do (exit 3; 2 for a wrong path the user gave)."""
+    import errno as _errno
+
+    name = _errno.errorcode.get(e.errno or 0, "")
+    hint = _ERRNO_HINTS.get(name, e.strerror or str(e))
+    path = e.filename if e.filename is not None else None
+    cls = MasktrackError if name in _INPUT_ERRNOS else EnvironmentProblem
+    return cls(hint, path=path)

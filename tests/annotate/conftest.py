@@ -111,7 +111,7 @@ def make_client():
     clients = []
 
     def make(app):
-        c = TestClient(app, base_url="http://127.0.0.1")
+        c = TestClient(app, base_url="http://127.0.0.1", headers={"Origin": "http://127.0.0.1"})
         clients.append(c)
         return c
 
@@ -128,6 +128,7 @@ def raw_request(
     host: str = "127.0.0.1",
     body: bytes = b"",
     headers: dict | None = None,
+    origin: str | None = "same",
 ) -> tuple[int, bytes]:
     """Send one request straight to the ASGI app with ``raw_path`` exactly as given (no client-side normalisation).
 
@@ -137,6 +138,8 @@ def raw_request(
 
     path_part, _, query = raw_path.partition("?")
     hdrs = [(b"host", host.encode())] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    if origin is not None:  # what a browser sends with the page's PUT/POST ("same": the page's own origin)
+        hdrs.append((b"origin", (f"http://{host}" if origin == "same" else origin).encode()))
     if body:
         hdrs.append((b"content-length", str(len(body)).encode()))
     scope = {

@@ -42,6 +42,7 @@ from masktrack.annotate.checks import side_warnings
 from masktrack.config import PipelineConfig, load_config
 from masktrack.errors import MasktrackError, Problem, PromptError
 from masktrack.io.atomic import atomic_write_bytes
+from masktrack.io.lock import FolderLockedError, output_lock
 from masktrack.io.video import VideoSource, open_video
 from masktrack.prompts.legacy import is_legacy
 from masktrack.prompts.model import (
@@ -58,6 +59,7 @@ log = logging.getLogger("masktrack.annotate")
 LOCAL_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 MAX_BODY = 8 << 20  # a prompt file of 8 MiB is ~100k clicks; anything larger is not from the page
 FRAME_CACHE = 48
+MAX_DEPTH = 32  # prompt documents nest 6 levels; anything deeper is not from the page
 ABSENT = "absent"
 # the page loads nothing from elsewhere and cannot be framed by another site
 CSP = "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -212,9 +214,10 @@ class PromptStore:
                     pass
             if pf.video is None:
                 pf.video = self.default_video_field()
-            if data is not None and self._is_legacy_bytes(data):
-                self._keep_legacy(data)
-            save_prompts(pf, self.path)
+            with output_lock(self.path.parent, "annotate"):
+                if data is not None and self._is_legacy_bytes(data):
+                    self._keep_legacy(data)
+                save_prompts(pf, self.path)
             new = _revision(self._read())
             self.known_masks = {k.mask for o in pf.objects for k in o.keyframes if k.mask}
             return new, new
@@ -366,13 +369,54 @@ async def _json_body(request: Request) -> Any | JSONResponse:
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
         return _error(413, f"body larger than {MAX_BODY} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return _error(413, f"body larger than {MAX_BODY} bytes")
+    # counted while streaming: a chunked upload without Content-Length stops at the limit, not after it
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        parts.append(chunk)
+    body = b"".join(parts)
     try:
-        return json.loads(body.decode("utf-8"))
+        doc = json.loads(body.decode("utf-8"))
+    except RecursionError:
+        return _error(400, f"JSON nested deeper than {MAX_DEPTH} levels")
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         return _error(400, f"malformed JSON: {e}")
+    if _depth_exceeds(doc, MAX_DEPTH):
+        return _error(400, f"JSON nested deeper than {MAX_DEPTH} levels")
+    return doc
+
+
+def _depth_exceeds(doc: Any, limit: int) -> bool:
+    """True when ``doc`` nests lists/objects deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def _save_allowed(request: Request, save_token: str) -> bool:
+    """A save comes from this app's own page (browsers always send Origin on PUT) or names the run's token.
+
+    The Host check already stops DNS rebinding; this stops other local
+    programs and cross-site forms from writing the prompt file.
+    """
+    if secrets.compare_digest(request.headers.get("x-masktrack-token", ""), save_token):
+        return True
+    origin = request.headers.get("origin")
+    host = request.headers.get("host")
+    return origin is not None and host is not None and origin in (f"http://{host}", f"https://{host}")
 
 
 def create_app(
@@ -409,10 +453,13 @@ def create_app(
     # frames are cached by the browser; the token in their URLs keeps another video served later
     # on the same port from showing this one's cached frames
     token = secrets.token_hex(8)
+    # non-browser clients save with this header (the CLI prints it); the page is recognised by its Origin
+    save_token = secrets.token_urlsafe(16)
 
     app = FastAPI(title="masktrack annotate", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts or LOCAL_HOSTS))
     app.state.store = store
+    app.state.save_token = save_token
     app.state.previewer = previewer
     app.router.add_event_handler("shutdown", previewer.close)
 
@@ -472,6 +519,10 @@ def create_app(
 
     @app.put("/api/prompts")
     async def put_prompts(request: Request) -> Response:
+        if not _save_allowed(request, save_token):
+            return _error(
+                403, "saves come from the annotation page (Origin) or carry the X-Masktrack-Token header"
+            )
         doc = await _json_body(request)
         if isinstance(doc, JSONResponse):
             return doc
@@ -510,6 +561,8 @@ def create_app(
         pf.video = None  # the server decides what the file says about its video
         try:
             new, current = store.save(pf, doc["revision"], force)
+        except FolderLockedError as e:
+            return _error(423, str(e))
         except (
             MasktrackError,
             OSError,

@@ -18,6 +18,8 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -45,18 +47,37 @@ class Task:
         return run_unit(self.unit, self.pipeline, self.stages, self.log_path, self.base, self.track)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
+    """Make this worker die with the driver, however the driver dies.
+
+    ``PR_SET_PDEATHSIG`` (Linux) has the kernel SIGKILL us when the driver
+    exits; it only covers a parent alive when it is set, so the parent's pid
+    is checked right after (a driver killed while this worker started up).
+    A watcher thread polling the parent covers platforms without prctl.
+    """
     try:
         import ctypes
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: orphans finish their unit, writes stay atomic
+    except (OSError, AttributeError):  # not Linux: the watcher below does it
         pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="masktrack-parent-watch", daemon=True).start()
 
 
-def _init_worker(gpu_queue: Any) -> None:
-    _die_with_parent()
+def _init_worker(gpu_queue: Any, parent: int | None = None) -> None:
+    _die_with_parent(parent if parent is not None else os.getppid())
+    # the driver handles SIGINT (Ctrl+C reaches the whole process group) by terminating us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
 
@@ -97,23 +118,79 @@ def run_local(
         queue = ctx.Queue()
         for g in gpu_list[:n]:
             queue.put(g)
-    with ProcessPoolExecutor(
-        max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(queue,)
-    ) as pool:
-        pending = {pool.submit(_run_task, t): t for t in tasks}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                task = pending.pop(fut)
-                try:
-                    yield fut.result()
-                except Exception as e:
-                    yield UnitResult(
-                        id=task.unit.id,
-                        status=Status.FAILED,
-                        reason=f"worker crashed: {type(e).__name__}: {e}",
-                        log=task.log_path,
-                    )
+    pool = ProcessPoolExecutor(
+        max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(queue, os.getpid())
+    )
+    finished = False
+    try:
+        with _terminate_on_signals(pool):
+            pending = {pool.submit(_run_task, t): t for t in tasks}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    task = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except Exception as e:
+                        result = UnitResult(
+                            id=task.unit.id,
+                            status=Status.FAILED,
+                            reason=f"worker crashed: {type(e).__name__}: {e}",
+                            log=task.log_path,
+                        )
+                    yield result
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # interrupted (signal, error, generator closed): no worker may go on writing
+            _kill_workers(pool)
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+_live_pools: list[ProcessPoolExecutor] = []
+
+
+@contextlib.contextmanager
+def _terminate_on_signals(pool: ProcessPoolExecutor) -> Iterator[None]:
+    """While ``pool`` runs, SIGTERM/SIGINT to the driver kill its workers first, then stop the driver.
+
+    The handler kills the workers itself (not an unwinding ``finally``), so
+    they are gone even if the signal lands while the driver is recording a
+    result.  SIGINT then raises KeyboardInterrupt (exit 130), SIGTERM exits 143.
+    """
+    _live_pools.append(pool)
+    if threading.current_thread() is not threading.main_thread():
+        try:
+            yield
+        finally:
+            _live_pools.remove(pool)
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        for p in list(_live_pools):
+            _kill_workers(p)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        _live_pools.remove(pool)
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.kill()
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(5)
 
 
 @contextlib.contextmanager

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from masktrack.errors import ConfigError, Problem
@@ -150,15 +149,10 @@ class SceneUnit:
 
 def load_job(path: str | Path) -> JobConfig:
     """Load and validate a job file (one-line errors naming file and field)."""
+    from masktrack.config import read_yaml
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("job file not found", path=path) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise ConfigError(f"invalid YAML: {where}{getattr(e, 'problem', e)}", path=path) from None
+    data = read_yaml(path, "job file")
     if not isinstance(data, dict):
         raise ConfigError("the job file must be a YAML mapping", path=path)
     try:
@@ -169,7 +163,42 @@ def load_job(path: str | Path) -> JobConfig:
     if not job.root.is_absolute():
         job.root = (path.parent / job.root).resolve()
     job.source = path
+    pipeline_problems = check_pipeline(job.pipeline)
+    if pipeline_problems:  # caught here, not as the same failure in every unit
+        raise ConfigError("invalid pipeline", path=path, problems=pipeline_problems)
     return job
+
+
+def check_pipeline(pipeline: dict[str, Any]) -> list[Problem]:
+    """Problems of the job's pipeline template that do not depend on a unit (schema, backends, expressions)."""
+    from masktrack.config import PipelineConfig
+    from masktrack.errors import MasktrackError
+    from masktrack.masks.compose import compile_expression
+    from masktrack.segment.registry import available_backends
+
+    try:
+        cfg = PipelineConfig.model_validate({**pipeline, "video": "unit", "output": "unit"})
+    except ValidationError as e:
+        return [
+            Problem(".".join(["pipeline", *(str(p) for p in err["loc"])]), err["msg"]) for err in e.errors()
+        ]
+    probs = []
+    known = set(available_backends())
+    for i, s in enumerate(cfg.sessions):
+        if s.backend not in known:
+            probs.append(
+                Problem(
+                    f"pipeline.sessions[{i}:{s.name}].backend",
+                    f"unknown backend {s.backend!r} (backends: {', '.join(sorted(known))})",
+                )
+            )
+    objects = {s.name: s.object_names() for s in cfg.sessions}
+    for name, out in cfg.compose.items():
+        try:
+            compile_expression(out.expr, objects)
+        except MasktrackError as e:
+            probs.append(Problem(f"pipeline.compose.{name}", e.message))
+    return probs
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -304,7 +333,11 @@ def parse_scene_list(arg: str | None) -> str | list[str] | None:
     if arg is None:
         return None
     if arg.startswith("@"):
-        lines = Path(arg[1:]).read_text(encoding="utf-8").splitlines()
+        try:
+            lines = Path(arg[1:]).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            why = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else (e.strerror or str(e))
+            raise ConfigError(f"cannot read the scene list ({why})", path=arg[1:], field="--scenes") from None
         return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
     if "," in arg:
         return [s.strip() for s in arg.split(",") if s.strip()]

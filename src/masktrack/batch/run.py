@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 from masktrack.batch.engines import Task, detect_gpus, ray_cluster, run_local, run_ray
 from masktrack.batch.job import JobConfig, SceneUnit, Unit, expand_scene_units, expand_units
-from masktrack.batch.unit import UnitResult, scene_unit_key, unit_key
+from masktrack.batch.unit import UnitResult, attempts_in_log, scene_unit_key, unit_key
 from masktrack.io.atomic import atomic_write_json
+from masktrack.io.lock import output_lock
 from masktrack.io.manifest import Status
 
 Engine = Literal["local", "ray"]
@@ -56,8 +57,16 @@ class BatchReport:
             "counts": {
                 str(s): self.count(s) for s in (Status.COMPUTED, Status.REUSED, Status.SKIPPED, Status.FAILED)
             },
+            "retried": {u.id: u.retries for u in self.units if u.retries},
             "units": [u.to_json() for u in self.units],
         }
+
+
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
 
 
 def _safe(uid: str) -> str:
@@ -185,16 +194,20 @@ def run_batch(
 
     def dispatch(tasks: list[Task]) -> Iterator[UnitResult]:
         keys = {t.unit.id: t.key for t in tasks}
+        # each attempt of a unit starts a header in its log: what was appended during this run names the retries
+        offsets = {t.unit.id: _size(t.log_path) for t in tasks}
         if engine == "local":
             results = run_local(tasks, workers=workers, gpus=gpu_list or None)
         else:
             results = run_ray(tasks, num_gpus=num_gpus if num_gpus is not None else 0.0)
         for r in results:
             r.key = keys.get(r.id, "")
+            if r.log:
+                r.retries = attempts_in_log(r.log, offsets.get(r.id, 0), r.id)[:-1]
             yield r
 
     cluster = ray_cluster(ray_address, ray_init) if engine == "ray" else contextlib.nullcontext()
-    with cluster:
+    with output_lock(out / "batch", "batch"), cluster:  # one driver per batch state folder
         tasks, carried = plan(job, out, units, retry_failed=retry_failed)
         for r in carried:
             add(r, record=False)

@@ -37,6 +37,8 @@ class UnitResult:
     key: str = ""
     worker: str = ""
     log: str = ""
+    # workers of earlier attempts of this unit in this run that were lost (a Ray node died, ...)
+    retries: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +57,7 @@ def _video_stamp(video: Path) -> list[Any]:
 
 
 CAMERA_STAGES = ("segment", "compose")
+UNIT_LOCK_WAIT = 60.0  # see masktrack.io.lock.wait_seconds
 
 
 def unit_key(unit: Unit, pipeline: dict[str, Any], stages: list[str]) -> str:
@@ -99,6 +102,9 @@ def run_unit(
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
     if gpu is not None:
         result.worker += f":gpu{gpu}"
+    node = _ray_node()
+    if node:
+        result.worker += f":node-{node}"
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with (
         open(log_path, "a", encoding="utf-8") as log,
@@ -108,6 +114,9 @@ def run_unit(
         handler = logging.StreamHandler(log)
         logging.getLogger().addHandler(handler)
         print(f"=== unit {unit.id} ({time.strftime('%Y-%m-%d %H:%M:%S')}) worker {result.worker}", flush=True)
+        from masktrack.io import lock
+
+        lock.wait_seconds, wait_before = UNIT_LOCK_WAIT, lock.wait_seconds
         try:
             if isinstance(unit, SceneUnit):
                 assert track is not None
@@ -122,10 +131,37 @@ def run_unit(
             result.status, result.reason = Status.FAILED, f"{type(e).__name__}: {e}"
             traceback.print_exc(file=log)
         finally:
+            lock.wait_seconds = wait_before
             result.seconds = round(time.perf_counter() - t0, 3)
             print(f"=== {result.status} in {result.seconds:.1f}s {result.reason}", flush=True)
             logging.getLogger().removeHandler(handler)
     return result
+
+
+def _ray_node() -> str:
+    """The Ray node running this task (several nodes can share one host name), or ''."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return ""
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())[:12] if ray.is_initialized() else ""
+    except Exception:  # the report is still right without it
+        return ""
+
+
+def attempts_in_log(log_path: str, offset: int, unit_id: str) -> list[str]:
+    """Workers that started ``unit_id`` in its log since byte ``offset`` (one per attempt, in order)."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    head = f"=== unit {unit_id} ("
+    return [line.rsplit(" worker ", 1)[-1].strip() for line in text.splitlines() if line.startswith(head)]
 
 
 def _one_line(e: MasktrackError) -> str:

@@ -119,6 +119,7 @@ def annotate(
     url = f"http://{shown_host}:{sock.getsockname()[1]}/"
     click.echo(f"masktrack annotate: {video} -> {prompts_path}")
     click.echo(f"open {url}  (Ctrl+C to stop)")
+    click.echo(f"scripts save with the header X-Masktrack-Token: {app.state.save_token}")
     if not local:
         click.echo(
             "warning: listening beyond localhost; anyone who can reach this port can read the frames and edit the prompt file",

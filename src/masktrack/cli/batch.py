@@ -136,6 +136,10 @@ def batch(
             progress.update(bar, completed=n, total=total, description=f"[{style}]{r.status}[/] {r.id}")
             if r.status != "reused":
                 progress.console.print(f"[{style}]{r.status:>7}[/] {r.id}  {r.seconds:6.1f}s  {r.reason}")
+            if r.retries:
+                progress.console.print(
+                    f"[yellow]retried[/] {r.id}: lost on {', '.join(r.retries)}; finished on {r.worker}"
+                )
 
         report = run_batch(
             job,

@@ -14,7 +14,7 @@ import sys
 import click
 
 from masktrack import __version__
-from masktrack.errors import MasktrackError
+from masktrack.errors import EnvironmentProblem, MasktrackError, environment_error
 
 # command name -> ("module", "attribute", short help shown in `masktrack --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -92,9 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="masktrack", standalone_mode=False)
     except MasktrackError as e:
-        for line in e.lines():
-            click.echo(f"masktrack: error: {line}", err=True)
-        return e.exit_code
+        return _report(e)
+    except OSError as e:  # environment: full or read-only disk, a file where a folder must be (exit 3)
+        return _report(environment_error(e))
+    except MemoryError:
+        return _report(EnvironmentProblem("out of memory; use smaller inputs or a machine with more memory"))
+    except RecursionError:
+        return _report(MasktrackError("input nested too deeply (a document or expression); simplify it"))
     except click.exceptions.Abort:
         click.echo("masktrack: aborted", err=True)
         return 130
@@ -109,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("masktrack: interrupted", err=True)
         return 130
     return 0
+
+
+def _report(e: MasktrackError) -> int:
+    for line in e.lines():
+        click.echo(f"masktrack: error: {line}", err=True)
+    return e.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

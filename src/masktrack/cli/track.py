@@ -209,9 +209,15 @@ def _pairs(items: tuple[str, ...], opt: str) -> dict[str, str]:
 def _contact(value: str | None) -> int | dict[str, int] | None:
     if value is None:
         return None
-    if "=" not in value:
-        return int(value)
-    return {k: int(v) for k, v in _pairs(tuple(value.split(",")), "--contact").items()}
+    try:
+        if "=" not in value:
+            return int(value)
+        return {k: int(v) for k, v in _pairs(tuple(value.split(",")), "--contact").items()}
+    except ValueError:
+        raise ConfigError(
+            f"expected a frame number or CAM=FRAME,... (e.g. 40 or cam0=40,cam1=42), got {value!r}",
+            field="--contact",
+        ) from None
 
 
 @click.command("track")
@@ -315,17 +321,24 @@ def track(
             opts[k] = json.loads(v)
         except json.JSONDecodeError:
             opts[k] = v
-    qo = QueryOptions(
-        window=window,  # type: ignore[arg-type]
-        frame=frame,
-        span=span,
-        stride=stride,
-        contact=_contact(contact),
-        voxel=voxel,
-        max_queries=max_queries,
-        erode=erode,
-        seed=seed,
-    )
+    contact_frames = _contact(contact)
+    try:
+        qo = QueryOptions(
+            window=window,  # type: ignore[arg-type]
+            frame=frame,
+            span=span,
+            stride=stride,
+            contact=contact_frames,
+            voxel=voxel,
+            max_queries=max_queries,
+            erode=erode,
+            seed=seed,
+        )
+    except ConfigError as e:  # name the command-line flags, not the dataclass fields
+        flags = [type(p)("--" + p.location.replace("_", "-"), p.message) for p in e.problems]
+        raise ConfigError("invalid options", problems=flags) from None
+    if max_points_per_batch is not None and max_points_per_batch < 1:
+        raise ConfigError(f"must be at least 1, got {max_points_per_batch}", field="--max-points-per-batch")
     rep = run_tracking(
         scene_path,
         out_dir,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from masktrack.errors import SceneError
+from masktrack.errors import Problem, SceneError
 from masktrack.io.atomic import atomic_path, atomic_write_json
 
 Color = tuple[int, int, int]
@@ -109,8 +109,15 @@ def load_instance(scene_path: str | Path, name: str) -> Instance:
             f"scene has no instance {name!r} (instances: {', '.join(list_instances(scene_path)) or 'none'})",
             path=scene_path,
         ) from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise SceneError(f"invalid JSON ({e})", path=meta_path) from None
+    probs = _instance_meta_problems(meta)
+    if probs:
+        raise SceneError(
+            "invalid instance.json; re-add the instance (`masktrack instances add`)",
+            path=meta_path,
+            problems=probs,
+        )
     return Instance(
         name=meta["name"],
         id=int(meta["id"]),
@@ -119,6 +126,30 @@ def load_instance(scene_path: str | Path, name: str) -> Instance:
         shape=tuple(meta["shape"]),
         source=meta.get("source", {}),
     )
+
+
+def _instance_meta_problems(meta: Any) -> list[Problem]:
+    """Every missing or mistyped field of an instance.json (hand edits fail here, not as a KeyError later)."""
+    if not isinstance(meta, dict):
+        return [Problem("", "expected a JSON object")]
+
+    def ints(v: Any, n: int) -> bool:
+        return (
+            isinstance(v, list)
+            and len(v) == n
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
+        )
+
+    probs = []
+    if not isinstance(meta.get("name"), str):
+        probs.append(Problem("name", "missing or not a string"))
+    if not isinstance(meta.get("id"), int) or isinstance(meta.get("id"), bool):
+        probs.append(Problem("id", "missing or not an integer"))
+    if not ints(meta.get("color"), 3):
+        probs.append(Problem("color", "missing or not 3 integers"))
+    if not ints(meta.get("shape"), 4):
+        probs.append(Problem("shape", "missing or not 4 integers [C, T, H, W]"))
+    return probs
 
 
 def list_instances(scene_path: str | Path) -> list[str]:

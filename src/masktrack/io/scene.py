@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from masktrack.errors import SceneError
+from masktrack.errors import Problem, SceneError
 from masktrack.io.atomic import atomic_path, atomic_write_json
 
 SCENE_FORMAT = "masktrack.scene"
@@ -58,42 +58,95 @@ class Scene:
         return int(self.rgbs.shape[2]), int(self.rgbs.shape[3])
 
     def validate(self, *, where: Path | None = None) -> None:
-        """Shapes agree, depth finite and >= 0, rotations orthonormal (raises SceneError)."""
+        """Shapes agree, depth finite and >= 0, cameras proper (raises SceneError listing every problem).
+
+        Cameras: intrinsics and extrinsics finite, focal lengths positive, the
+        rotation part of each extrinsic orthonormal with determinant +1 (a
+        reflection or a NaN would only show up later as NaN tracks).
+        """
         where = where or self.path
-        c, t, h, w = self.rgbs.shape[:4]
-        expect = {
-            "rgbs": ((c, t, h, w, 3), self.rgbs.shape),
-            "depths": ((c, t, h, w), self.depths.shape),
-            "intrs": ((c, t, 3, 3), self.intrs.shape),
-            "extrs": ((c, t, 3, 4), self.extrs.shape),
-        }
-        for name, (want, got) in expect.items():
-            if tuple(got) != want:
-                raise SceneError(f"shape {tuple(got)} does not match {want}", path=where, field=name)
-        if self.rgbs.dtype != np.uint8:
-            raise SceneError(f"dtype {self.rgbs.dtype}, expected uint8", path=where, field="rgbs")
-        if len(self.camera_ids) != c:
-            raise SceneError(f"{len(self.camera_ids)} ids for {c} cameras", path=where, field="camera_ids")
-        d = np.asarray(self.depths)
+        problems = scene_problems(self)
+        if problems:
+            raise SceneError(f"{len(problems)} problem(s) in the scene", path=where, problems=problems)
+
+
+def _first(mask: Any) -> str:
+    """'camera c, frame t' of the first True entry of a [C, T] mask, and how many there are."""
+    idx = np.argwhere(mask)
+    c, t = (int(i) for i in idx[0][:2])
+    n = len(idx)
+    return f"camera {c}, frame {t}" + (f" (and {n - 1} more)" if n > 1 else "")
+
+
+def scene_problems(scene: Scene, rot_tol: float = 1e-3) -> list[Problem]:
+    """Every problem of ``scene`` at once (empty when it is valid); see :meth:`Scene.validate`."""
+    probs: list[Problem] = []
+    if scene.rgbs.ndim != 5:
+        return [
+            Problem("rgbs", f"expected 5 dimensions [C, T, H, W, 3], got shape {tuple(scene.rgbs.shape)}")
+        ]
+    c, t, h, w = scene.rgbs.shape[:4]
+    if c == 0:
+        probs.append(Problem("rgbs", "the scene has zero cameras"))
+    if t == 0:
+        probs.append(Problem("rgbs", "the scene has zero frames"))
+    expect = {
+        "rgbs": ((c, t, h, w, 3), scene.rgbs.shape),
+        "depths": ((c, t, h, w), scene.depths.shape),
+        "intrs": ((c, t, 3, 3), scene.intrs.shape),
+        "extrs": ((c, t, 3, 4), scene.extrs.shape),
+    }
+    bad_shape = set()
+    for name, (want, got) in expect.items():
+        if tuple(got) != want:
+            probs.append(Problem(name, f"shape {tuple(got)} does not match {want}"))
+            bad_shape.add(name)
+    if scene.rgbs.dtype != np.uint8:
+        probs.append(Problem("rgbs", f"dtype {scene.rgbs.dtype}, expected uint8"))
+    if len(scene.camera_ids) != c:
+        probs.append(Problem("camera_ids", f"{len(scene.camera_ids)} ids for {c} cameras"))
+    if not (np.isfinite(scene.fps) and scene.fps > 0):
+        probs.append(Problem("fps", f"must be a positive finite number, got {scene.fps}"))
+    if scene.timestamps is not None and tuple(scene.timestamps.shape) != (c, t):
+        probs.append(Problem("timestamps", f"shape {tuple(scene.timestamps.shape)} does not match {(c, t)}"))
+    if c == 0 or t == 0:
+        return probs
+    if "depths" not in bad_shape:
+        d = np.asarray(scene.depths)
         if not np.isfinite(d).all():
-            raise SceneError("depth has NaN or inf values (use 0 for invalid)", path=where, field="depths")
-        if (d < 0).any():
-            raise SceneError("depth has negative values (use 0 for invalid)", path=where, field="depths")
-        r = np.asarray(self.extrs[..., :3], np.float64)
-        err = np.abs(np.einsum("...ij,...kj->...ik", r, r) - np.eye(3)).max()
-        if err > 1e-3:
-            raise SceneError(
-                f"rotation part is not orthonormal (max |R R^T - I| = {err:.2g})", path=where, field="extrs"
+            probs.append(Problem("depths", "depth has NaN or inf values (use 0 for invalid)"))
+        elif (d < 0).any():
+            probs.append(Problem("depths", "depth has negative values (use 0 for invalid)"))
+    if "intrs" not in bad_shape:
+        k = np.asarray(scene.intrs, np.float64)
+        finite = np.asarray(np.isfinite(k).all(axis=(-2, -1)))
+        if not finite.all():
+            probs.append(Problem("intrs", f"NaN or inf values at {_first(~finite)}"))
+        with np.errstate(invalid="ignore"):
+            focal = (k[..., 0, 0] > 0) & (k[..., 1, 1] > 0)
+        if not (focal | ~finite).all():
+            probs.append(
+                Problem("intrs", f"focal lengths must be positive, not at {_first(~focal & finite)}")
             )
-        k = np.asarray(self.intrs, np.float64)
-        if (k[..., 0, 0] <= 0).any() or (k[..., 1, 1] <= 0).any():
-            raise SceneError("focal lengths must be positive", path=where, field="intrs")
-        if self.timestamps is not None and tuple(self.timestamps.shape) != (c, t):
-            raise SceneError(
-                f"shape {tuple(self.timestamps.shape)} does not match {(c, t)}",
-                path=where,
-                field="timestamps",
+    if "extrs" not in bad_shape:
+        e = np.asarray(scene.extrs, np.float64)
+        finite = np.asarray(np.isfinite(e).all(axis=(-2, -1)))
+        if not finite.all():
+            probs.append(Problem("extrs", f"NaN or inf values at {_first(~finite)}"))
+        r = np.where(finite[..., None, None], e[..., :3], np.eye(3))
+        err = np.abs(np.einsum("...ij,...kj->...ik", r, r) - np.eye(3)).max(axis=(-2, -1))
+        if (err > rot_tol).any():
+            probs.append(
+                Problem(
+                    "extrs",
+                    f"rotation part is not orthonormal (max |R R^T - I| = {err.max():.2g}) at {_first(err > rot_tol)}",
+                )
             )
+        det = np.linalg.det(r)
+        flipped = (det < 0) & (err <= rot_tol)
+        if flipped.any():
+            probs.append(Problem("extrs", f"rotation part is a reflection (det R = -1) at {_first(flipped)}"))
+    return probs
 
 
 def save_scene(scene: Scene, path: str | Path) -> Path:
@@ -136,8 +189,13 @@ def load_scene(path: str | Path, *, mmap: bool = True, validate: bool = True) ->
         )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise SceneError(f"invalid JSON ({e})", path=meta_path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise SceneError(f"invalid JSON ({e}); re-import the scene", path=meta_path) from None
+    if not isinstance(meta, dict):
+        raise SceneError("expected a JSON object", path=meta_path)
+    meta_probs = _meta_problems(meta)
+    if meta_probs:
+        raise SceneError("invalid scene.json", path=meta_path, problems=meta_probs)
     if meta.get("format") != SCENE_FORMAT:
         raise SceneError(
             f"format {meta.get('format')!r}, expected {SCENE_FORMAT!r}", path=meta_path, field="format"
@@ -149,8 +207,8 @@ def load_scene(path: str | Path, *, mmap: bool = True, validate: bool = True) ->
             raise SceneError("missing array file", path=p, field=name)
         try:
             return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except ValueError as e:
-            raise SceneError(f"unreadable array ({e})", path=p, field=name) from None
+        except (ValueError, OSError, EOFError) as e:  # truncated or not an .npy
+            raise SceneError(f"unreadable array ({e}); re-import the scene", path=p, field=name) from None
 
     scene = Scene(
         rgbs=arr("rgbs"),
@@ -166,3 +224,15 @@ def load_scene(path: str | Path, *, mmap: bool = True, validate: bool = True) ->
     if validate:
         scene.validate(where=path)
     return scene
+
+
+def _meta_problems(meta: dict[str, Any]) -> list[Problem]:
+    """Types of scene.json's fields (a hand-edited file must fail here, not as a traceback later)."""
+    probs = []
+    ids = meta.get("camera_ids", [])
+    if not isinstance(ids, list) or not all(isinstance(c, (str, int)) for c in ids):
+        probs.append(Problem("camera_ids", "must be a list of camera names"))
+    fps = meta.get("fps", 30.0)
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not np.isfinite(fps) or fps <= 0:
+        probs.append(Problem("fps", f"must be a positive number, got {fps!r}"))
+    return probs

@@ -96,14 +96,23 @@ class FrameFolder(VideoSource):
         from PIL import Image, UnidentifiedImageError
 
         size = None
-        for p in self.files:
+        for i, p in enumerate(self.files):
             try:
                 with Image.open(p) as im:
                     wh = im.size
                     if im.format == "PNG":
                         im.verify()  # chunk CRCs, no decoding: catches truncated/corrupt PNGs up front
+                    elif im.format == "JPEG" and not _jpeg_complete(p):
+                        # libjpeg decodes a cut-off JPEG without an error (grey bottom rows)
+                        raise VideoError(
+                            f"truncated JPEG: frame {i} has no end-of-image marker; re-export or remove it",
+                            path=p,
+                        )
             except (UnidentifiedImageError, OSError, SyntaxError) as e:
-                raise VideoError(f"unreadable frame ({e.__class__.__name__}: {e})", path=p) from None
+                raise VideoError(
+                    f"unreadable frame {i} ({e.__class__.__name__}: {e}); re-export or remove it",
+                    path=p,
+                ) from None
             if size is None:
                 size = wh
             elif wh != size:
@@ -120,7 +129,7 @@ class FrameFolder(VideoSource):
         p = self.files[index]
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:
-            raise VideoError("unreadable frame (decoder failed)", path=p)
+            raise VideoError(f"unreadable frame {index} (decoder failed); re-export or remove it", path=p)
         if img.shape[:2] != (self.height, self.width):
             raise VideoError(
                 f"frame size {img.shape[1]}x{img.shape[0]} differs from {self.width}x{self.height}", path=p
@@ -133,6 +142,15 @@ class FrameFolder(VideoSource):
 
     def content_hash(self) -> str:
         return self._hash
+
+
+def _jpeg_complete(path: Path) -> bool:
+    """A JPEG ends with its end-of-image marker (FF D9), give or take trailing padding."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - 256))
+        tail = f.read().rstrip(b"\x00\r\n\t ")
+    return tail.endswith(b"\xff\xd9")
 
 
 class VideoFile(VideoSource):
@@ -162,6 +180,14 @@ class VideoFile(VideoSource):
         self.num_frames = len(self._pts)
         if self.num_frames == 0:
             raise VideoError("video has no frames", path=self.path)
+        claimed = int(stream.frames or 0)
+        if claimed > self.num_frames:
+            # a file cut short keeps its header: the container promises frames that are not there
+            raise VideoError(
+                f"truncated video: the container says {claimed} frames but only {self.num_frames} are in the file; "
+                "copy or export it again",
+                path=self.path,
+            )
         self._next = 0
         self._decoder: Iterator | None = None
 

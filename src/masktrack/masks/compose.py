@@ -175,11 +175,19 @@ def tokenize(expr: str) -> list[Token]:
     return tokens
 
 
+MAX_TOKENS = 600
+MAX_DEPTH = 32
+MAX_RADIUS = 4096
+
+
 class _Parser:
     def __init__(self, expr: str) -> None:
         self.expr = expr
         self.tokens = tokenize(expr)
         self.i = 0
+        self.depth = 0
+        if len(self.tokens) > MAX_TOKENS:  # evaluation recurses along the tree: keep it far from the limit
+            raise self.error(f"expression longer than {MAX_TOKENS} tokens; split it into named outputs")
 
     @property
     def tok(self) -> Token:
@@ -191,7 +199,8 @@ class _Parser:
 
     def take(self) -> Token:
         t = self.tok
-        self.i += 1
+        if t.kind != "END":  # END stays current: an expression cut short is an error, not an IndexError
+            self.i += 1
         return t
 
     def expect(self, text: str, what: str) -> Token:
@@ -240,6 +249,15 @@ class _Parser:
         return node
 
     def primary(self) -> Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.error(f"parentheses and calls nested deeper than {MAX_DEPTH} levels")
+            return self._primary()
+        finally:
+            self.depth -= 1
+
+    def _primary(self) -> Node:
         t = self.tok
         if self.at("("):
             self.take()
@@ -300,6 +318,10 @@ class _Parser:
         if fn == "fill_holes":
             return Call(name.pos, span, fn, arg)
         value = self._int(extra[0], "a radius" if fn != "remove_small" else "a minimum area")
+        if fn in ("dilate", "erode") and value > MAX_RADIUS:
+            raise self.error(
+                f"radius {value} is larger than any frame (at most {MAX_RADIUS} pixels)", extra[0]
+            )
         shape: Shape = "square"
         shape_tok = kwargs.get("shape") or (extra[1] if len(extra) > 1 else None)
         if shape_tok is not None:

@@ -35,6 +35,7 @@ import numpy as np
 from masktrack.config import ComposeOutput, PipelineConfig
 from masktrack.errors import ConfigError, StoreError
 from masktrack.io.atomic import atomic_write_bytes, atomic_write_json, clean_temp_files, hash_json
+from masktrack.io.lock import output_lock
 from masktrack.io.manifest import (
     MANIFEST_FORMAT,
     TOOL_VERSION,
@@ -633,21 +634,29 @@ def run_compose(
                 path=loc["path"],
                 field=loc["field"].removesuffix(".expr"),
             )
-    reports: list[OutputReport] = []
-    for n in selected:
-        reports.append(
-            compose_output(
-                cfg,
-                n,
-                cfg.compose[n],
-                force=force,
-                packed=packed,
-                workers=workers,
-                progress=progress,
-                origin=origins.get(n),
+    objects = _session_objects(cfg, MaskStore(cfg.output))
+    for n in selected:  # every expression checked before the output folder is locked (created)
+        try:
+            compile_expression(cfg.compose[n].expr, objects)
+        except ExpressionError as e:
+            raise e.located(**_location(cfg, n, origins.get(n))) from None
+    with output_lock(cfg.output, "compose"):
+        clean_temp_files(Path(cfg.output) / "composed")  # a killed run's temp files (we hold the lock)
+        reports: list[OutputReport] = []
+        for n in selected:
+            reports.append(
+                compose_output(
+                    cfg,
+                    n,
+                    cfg.compose[n],
+                    force=force,
+                    packed=packed,
+                    workers=workers,
+                    progress=progress,
+                    origin=origins.get(n),
+                )
             )
-        )
-    summary = _update_summary(Path(cfg.output), reports)
+        summary = _update_summary(Path(cfg.output), reports)
     return ComposeReport(reports, summary)
 
 

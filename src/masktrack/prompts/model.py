@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictInt, ValidationError, field_validator
 
 from masktrack.errors import Problem, PromptError
 from masktrack.io.atomic import atomic_write_json
@@ -54,15 +54,19 @@ def default_color(obj_id: int) -> Color:
     return PALETTE[(obj_id - 1) % len(PALETTE)] if obj_id >= 1 else PALETTE[0]
 
 
+_Num = Annotated[float, Strict()]  # a JSON number (int or float), not a bool or a numeric string
+
+
 class Keyframe(BaseModel):
     """Prompts for one object on one frame."""
 
     model_config = ConfigDict(extra="forbid")
 
-    frame: int
-    points: list[tuple[float, float]] = Field(default_factory=list)
-    labels: list[int] = Field(default_factory=list)
-    boxes: list[tuple[float, float, float, float]] = Field(default_factory=list)
+    # strict: `true` as a label, "12" as a coordinate or frame is a mistake to report, not to coerce
+    frame: StrictInt
+    points: list[tuple[_Num, _Num]] = Field(default_factory=list)
+    labels: list[StrictInt] = Field(default_factory=list)
+    boxes: list[tuple[_Num, _Num, _Num, _Num]] = Field(default_factory=list)
     mask: str | None = None
 
     def is_empty(self) -> bool:
@@ -256,8 +260,14 @@ def load_prompts(path: str | Path, *, size: tuple[int, int] | None = None) -> Pr
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PromptError("prompt file not found", path=path) from None
+    except IsADirectoryError:
+        raise PromptError(
+            "this is a folder; give the prompt file itself (e.g. prompts.json)", path=path
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PromptError(f"not valid JSON ({e})", path=path) from None
+    except RecursionError:
+        raise PromptError("JSON nested too deeply; this is not a prompt file", path=path) from None
     pf = parse_prompts(data, path=path, size=size)
     for o in pf.objects:
         for k in o.keyframes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from masktrack.config import PipelineConfig, SessionConfig
 from masktrack.errors import ConfigError, Problem
+from masktrack.io import lock
 from masktrack.io.atomic import canonical_json
 from masktrack.io.progress import Progress, ProgressEvent, as_progress
 from masktrack.io.video import open_video
@@ -103,6 +104,7 @@ def run_segment(
         backends = _load_backends(cfg, resolved)
         reports: list[SessionReport] = []
         try:
+            lock.acquire(cfg.output, "segment")  # one writer per output folder (after all checks)
             for rs in resolved:
                 backend = backends[canonical_json([rs.config.backend, rs.config.options])]
                 cb: ProgressFn | None = None
@@ -117,6 +119,7 @@ def run_segment(
                     on_event(ProgressEvent(rs.name, report.frames, report.frames, "reused"))
                 reports.append(report)
         finally:
+            lock.release(cfg.output)
             for b in backends.values():
                 b.close()
     return reports

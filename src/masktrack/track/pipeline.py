@@ -33,6 +33,7 @@ import numpy as np
 from masktrack.errors import SceneError
 from masktrack.io.atomic import atomic_path, atomic_write_json, clean_temp_files, hash_file, hash_json
 from masktrack.io.instances import Instance, list_instances, load_instance
+from masktrack.io.lock import output_lock
 from masktrack.io.manifest import MANIFEST_FORMAT, TOOL_VERSION, OutputEntry, Status, entry_for, verify_entry
 from masktrack.io.scene import Scene, load_scene
 from masktrack.track.base import Tracks, track_batched
@@ -223,7 +224,30 @@ def track_instance(
     )
 
 
-def run_tracking(
+def run_tracking(scene_path: str | Path, out_dir: str | Path, **kwargs: Any) -> TrackingReport:
+    """Track every selected instance of the scene independently into ``out_dir`` (resumable).
+
+    Everything the run reads (scene, every selected instance, the tracker) is
+    checked before the output folder is created; the folder's writer lock
+    (:mod:`masktrack.io.lock`) is held while writing.  Options: see :func:`_run_tracking`.
+    """
+    scene_path, out_dir = Path(scene_path), Path(out_dir)
+    scene = load_scene(scene_path)
+    for name in select_instances(scene_path, kwargs.get("instances", "all")):
+        inst = load_instance(scene_path, name)
+        if tuple(inst.shape) != (scene.num_cameras, scene.num_frames, *scene.size):
+            raise SceneError(
+                f"instance shape {tuple(inst.shape)} does not match the scene",
+                path=inst.folder,
+                field="shape",
+            )
+    get_tracker(kwargs.get("tracker", "flow"), **(kwargs.get("tracker_options") or {}))
+    with output_lock(out_dir, "track"):
+        clean_temp_files(out_dir)  # a killed run's tracking.json temp file (we hold the lock)
+        return _run_tracking(scene_path, out_dir, **kwargs)
+
+
+def _run_tracking(
     scene_path: str | Path,
     out_dir: str | Path,
     *,

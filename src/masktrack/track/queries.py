@@ -19,11 +19,11 @@ Steps (all deterministic for a fixed ``seed``):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from masktrack.errors import SceneError
+from masktrack.errors import ConfigError, Problem, SceneError
 from masktrack.io.instances import Instance
 from masktrack.io.scene import Scene
 from masktrack.track.geometry import lift
@@ -56,6 +56,47 @@ class QueryOptions:
     min_depth: float = 0.0
     max_depth: float = float("inf")
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        probs = self.problems()
+        if probs:
+            raise ConfigError("invalid query options", problems=probs)
+
+    def problems(self) -> list[Problem]:
+        """Every bad value at once, named by option (NaN voxels, negative caps, ...)."""
+
+        def whole(v: Any) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        def real(v: Any) -> bool:
+            return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and not np.isnan(v)
+
+        probs = []
+        for name, lo in (
+            ("frame", 0),
+            ("span", 1),
+            ("stride", 1),
+            ("erode", 0),
+            ("pixel_stride", 1),
+            ("max_queries", 0),
+        ):
+            v = getattr(self, name)
+            if not whole(v) or v < lo:
+                probs.append(Problem(name, f"must be a whole number >= {lo}, got {v!r}"))
+        if not whole(self.seed):
+            probs.append(Problem("seed", f"must be a whole number, got {self.seed!r}"))
+        for name in ("voxel", "min_depth"):
+            v = getattr(self, name)
+            if not real(v) or not np.isfinite(v) or v < 0:
+                probs.append(Problem(name, f"must be a finite number >= 0, got {v!r}"))
+        if not real(self.max_depth) or self.max_depth <= 0:
+            probs.append(Problem("max_depth", f"must be a number > 0 (or inf), got {self.max_depth!r}"))
+        frames: list[Any] = (
+            [self.contact] if not isinstance(self.contact, dict) else list(self.contact.values())
+        )
+        if self.contact is not None and not all(whole(f) and f >= 0 for f in frames):
+            probs.append(Problem("contact", f"frames must be whole numbers >= 0, got {self.contact!r}"))
+        return probs
 
     def to_json(self) -> dict:
         d = asdict(self)
