@@ -301,6 +301,29 @@ def case_prompt_numeric_string_coordinate(ws):
     return ["segment", str(ws["cfg"])], 2, [str(p), "points"]
 
 
+def _session_options(ws, **options):
+    cfg = yaml.safe_load(ws["cfg"].read_text())
+    cfg["sessions"][0]["options"] = options
+    ws["cfg"].write_text(yaml.safe_dump(cfg))
+    return ["segment", str(ws["cfg"])]
+
+
+def case_option_not_a_number(ws):
+    return _session_options(ws, band="abc"), 2, [str(ws["cfg"]), "sessions[0:arm].options.band"]
+
+
+def case_option_bool_for_int(ws):
+    return _session_options(ws, max_side=True), 2, [str(ws["cfg"]), "sessions[0:arm].options.max_side"]
+
+
+def case_option_infinite(ws):
+    return _session_options(ws, sigma=float("inf")), 2, [str(ws["cfg"]), "sessions[0:arm].options.sigma"]
+
+
+def case_tracker_option_negative(ws):
+    return ["track", str(ws["scene"]), "--out", str(ws["root"] / "t"), "-o", "win=-3"], 2, ["options.win"]
+
+
 CASES = {name[len("case_") :]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 
 
