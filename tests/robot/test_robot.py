@@ -18,11 +18,24 @@ from masktrack.robot.calibrate import (
     se3,
 )
 
-HAS_PANDA = (
-    importlib.util.find_spec("pybullet_data") is not None and importlib.util.find_spec("trimesh") is not None
-)
+
+def _has_panda() -> bool:
+    if importlib.util.find_spec("trimesh") is None:
+        return False
+    try:
+        from masktrack.robot.model import panda_urdf_path
+
+        p = panda_urdf_path()
+    except Exception:
+        return False
+    return "example-robot-data" not in str(p) or importlib.util.find_spec("collada") is not None
+
+
+HAS_PANDA = _has_panda()
 RLBENCH = Path(__file__).resolve().parents[3] / "shared" / "data" / "rlbench" / "reach_target_episode0.npz"
-needs_panda = pytest.mark.skipif(not HAS_PANDA, reason="needs pybullet (panda meshes) and trimesh")
+needs_panda = pytest.mark.skipif(
+    not HAS_PANDA, reason="needs trimesh and example-robot-data (+ pycollada) or pybullet"
+)
 
 URDF = """<robot name="prim">
   <link name="base"><visual><geometry><box size="0.2 0.2 0.1"/></geometry></visual></link>
