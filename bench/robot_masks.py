@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             ["python", "bench/robot_masks.py", *(argv if argv is not None else sys.argv[1:])]
         ),
         "npz": str(args.npz),
-        "model": "panda (pybullet_data franka_panda URDF)",
+        "model": "panda: " + str(model.source),
         "calibration": {
             "ee_fit": {
                 "residual_mm": fit.residual_mm,

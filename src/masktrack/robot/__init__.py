@@ -4,8 +4,37 @@ Heavy libraries (trimesh, mujoco, scipy.optimize) are imported inside the
 functions that need them; importing this package costs only numpy.
 """
 
+from masktrack.robot.calibrate import (
+    Calibration,
+    CalibrationError,
+    CameraRefinement,
+    CameraView,
+    EEFit,
+    calibrate,
+    check_calibration,
+    fit_base_from_ee,
+    refine_camera,
+    refine_robot_from_depth,
+)
 from masktrack.robot.model import RobotModel, RobotModelError
 from masktrack.robot.render import RobotRender, occlude, render
 from masktrack.robot.state import RobotState
 
-__all__ = ["RobotModel", "RobotModelError", "RobotRender", "RobotState", "occlude", "render"]
+__all__ = [
+    "Calibration",
+    "CalibrationError",
+    "CameraRefinement",
+    "CameraView",
+    "EEFit",
+    "RobotModel",
+    "RobotModelError",
+    "RobotRender",
+    "RobotState",
+    "calibrate",
+    "check_calibration",
+    "fit_base_from_ee",
+    "occlude",
+    "refine_camera",
+    "refine_robot_from_depth",
+    "render",
+]
