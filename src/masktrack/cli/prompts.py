@@ -42,7 +42,9 @@ def validate(file: Path, video: Path | None) -> None:
     from masktrack.prompts.model import load_prompts
 
     num_frames, size = _size(video)
-    pf = load_prompts(file, size=size).validate_for(num_frames=num_frames, size=size, path=file)
+    pf = load_prompts(file, size=size, num_frames=num_frames).validate_for(
+        num_frames=num_frames, size=size, path=file
+    )
     n_kf = sum(len(o.keyframes) for o in pf.objects)
     what = (
         f"against {video} ({num_frames} frames, {size[1]}x{size[0]})"
@@ -67,7 +69,7 @@ def convert(src: Path, dst: Path, video: Path | None) -> None:
     """Convert IN (legacy sam3.annotation_prompts.v1 or v1) to the v1 format in OUT.
 
     Same-frame entries of an object are merged; mask paths are rewritten
-    relative to OUT.  Legacy names: arm lists -> arm, arm_2... (by obj_id),
+    relative to OUT.  Legacy names (by key): ARM_CABLE -> arm, ARM_CABLE_2 -> arm_2,
     GRIPPER_LEFT/RIGHT -> gripper_left/gripper_right; ids renumbered 1..N.
 
     \b
@@ -79,7 +81,9 @@ def convert(src: Path, dst: Path, video: Path | None) -> None:
     from masktrack.prompts.model import load_prompts, save_prompts
 
     num_frames, size = _size(video)
-    pf = load_prompts(src, size=size).validate_for(num_frames=num_frames, size=size, path=src)
+    pf = load_prompts(src, size=size, num_frames=num_frames).validate_for(
+        num_frames=num_frames, size=size, path=src
+    )
     if video is not None:
         pf.video = os.path.relpath(video.resolve(), dst.resolve().parent)
     for o in pf.objects:

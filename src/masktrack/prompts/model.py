@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictInt, ValidationError, field_validator
 
@@ -107,6 +107,8 @@ class PromptFile(BaseModel):
     version: Literal[1] = PROMPT_VERSION
     video: str | None = None
     objects: list[ObjectPrompts] = Field(default_factory=list)
+    #: where the prompts came from (e.g. the notebook file's ``created_at_utc``/``stats``); kept, never used
+    provenance: dict[str, Any] | None = None
 
     def object(self, name: str) -> ObjectPrompts:
         for o in self.objects:
@@ -230,11 +232,17 @@ class PromptFile(BaseModel):
 
 
 def parse_prompts(
-    data: object, *, path: str | Path | None = None, size: tuple[int, int] | None = None
+    data: object,
+    *,
+    path: str | Path | None = None,
+    size: tuple[int, int] | None = None,
+    num_frames: int | None = None,
 ) -> PromptFile:
     """Parse a decoded JSON document: the v1 format, or the legacy ``sam3.annotation_prompts.v1``.
 
-    ``size`` (height, width) is needed only for legacy ``rel`` coordinates.
+    ``size`` (height, width) is needed only for legacy ``rel`` coordinates;
+    with ``num_frames`` too, a legacy file's range problems come with its
+    conversion problems in one report.
     """
     if isinstance(data, dict) and data.get("format", PROMPT_FORMAT) == PROMPT_FORMAT and "objects" in data:
         try:
@@ -244,7 +252,7 @@ def parse_prompts(
     from masktrack.prompts.legacy import is_legacy, parse_legacy
 
     if is_legacy(data):
-        return parse_legacy(data, path=path, size=size)
+        return parse_legacy(data, path=path, size=size, num_frames=num_frames)
     fmt = data.get("format") if isinstance(data, dict) else None
     raise PromptError(
         f"unknown prompt format {fmt!r}; expected {PROMPT_FORMAT!r} v{PROMPT_VERSION} or 'sam3.annotation_prompts.v1'",
@@ -253,7 +261,9 @@ def parse_prompts(
     )
 
 
-def load_prompts(path: str | Path, *, size: tuple[int, int] | None = None) -> PromptFile:
+def load_prompts(
+    path: str | Path, *, size: tuple[int, int] | None = None, num_frames: int | None = None
+) -> PromptFile:
     """Load a prompt file (either format). Mask paths become absolute; ``size`` as in :func:`parse_prompts`."""
     path = Path(path)
     try:
@@ -268,7 +278,7 @@ def load_prompts(path: str | Path, *, size: tuple[int, int] | None = None) -> Pr
         raise PromptError(f"not valid JSON ({e})", path=path) from None
     except RecursionError:
         raise PromptError("JSON nested too deeply; this is not a prompt file", path=path) from None
-    pf = parse_prompts(data, path=path, size=size)
+    pf = parse_prompts(data, path=path, size=size, num_frames=num_frames)
     for o in pf.objects:
         for k in o.keyframes:
             if k.mask is not None and not Path(k.mask).is_absolute():

@@ -196,7 +196,7 @@ def load_session_prompts(cfg: PipelineConfig, s: SessionConfig, video: VideoSour
     path = cfg.prompts_for(s)
     if path is None:
         return None
-    return load_prompts(path, size=video.size).validate_for(
+    return load_prompts(path, size=video.size, num_frames=video.num_frames).validate_for(
         num_frames=video.num_frames, size=video.size, path=path
     )
 
