@@ -143,7 +143,11 @@ def test_instance_recordings_hold_one_points_entity_per_instance(tmp_path: Path)
         assert r["recordings"] == scene_ids  # same application AND recording id: the files merge
         assert r["blueprints"] == 1
         ents = set(r["temporal"])
-        assert ents == {f"/world/instances/{name}/points", f"/world/instances/{name}/trails"}
+        assert ents == {
+            f"/world/instances/{name}/points",
+            f"/world/instances/{name}/trails",
+            *(f"/world/cameras/{c}/instances/{name}" for c in ("left", "right")),
+        }
         pts = r["temporal"][f"/world/instances/{name}/points"]
         tr = tracks[name]
         assert sorted(pts["Points3D:positions"]) == list(range(T))
@@ -369,3 +373,45 @@ def test_tracks_of_another_length_are_refused_before_writing(tmp_path: Path) -> 
     with pytest.raises(SceneError, match="tracks have 3 frames"):
         write_recordings(scene, tracks, tmp_path / "out", instances=instances)
     assert not (tmp_path / "out" / "rerun" / "scene.rrd").exists()
+
+
+def test_camera_views_show_only_points_in_front_of_the_camera_and_near_the_image(tmp_path: Path) -> None:
+    from masktrack.track.base import Tracks
+    from masktrack.viz.rerun import write_recordings
+
+    scene, instances, _ = make_tracked_scene(tmp_path / "scene")
+    # camera "left": R = I, t = (0.1, 0, 1), fx = fy = 50, c = (20, 16), image 40x32
+    pts = np.array(
+        [
+            [0.0, 0.0, 0.0],  # in front, inside: (25, 16)
+            [-0.1, 0.0, -2.0],  # behind (z = -1): a naive projection lands inside, at (20, 16)
+            [5.0, 0.0, 0.0],  # in front, far right of the image (u = 275)
+            [0.3, 0.0, 0.0],  # in front, just outside the right edge (u = 40): within the margin
+            [np.nan, np.nan, np.nan],  # not yet queried
+        ],
+        np.float32,
+    )
+    x = np.broadcast_to(pts, (T, len(pts), 3)).copy()
+    tracks = {
+        "arm": Tracks(tracks=x, visibility=np.ones(x.shape[:2], bool), queries=np.zeros((5, 4), np.float32))
+    }
+    paths = write_recordings(scene, tracks, tmp_path / "out", instances={"arm": instances["arm"]})
+    rec = read_rrd(paths.instances["arm"])
+    got = rec["temporal"]["/world/cameras/left/instances/arm"]["Points2D:positions"]
+    assert sorted(got) == list(range(T))
+    for f in range(T):
+        uv = np.asarray([[np.nan if c is None else c for c in p] for p in got[f]], np.float32)
+        assert uv.shape == (5, 2)  # index i stays track i
+        np.testing.assert_allclose(uv[0], [25.0, 16.0], atol=1e-4)
+        np.testing.assert_allclose(uv[3], [40.0, 16.0], atol=1e-4)
+        assert np.isnan(uv[[1, 2, 4]]).all()
+    # no 3D entity is projected into the 2D views any more, and each view keeps to its image
+    rows = blueprint_rows(paths.combined)
+    contents = [
+        r["value"] for r in rows if "ViewContents" in r["component"] or "QueryExpression" in r["component"]
+    ]
+    assert not any("/world/instances/**" in str(v) and "cameras" not in str(v) for v in contents), contents
+    bounds = [r["value"] for r in rows if "VisualBounds2D" in r["component"]]
+    assert len(bounds) == 2, rows
+    for b in bounds:
+        assert str(b).count("-0.5") == 2 and "39.5" in str(b) and "31.5" in str(b), b

@@ -25,6 +25,13 @@ Entity layout (timeline ``frame``)::
     world/instances/<name>/points      Points3D, instance index = track index, N points every frame
     world/instances/<name>/trails      LineStrips3D, one segment (t-1 -> t) per live track; the blueprint
                                        shows the last ``trail`` frames of them
+    world/cameras/<cam>/instances/<name>  Points2D: the instance's tracks projected into that camera, only
+                                       those in front of it and inside (or within ``IMAGE_MARGIN`` of) the
+                                       image; the rest are NaN (not drawn), so index i is still track i
+
+Each camera's 2D view shows its own entities only (image, depth, masks, projected tracks) with its
+visual bounds fixed to the image: projecting every 3D point (behind the camera, far off-image) made
+the view auto-fit to them and shrank the image in its cell.
 
 Visibility rule: every frame logs all N tracks of an instance, so the point
 with instance index ``i`` is always track ``i``.  Visible points use the
@@ -61,6 +68,8 @@ if TYPE_CHECKING:  # pragma: no cover
 APPLICATION_ID = "masktrack"
 TIMELINE = "frame"
 FORMAT_VERSION = 1
+#: how far outside the image (fraction of its width/height) projected track points are still drawn
+IMAGE_MARGIN = 0.05
 MANIFEST = "manifest.json"
 
 # Colours for instances without masks (tab10); instances with masks use their own colour.
@@ -161,9 +170,16 @@ def instance_styles(
 
 
 def scene_blueprint(
-    camera_ids: list[str], instance_names: Iterable[str], *, trail: int = 10
+    camera_ids: list[str],
+    instance_names: Iterable[str],
+    *,
+    trail: int = 10,
+    image_size: tuple[int, int] | None = None,
 ) -> rrb.Blueprint:
-    """3D view of the world (trails over the last ``trail`` frames) beside a grid of per-camera 2D views."""
+    """3D view of the world (trails over the last ``trail`` frames) beside a grid of per-camera 2D views.
+
+    ``image_size`` (height, width) fixes each 2D view's visual bounds to the image.
+    """
     import rerun.blueprint as rrb
 
     trail_range = rrb.VisibleTimeRanges(
@@ -173,10 +189,12 @@ def scene_blueprint(
     )
     overrides = {f"{instance_entity(n)}/trails": trail_range for n in instance_names}
     view3d = rrb.Spatial3DView(origin="world", name="world", overrides=overrides)  # type: ignore[arg-type]
+    bounds = {}
+    if image_size is not None:
+        h, w = image_size
+        bounds = {"visual_bounds": rrb.VisualBounds2D(x_range=[-0.5, w - 0.5], y_range=[-0.5, h - 0.5])}
     cams = [
-        rrb.Spatial2DView(
-            origin=camera_entity(c), name=str(c), contents=["$origin/**", "/world/instances/**"]
-        )
+        rrb.Spatial2DView(origin=camera_entity(c), name=str(c), contents=["$origin/**"], **bounds)  # type: ignore[arg-type]
         for c in camera_ids
     ]
     cols = int(np.ceil(np.sqrt(len(cams)))) if cams else 1
@@ -370,6 +388,63 @@ def trail_segments(tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return seg[live], counts
 
 
+def project_to_image(
+    points: np.ndarray,
+    intrs: np.ndarray,
+    extrs: np.ndarray,
+    size: tuple[int, int],
+    margin: float = IMAGE_MARGIN,
+) -> np.ndarray:
+    """Pixel positions [T, N, 2] of world points [T, N, 3] in one camera (intrs [T,3,3], extrs [T,3,4]
+    world-to-camera); NaN where the point is missing, behind the camera or more than ``margin`` of the
+    image size outside it."""
+    x = np.asarray(points, np.float64)
+    r = np.asarray(extrs, np.float64)[:, None, :, :3]
+    t = np.asarray(extrs, np.float64)[:, None, :, 3]
+    xc = (r @ x[..., None])[..., 0] + t  # [T, N, 3]
+    k = np.asarray(intrs, np.float64)[:, None]
+    uvw = (k @ xc[..., None])[..., 0]
+    z = xc[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = uvw[..., :2] / uvw[..., 2:3]
+    h, w = size
+    mx, my = margin * w, margin * h
+    ok = (
+        np.isfinite(uv).all(-1)
+        & (z > 1e-6)
+        & (uv[..., 0] >= -0.5 - mx)
+        & (uv[..., 0] <= w - 0.5 + mx)
+        & (uv[..., 1] >= -0.5 - my)
+        & (uv[..., 1] <= h - 0.5 + my)
+    )
+    return np.where(ok[..., None], uv, np.nan).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CameraView:
+    """What projecting tracks into one camera needs."""
+
+    camera_id: str
+    intrs: np.ndarray  # [T, 3, 3]
+    extrs: np.ndarray  # [T, 3, 4] world-to-camera
+    size: tuple[int, int]  # (height, width)
+
+
+def camera_views(scene: Scene) -> list[CameraView]:
+    return [
+        CameraView(str(c), np.asarray(scene.intrs[i]), np.asarray(scene.extrs[i]), scene.size)
+        for i, c in enumerate(scene.camera_ids)
+    ]
+
+
+def cameras_fingerprint(scene: Scene) -> str:
+    h = hashlib.sha256()
+    for a in (scene.intrs, scene.extrs):
+        _hash_array(h, a)
+    h.update(json.dumps([list(scene.camera_ids), list(scene.size)]).encode())
+    return h.hexdigest()
+
+
 def log_instance_tracks(
     rec: rr.RecordingStream,
     name: str,
@@ -379,8 +454,10 @@ def log_instance_tracks(
     point_radius: float = 4.0,
     trail_radius: float = 1.5,
     occluded_alpha: int = 60,
+    cameras: Iterable[CameraView] = (),
 ) -> None:
-    """Log one instance's tracks: one Points3D entity (N points per frame) and its trail segments."""
+    """Log one instance's tracks: one Points3D entity (N points per frame), its trail segments and,
+    per camera in ``cameras``, the points that camera can show (see the module's entity layout)."""
     import rerun as rr
 
     x = np.asarray(tracks.tracks, np.float32)
@@ -414,6 +491,17 @@ def log_instance_tracks(
             f"{ent}/trails",
             indexes=[rr.TimeColumn(TIMELINE, sequence=np.flatnonzero(keep).astype(np.int64))],
             columns=rr.LineStrips3D.columns(strips=seg).partition(counts[keep]),
+        )
+    for cam in cameras:
+        uv = project_to_image(x, cam.intrs, cam.extrs, cam.size)
+        ent2d = f"{camera_entity(cam.camera_id)}/instances/{entity_part(name)}"
+        rec.log(ent2d, rr.Points2D.from_fields(radii=rr.Radius.ui_points(point_radius)), static=True)
+        rec.send_columns(
+            ent2d,
+            indexes=[_frames(t_all)],
+            columns=rr.Points2D.columns(positions=uv.reshape(-1, 2), colors=rgba.reshape(-1, 4)).partition(
+                np.full(t_all, n)
+            ),
         )
 
 
@@ -573,7 +661,7 @@ def write_recordings(
                 field=f"tracks[{name}]",
             )
     rid = recording_id(scene, out_dir)
-    blueprint = scene_blueprint(list(scene.camera_ids), styles, trail=trail)
+    blueprint = scene_blueprint(list(scene.camera_ids), styles, trail=trail, image_size=scene.size)
     common = {
         "format": FORMAT_VERSION,
         "rerun": rr.__version__,
@@ -627,14 +715,24 @@ def write_recordings(
 
     # 2. one recording per instance
     inst_paths: dict[str, Path] = {}
+    cams_fp = cameras_fingerprint(scene)
+    views = camera_views(scene)
     for name in names:
         path = root / "instances" / f"{name}.rrd"
-        key = hash_json({**common, "name": name, "tracks": tracks_fingerprint(tracks[name])})
+        key = hash_json(
+            {
+                **common,
+                "name": name,
+                "tracks": tracks_fingerprint(tracks[name]),
+                "cameras": cams_fp,
+                "view2d": 1,
+            }
+        )
         if _is_current(old.get("instances", {}).get(name), path, key):
             manifest["instances"][name] = old["instances"][name]
         else:
             with _recording_file(path, rid, blueprint) as rec:
-                log_instance_tracks(rec, name, tracks[name], styles[name].color)
+                log_instance_tracks(rec, name, tracks[name], styles[name].color, cameras=views)
             manifest["instances"][name] = _file_entry(path, key, root)
         inst_paths[name] = path
         save_manifest()
