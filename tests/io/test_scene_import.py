@@ -155,3 +155,75 @@ def test_instances_from_masktrack_outputs(tmp_path: Path) -> None:
         tmp_path / "scene", {"left": outs["left"]}, {"arm_only": "composed:arm_only"}
     )
     assert arm.masks()[0, 1].all() and not arm.masks()[0, 0].any()
+
+
+# ---- all problems at once; what mvtracker's files carry besides the arrays ------------------------
+
+
+def test_every_problem_of_a_file_in_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    npz = tmp_path / "ep.npz"
+    d = _users_npz(npz, pickled_masks=True, object_ids=True)  # pickled camera_ids AND pickled sam2_masks
+    d["intrs"] = d["intrs"][:, :, :2]  # and a third mistake
+    np.savez(npz, **d)
+    with pytest.raises(SceneError) as e:
+        import_npz(npz, tmp_path / "scene", mask_key="sam2_masks")
+    fields = [p.location for p in e.value.problems]
+    assert fields == ["intrs", "camera_ids", "sam2_masks"], e.value.lines()
+    assert not (tmp_path / "scene" / "scene.json").exists()
+    rc = main(["scene", "import", str(npz), str(tmp_path / "s"), "--mask-key", "sam2_masks"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 3 and all(str(npz) in line for line in err)
+    assert "Traceback" not in "\n".join(err)
+
+
+def _mvtracker_npz(path: Path, *, channels_last: bool = False, static: bool = False) -> dict:
+    """mvtracker's per-mask NPZ: arrays plus query_points, per_camera_timestamps, sam2_contact_frames."""
+    d = _users_npz(path, pickled_masks=False, object_ids=False)
+    C, T = 2, 3
+    if channels_last:
+        d["rgbs"] = np.ascontiguousarray(d["rgbs"].transpose(0, 1, 3, 4, 2))
+    if static:
+        e4 = np.zeros((C, 4, 4), np.float32)
+        e4[:, :3] = d["extrs"][:, 0]
+        e4[:, 3, 3] = 1
+        d["extrs"] = e4
+        d["intrs"] = d["intrs"][:, 0].copy()
+    d["query_points"] = np.array([[2, 0.1, 0.0, 1.2], [0, -0.1, 0.05, 1.5], [1, 0, 0, 1.0]], np.float32)
+    d["per_camera_timestamps"] = (
+        1_733_000_000_000_000_000 + np.arange(C * T).reshape(C, T) * 33_333_333
+    ).astype(np.int64)
+    d["sam2_contact_frames"] = np.array([1, -1], np.int64)
+    np.savez(path, **d)
+    return d
+
+
+def test_query_points_timestamps_and_contact_frames_are_kept(tmp_path: Path) -> None:
+    from masktrack.track.queries import QueryOptions, sample_queries
+
+    npz = tmp_path / "mask0.npz"
+    d = _mvtracker_npz(npz)
+    sc = import_npz(npz, tmp_path / "scene", mask_key="gt_masks_arm=arm")
+    # per-camera timestamps: the scene's, bit-exact int64 nanoseconds
+    assert sc.timestamps.dtype == np.int64
+    np.testing.assert_array_equal(np.asarray(sc.timestamps), d["per_camera_timestamps"])
+    assert sc.meta["contact_frames"] == {"left": 1}  # -1 = no contact in that camera
+    inst = load_instance(tmp_path / "scene", "arm")
+    q = sample_queries(sc, inst, QueryOptions(window="given"))
+    np.testing.assert_array_equal(q.points, d["query_points"])  # t kept: 2, 0, 1
+    # the imported contact frame is the default of the contact windows
+    after = sample_queries(sc, inst, QueryOptions(window="after_contact", voxel=0))
+    assert len(after) > 0 and set(after.points[:, 0].tolist()) == {1.0}
+    assert set(after.camera.tolist()) == {0}  # camera "right" has no contact
+
+
+def test_channels_last_rgb_and_static_extrinsics_are_broadcast(tmp_path: Path) -> None:
+    a, b = tmp_path / "first.npz", tmp_path / "last.npz"
+    _mvtracker_npz(a)
+    _mvtracker_npz(b, channels_last=True, static=True)
+    sa = import_npz(a, tmp_path / "sa")
+    sb = import_npz(b, tmp_path / "sb")
+    assert np.asarray(sa.rgbs).std() > 0
+    for name in ("rgbs", "depths", "intrs", "extrs"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(sa, name)), np.asarray(getattr(sb, name)), err_msg=name
+        )

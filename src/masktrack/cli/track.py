@@ -246,10 +246,11 @@ def _contact(value: str | None) -> int | dict[str, int] | None:
 @click.option("--instances", default="all", show_default=True, help="Comma-separated instance names, or all.")
 @click.option(
     "--window",
-    type=click.Choice(["first", "frame", "all", "before_contact", "after_contact"]),
+    type=click.Choice(["first", "frame", "all", "before_contact", "after_contact", "given"]),
     default="first",
     show_default=True,
-    help="Frames to sample queries from (per camera): first visible, --frame, every --stride-th, or around --contact.",
+    help="Frames to sample queries from (per camera): first visible, --frame, every --stride-th, or around "
+    "--contact; given = the instance's own queries (an imported NPZ's query_points).",
 )
 @click.option("--frame", type=int, default=0, show_default=True)
 @click.option("--span", type=int, default=1, show_default=True, help="Frames in the window.")
@@ -258,7 +259,7 @@ def _contact(value: str | None) -> int | dict[str, int] | None:
     "--contact",
     default=None,
     metavar="F|CAM=F,...",
-    help="Contact frame (one for all cameras, or per camera).",
+    help="Contact frame (one for all cameras, or per camera); default: the scene's imported contact frames.",
 )
 @click.option(
     "--voxel",

@@ -160,7 +160,8 @@ def save_scene(scene: Scene, path: str | Path) -> Path:
         "extrs": scene.extrs.astype(np.float32),
     }
     if scene.timestamps is not None:
-        arrays["timestamps"] = np.asarray(scene.timestamps, np.float64)
+        ts = np.asarray(scene.timestamps)  # integer clocks (ns) stay exact; anything else float64
+        arrays["timestamps"] = ts if np.issubdtype(ts.dtype, np.integer) else ts.astype(np.float64)
     for name, arr in arrays.items():
         with atomic_path(path / f"{name}.npy") as tmp:
             np.save(tmp, np.ascontiguousarray(arr), allow_pickle=False)

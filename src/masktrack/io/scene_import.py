@@ -1,15 +1,24 @@
 """Import multi-view RGB-D recordings into masktrack's scene format.
 
-The NPZ layout users have today::
+The NPZ layout users have today (mvtracker's, and its per-mask files)::
 
-    rgbs        uint8   [C, T, 3, H, W]
-    depths      float32 [C, T, 1, H, W]   metres, 0 = invalid
-    intrs       float32 [C, T, 3, 3]
-    extrs       float32 [C, T, 3, 4]      world-to-camera [R|t]
+    rgbs        uint8   [C, T, 3, H, W]   or channels-last [C, T, H, W, 3]
+    depths      float32 [C, T, 1, H, W]   metres, 0 = invalid (or [C, T, H, W])
+    intrs       float32 [C, T, 3, 3]      or static [C, 3, 3] (broadcast over frames)
+    extrs       float32 [C, T, 3, 4]      world-to-camera [R|t]; also [C, T, 4, 4] and static
+                                          [C, 3, 4] / [C, 4, 4]
     camera_ids  [C] strings (often an *object* array, which needs pickle)
     timestamps  [C, T] or [T]             optional
+    per_camera_timestamps [C, T]          optional (int64, e.g. ns): the scene's timestamps, kept exact
+    query_points float32 [N, 4]           optional (t, x, y, z): every imported instance's own queries
+                                          (``masktrack track --window given``), t kept
+    sam2_contact_frames   int, 0-d or [C] optional: contact frame (per camera; < 0 = none), the
+                                          default of ``--window before_contact/after_contact``
     <masks>     either a 0-d object array holding {"instance_0": bool [C, T, H, W], ...}
                 (needs pickle) or a plain bool array [C, T, H, W]
+
+Every problem of a file is reported at once (each key's shape, dtype and
+pickle refusal), not one per run.
 
 Pickle runs arbitrary code from the file, so the NPZ is opened with
 ``allow_pickle=False`` and a key that needs pickle is an error naming the key,
@@ -31,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from masktrack.errors import SceneError
-from masktrack.io.atomic import hash_file
+from masktrack.errors import Problem, SceneError
+from masktrack.io.atomic import atomic_path, hash_file
 from masktrack.io.instances import list_instances, remove_instance, save_instance
 from masktrack.io.scene import Scene, load_scene, save_scene
 
@@ -148,9 +157,24 @@ def _as_masks(arr: Any, shape: tuple[int, int, int, int], where: Path, field: st
 
 
 def read_npz_masks(
-    npz: _Npz, specs: list[tuple[str, str | None]], shape: tuple[int, int, int, int]
+    npz: _Npz,
+    specs: list[tuple[str, str | None]],
+    shape: tuple[int, int, int, int],
+    *,
+    problems: list[Problem] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Masks named by ``specs`` (a dict-holding object array or plain bool arrays) -> {name: bool [C,T,H,W]}."""
+    """Masks named by ``specs`` (a dict-holding object array or plain bool arrays) -> {name: bool [C,T,H,W]}.
+
+    With ``problems``, each key's problem is appended there and the other keys are still read.
+    """
+    if problems is not None:
+        out_all: dict[str, np.ndarray] = {}
+        for spec in specs:
+            try:
+                out_all.update(read_npz_masks(npz, [spec], shape))
+            except SceneError as e:
+                problems.extend(_as_problems(e))
+        return out_all
     out: dict[str, np.ndarray] = {}
     for key, name in specs:
         arr = npz.get(key)
@@ -174,6 +198,9 @@ def read_npz_masks(
     return out
 
 
+CONTACT_KEYS = ("sam2_contact_frames", "contact_frames")
+
+
 def import_npz(
     npz: str | Path,
     out_scene: str | Path,
@@ -188,54 +215,74 @@ def import_npz(
     ``mask_key``: ``"sam2_masks"`` (a pickled dict of instances), or
     ``"gt_masks_gripper=gripper"`` (a plain bool array, renamed), or a list /
     comma-separated string of those.  ``camera_ids`` overrides the file's ids
-    (useful when they are stored as a pickled object array).
+    (useful when they are stored as a pickled object array).  Every problem in
+    the file is collected and raised as one :class:`SceneError` before anything
+    is written.
     """
     npz = Path(npz)
     out_scene = Path(out_scene)
     src = _Npz(npz, allow_pickle)
+    probs: list[Problem] = []
+
+    def attempt(fn: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except SceneError as e:
+            probs.extend(_as_problems(e))
+            return None
+
     try:
-        rgbs = src.get("rgbs")
-        depths = src.get("depths")
-        intrs = src.get("intrs")
-        extrs = src.get("extrs")
-        assert rgbs is not None and depths is not None and intrs is not None and extrs is not None
-        if rgbs.ndim != 5 or rgbs.shape[2] not in (3, 4):
-            raise SceneError(f"shape {rgbs.shape}, expected [C, T, 3, H, W]", path=npz, field="rgbs")
-        if rgbs.dtype != np.uint8:
-            raise SceneError(f"dtype {rgbs.dtype}, expected uint8", path=npz, field="rgbs")
-        c, t, _, h, w = rgbs.shape
-        if depths.ndim == 5 and depths.shape[2] == 1:
-            depths = depths[:, :, 0]
-        if depths.shape != (c, t, h, w):
-            raise SceneError(
-                f"shape {depths.shape}, expected [C={c}, T={t}, 1, H={h}, W={w}]", path=npz, field="depths"
-            )
-        intrs = _per_frame(intrs, (3, 3), c, t, npz, "intrs")
-        extrs = _per_frame(extrs, (3, 4), c, t, npz, "extrs")
-        ids = _camera_ids(src, c, camera_ids)
-        ts = src.get("timestamps", required=False)
-        if ts is not None:
-            ts = np.asarray(ts, np.float64)
-            if ts.shape == (t,):
-                ts = np.broadcast_to(ts, (c, t)).copy()
+        rgbs = attempt(src.get, "rgbs")
+        depths = attempt(src.get, "depths")
+        intrs = attempt(src.get, "intrs")
+        extrs = attempt(src.get, "extrs")
+        c = t = h = w = None
+        if rgbs is not None:
+            rgbs = attempt(_rgb_channels_last, rgbs, npz)
+            if rgbs is not None:
+                c, t, h, w = (int(x) for x in rgbs.shape[:4])
+        if depths is not None and c is not None:
+            depths = attempt(_depths, depths, (c, t, h, w), npz)
+        if intrs is not None and c is not None:
+            intrs = attempt(_per_frame, intrs, (3, 3), c, t, npz, "intrs")
+        if extrs is not None and c is not None:
+            extrs = attempt(_per_frame, extrs, (3, 4), c, t, npz, "extrs")
+        n_cams = c if c is not None else _guess_cameras(src)
+        ids = attempt(_camera_ids, src, n_cams, camera_ids) if n_cams is not None else None
+        ts = attempt(_timestamps, src, c, t) if c is not None else None
+        queries = attempt(_query_points, src, t) if t is not None else None
+        contact = attempt(_contact_frames, src, ids, t) if ids is not None and t is not None else None
         specs = parse_mask_keys(mask_key)
-        masks = read_npz_masks(src, specs, (c, t, h, w)) if specs else {}
+        masks: dict[str, np.ndarray] = {}
+        if specs and c is not None:
+            masks = read_npz_masks(src, specs, (c, t, h, w), problems=probs)
+        elif specs:  # no image shape to check against: at least report unreadable mask keys
+            for key, _ in specs:
+                attempt(src.get, key)
+        if len(probs) == 1:
+            raise SceneError(probs[0].message, path=npz, field=probs[0].location or None)
+        if probs:
+            raise SceneError(f"{len(probs)} problem(s)", path=npz, problems=probs)
+        assert rgbs is not None and depths is not None and intrs is not None and extrs is not None
+        meta: dict[str, Any] = {
+            "source": {
+                "kind": "npz",
+                "path": str(npz.resolve()),
+                "sha256": hash_file(npz),
+                "mask_keys": [list(s) for s in specs],
+            }
+        }
+        if contact:
+            meta["contact_frames"] = contact
         scene = Scene(
-            rgbs=np.ascontiguousarray(rgbs[:, :, :3].transpose(0, 1, 3, 4, 2)),
+            rgbs=np.ascontiguousarray(rgbs),
             depths=np.nan_to_num(np.asarray(depths, np.float32), nan=0.0, posinf=0.0, neginf=0.0),
             intrs=intrs.astype(np.float32),
             extrs=extrs.astype(np.float32),
             camera_ids=ids,
             fps=fps,
             timestamps=ts,
-            meta={
-                "source": {
-                    "kind": "npz",
-                    "path": str(npz.resolve()),
-                    "sha256": hash_file(npz),
-                    "mask_keys": [list(s) for s in specs],
-                }
-            },
+            meta=meta,
         )
         scene.validate(where=npz)
     finally:
@@ -246,17 +293,136 @@ def import_npz(
     for old in list_instances(out_scene):
         if old in masks:
             remove_instance(out_scene, old)
+    from masktrack.track.queries import GIVEN_QUERIES
+
     for i, (name, m) in enumerate(masks.items()):
+        folder = out_scene / "instances" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / GIVEN_QUERIES).unlink(missing_ok=True)
+        if queries is not None:  # before instance.json: the instance appears with its queries
+            with atomic_path(folder / GIVEN_QUERIES) as tmp:
+                np.save(tmp, queries, allow_pickle=False)
         save_instance(
             out_scene,
             name,
             m,
             id=i + 1,
             color=PALETTE[i % len(PALETTE)],
-            source={"kind": "npz", "key": specs_key(specs, name)},
+            source={
+                "kind": "npz",
+                "key": specs_key(specs, name),
+                **({"query_points": int(len(queries))} if queries is not None else {}),
+            },
         )
     save_scene(scene, out_scene)
     return load_scene(out_scene)
+
+
+def _as_problems(e: SceneError) -> list[Problem]:
+    if e.problems:
+        return list(e.problems)
+    return [Problem(e.field or "", e.message)]
+
+
+def _rgb_channels_last(rgbs: np.ndarray, where: Path) -> np.ndarray:
+    """uint8 [C, T, H, W, 3] from channels-first [C, T, 3|4, H, W] or channels-last [C, T, H, W, 3|4]."""
+    if rgbs.dtype != np.uint8:
+        raise SceneError(f"dtype {rgbs.dtype}, expected uint8", path=where, field="rgbs")
+    if rgbs.ndim == 5 and rgbs.shape[2] in (3, 4):  # the documented layout wins when both could be
+        return np.asarray(rgbs[:, :, :3].transpose(0, 1, 3, 4, 2))
+    if rgbs.ndim == 5 and rgbs.shape[4] in (3, 4):
+        return np.asarray(rgbs[..., :3])
+    raise SceneError(
+        f"shape {rgbs.shape}, expected [C, T, 3, H, W] (or channels-last [C, T, H, W, 3])",
+        path=where,
+        field="rgbs",
+    )
+
+
+def _depths(depths: np.ndarray, shape: tuple[int, ...], where: Path) -> np.ndarray:
+    c, t, h, w = shape
+    if depths.ndim == 5 and depths.shape[2] == 1:
+        depths = depths[:, :, 0]
+    elif depths.ndim == 5 and depths.shape[4] == 1:
+        depths = depths[..., 0]
+    if depths.shape != (c, t, h, w):
+        raise SceneError(
+            f"shape {depths.shape}, expected [C={c}, T={t}, 1, H={h}, W={w}]", path=where, field="depths"
+        )
+    if not np.issubdtype(depths.dtype, np.number):
+        raise SceneError(f"dtype {depths.dtype}, expected float", path=where, field="depths")
+    return depths
+
+
+def _guess_cameras(src: _Npz) -> int | None:
+    for key in ("depths", "intrs", "extrs"):
+        if key in src:
+            with contextlib.suppress(SceneError):
+                a = src.get(key)
+                if a is not None and a.ndim >= 3:
+                    return int(a.shape[0])
+    return None
+
+
+def _timestamps(src: _Npz, c: int, t: int) -> np.ndarray | None:
+    """``per_camera_timestamps`` [C, T] (kept as stored, e.g. int64 ns) or ``timestamps`` [C, T] / [T]."""
+    for key in ("per_camera_timestamps", "timestamps"):
+        if key not in src:
+            continue
+        a = src.get(key)
+        assert a is not None
+        if not np.issubdtype(a.dtype, np.number):
+            raise SceneError(f"dtype {a.dtype}, expected numbers", path=src.path, field=key)
+        if a.shape == (t,) and key == "timestamps":
+            a = np.broadcast_to(a, (c, t))
+        if a.shape != (c, t):
+            raise SceneError(f"shape {a.shape}, expected [C={c}, T={t}]", path=src.path, field=key)
+        keep = a.dtype if np.issubdtype(a.dtype, np.integer) else np.float64
+        return np.array(a, dtype=keep)
+    return None
+
+
+def _query_points(src: _Npz, t: int) -> np.ndarray | None:
+    if "query_points" not in src:
+        return None
+    q = src.get("query_points")
+    assert q is not None
+    if q.ndim != 2 or q.shape[1] != 4 or not np.issubdtype(q.dtype, np.number):
+        raise SceneError(
+            f"shape {q.shape} {q.dtype}, expected numbers [N, 4] (t, x, y, z)",
+            path=src.path,
+            field="query_points",
+        )
+    q = q.astype(np.float32)
+    if not np.isfinite(q).all():
+        raise SceneError("has NaN or inf values", path=src.path, field="query_points")
+    if len(q) and (q[:, 0].min() < 0 or q[:, 0].max() > t - 1 or (q[:, 0] != np.round(q[:, 0])).any()):
+        raise SceneError(
+            f"query frames (column t) must be whole frames in 0..{t - 1}", path=src.path, field="query_points"
+        )
+    return q
+
+
+def _contact_frames(src: _Npz, ids: list[str], t: int) -> dict[str, int] | None:
+    key = next((k for k in CONTACT_KEYS if k in src), None)
+    if key is None:
+        return None
+    a = src.get(key)
+    assert a is not None
+    if not np.issubdtype(a.dtype, np.integer) and not (
+        np.issubdtype(a.dtype, np.floating) and np.all(np.asarray(a) == np.round(a))
+    ):
+        raise SceneError(f"dtype {a.dtype}, expected integer frames", path=src.path, field=key)
+    a = np.asarray(a).astype(np.int64)
+    if a.ndim == 0:
+        a = np.full(len(ids), int(a))
+    if a.shape != (len(ids),):
+        raise SceneError(
+            f"shape {a.shape}, expected one frame for all cameras or [C={len(ids)}]", path=src.path, field=key
+        )
+    if (a > t - 1).any():
+        raise SceneError(f"contact frame past the last frame {t - 1}", path=src.path, field=key)
+    return {cid: int(f) for cid, f in zip(ids, a) if f >= 0}
 
 
 def specs_key(specs: list[tuple[str, str | None]], name: str) -> str:
@@ -268,6 +434,10 @@ def specs_key(specs: list[tuple[str, str | None]], name: str) -> str:
 
 def _per_frame(a: np.ndarray, tail: tuple[int, int], c: int, t: int, where: Path, field: str) -> np.ndarray:
     a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.number):
+        raise SceneError(f"dtype {a.dtype}, expected numbers", path=where, field=field)
+    if a.shape == (c, 4, 4) and tail == (3, 4):
+        a = a[:, :3, :]
     if a.shape == (c, *tail):
         a = np.broadcast_to(a[:, None], (c, t, *tail)).copy()
     if a.shape == (c, t, 4, 4) and tail == (3, 4):

@@ -28,7 +28,10 @@ from masktrack.io.instances import Instance
 from masktrack.io.scene import Scene
 from masktrack.track.geometry import lift
 
-Window = Literal["first", "frame", "all", "before_contact", "after_contact"]
+Window = Literal["first", "frame", "all", "before_contact", "after_contact", "given"]
+
+#: an instance's own query points (``(t, x, y, z)`` rows, e.g. an imported NPZ's ``query_points``)
+GIVEN_QUERIES = "queries.npy"
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,10 @@ class QueryOptions:
     in each camera; ``frame`` = frame ``frame``; ``all`` = every ``stride``-th
     frame; ``before_contact`` / ``after_contact`` = the ``span`` frames before /
     from the contact frame (``contact``: one frame for all cameras or
-    ``{camera_id: frame}``).  ``span`` frames are used from the start of the
+    ``{camera_id: frame}``; left out, the scene's imported ``contact_frames``);
+    ``given`` = the instance's own queries (``instances/<name>/queries.npy``,
+    written by ``scene import`` from an NPZ's ``query_points``), kept as they
+    are, their ``t`` included.  ``span`` frames are used from the start of the
     window (``first``, ``frame``) with ``stride``.
     """
 
@@ -195,6 +201,14 @@ def sample_queries(scene: Scene, instance: Instance, opts: QueryOptions | None =
         if opts.cameras is None
         else [scene.camera_ids.index(c) for c in opts.cameras if c in scene.camera_ids]
     )
+    if opts.window == "given":
+        return _given_queries(instance, t_all)
+    if opts.contact is None and opts.window in ("before_contact", "after_contact"):
+        imported = scene.meta.get("contact_frames")
+        if imported:
+            from dataclasses import replace
+
+            opts = replace(opts, contact={str(k): int(v) for k, v in dict(imported).items()})
     packed = instance.packed()
     rows, cam_of, uvs = [], [], []
     for c in cams:
@@ -238,4 +252,30 @@ def sample_queries(scene: Scene, instance: Instance, opts: QueryOptions | None =
         cam,
         uv.astype(np.float32),
         {"sampled": sampled, "after_voxel": deduped, "kept": len(pts)},
+    )
+
+
+def _given_queries(instance: Instance, num_frames: int) -> Queries:
+    """The instance's stored queries, unchanged (source camera unknown: reported as camera 0)."""
+    p = instance.folder / GIVEN_QUERIES
+    if not p.exists():
+        raise SceneError(
+            "instance has no given queries (import an NPZ with query_points, or use another --window)",
+            path=instance.folder,
+            field="queries.window",
+        )
+    try:
+        q = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise SceneError(f"unreadable queries ({e})", path=p) from None
+    if q.ndim != 2 or q.shape[1] != 4 or not np.isfinite(q).all():
+        raise SceneError(f"queries must be finite [N, 4] (t, x, y, z), got {q.shape}", path=p)
+    if len(q) and (q[:, 0].min() < 0 or q[:, 0].max() > num_frames - 1):
+        raise SceneError(f"query frames outside 0..{num_frames - 1}", path=p)
+    n = len(q)
+    return Queries(
+        q.astype(np.float32),
+        np.zeros(n, np.int32),
+        np.full((n, 2), np.nan, np.float32),
+        {"given": n, "kept": n},
     )
