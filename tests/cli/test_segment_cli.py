@@ -276,3 +276,25 @@ def test_prompts_validate_reports_all_problems(tmp_path, colour_video, cli):
 def test_help(cli, cmd):
     rc, out, _ = cli(*cmd)
     assert rc == 0 and "Usage" in out
+
+
+def test_a_config_with_three_mistakes_reports_all_three_in_one_run(
+    tmp_path, colour_video, oracle, oracle_mod, cli
+):
+    cfg = _job(
+        oracle_mod,
+        tmp_path,
+        sessions=[
+            {"name": "a", "backend": "nope", "objects": ["red"]},
+            {"name": "b", "backend": "oracle", "objects": ["blue", "ghost"]},
+            {"name": "c", "backend": "oracle", "options": {"speed": 3}, "objects": ["cham"]},
+        ],
+    )
+    rc, out, err = cli("segment", cfg, "--no-progress")
+    assert rc == 2
+    assert len(err) == 3, err
+    assert all(line.startswith(f"masktrack: error: {cfg}: sessions[") for line in err), err
+    assert "sessions[0:a].backend: unknown backend 'nope'" in err[0]
+    assert "sessions[1:b].objects[1]" in err[1] and "unknown object 'ghost'" in err[1]
+    assert "sessions[2:c].options" in err[2] and "speed" in err[2]
+    assert not (tmp_path / "out").exists()  # nothing written

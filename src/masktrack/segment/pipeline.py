@@ -43,7 +43,71 @@ def select_sessions(cfg: PipelineConfig, only: list[str] | None) -> list[Session
     return [s for s in cfg.sessions if s.name in only]
 
 
-def _load_backends(cfg: PipelineConfig, resolved: list[ResolvedSession]) -> dict[str, Backend]:
+def raise_all(errors: list) -> None:
+    """One error for all: a single one as it is (its own type, file and field), several as one
+    :class:`ConfigError` with one line per problem, each naming its own file and field."""
+    if len(errors) == 1:
+        raise errors[0]
+    problems: list[Problem] = []
+    for e in errors:
+        where = f"{e.path}: " if e.path is not None else ""
+        if e.problems:
+            head = f"{where}{e.field}: " if e.field else where
+            problems.extend(Problem(f"{head}{p.location}".rstrip(": "), p.message) for p in e.problems)
+        else:
+            problems.append(Problem(f"{where}{e.field or ''}".rstrip(": "), e.message))
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s)", problems=problems)
+
+
+def validate_sessions(
+    cfg: PipelineConfig, sessions: list[SessionConfig], video, *, errors: list | None = None
+) -> list[ResolvedSession]:
+    """Resolve every session before anything is written, reporting every session's problems at once
+    (a config with three mistakes needs one run, not three).  With ``errors``, problems are appended
+    there instead of raised."""
+    from masktrack.errors import MasktrackError
+    from masktrack.segment.registry import backend_class
+
+    collect = errors is not None
+    errors = errors if errors is not None else []
+
+    def note(e: MasktrackError) -> None:
+        errors.append(e)
+
+    prompt_cache: dict[object, object] = {}
+    failed_prompts: set[object] = set()
+    resolved = []
+    for s in sessions:
+        index = cfg.sessions.index(s)
+        p = cfg.prompts_for(s)
+        if p not in prompt_cache and p not in failed_prompts:
+            try:
+                prompt_cache[p] = load_session_prompts(cfg, s, video)
+            except MasktrackError as e:
+                failed_prompts.add(p)
+                note(e)
+        if p in failed_prompts:  # the session cannot be resolved; its backend can still be checked
+            try:
+                backend_class(s.backend)
+            except MasktrackError as e:
+                note(type(e)(e.message, path=cfg.source, field=f"sessions[{index}:{s.name}].backend"))
+            continue
+        try:
+            rs = resolve_session(cfg, s, video, index=index, prompt_file=prompt_cache[p])  # type: ignore[arg-type]
+            check_backend(cfg, rs)
+        except MasktrackError as e:
+            note(e)
+            continue
+        resolved.append(rs)
+    if errors and not collect:
+        raise_all(errors)
+    return resolved
+
+
+def _load_backends(
+    cfg: PipelineConfig, resolved: list[ResolvedSession], *, errors: list | None = None
+) -> dict[str, Backend]:
     from masktrack.errors import BackendError
     from masktrack.segment.registry import load_backend
 
@@ -58,16 +122,16 @@ def _load_backends(cfg: PipelineConfig, resolved: list[ResolvedSession]) -> dict
                 except BackendError as e:
                     where = f"sessions[{rs.index}:{s.name}]"
                     if e.problems:  # typed options: one line per bad option, located in the config
-                        raise BackendError(
+                        err = BackendError(
                             e.message,
                             path=cfg.source,
                             problems=[Problem(f"{where}.{p.location}", p.message) for p in e.problems],
-                        ) from None
-                    raise BackendError(
-                        e.message,
-                        path=cfg.source,
-                        field=f"{where}.{e.field or 'backend'}",
-                    ) from None
+                        )
+                    else:
+                        err = BackendError(e.message, path=cfg.source, field=f"{where}.{e.field or 'backend'}")
+                    if errors is None:
+                        raise err from None
+                    errors.append(err)
     except BaseException:
         for b in cache.values():
             b.close()
@@ -91,17 +155,13 @@ def run_segment(
     sessions = select_sessions(cfg, only)
     on_event = as_progress(progress)
     with open_video(cfg.video) as video:
-        # validate everything before writing anything
-        prompt_cache: dict[object, object] = {}
-        resolved = []
-        for s in sessions:
-            p = cfg.prompts_for(s)
-            if p not in prompt_cache:
-                prompt_cache[p] = load_session_prompts(cfg, s, video)
-            rs = resolve_session(cfg, s, video, index=cfg.sessions.index(s), prompt_file=prompt_cache[p])  # type: ignore[arg-type]
-            check_backend(cfg, rs)
-            resolved.append(rs)
-        backends = _load_backends(cfg, resolved)
+        errors: list = []
+        resolved = validate_sessions(cfg, sessions, video, errors=errors)
+        backends = _load_backends(cfg, resolved, errors=errors)
+        if errors:
+            for b in backends.values():
+                b.close()
+            raise_all(errors)
         reports: list[SessionReport] = []
         try:
             lock.acquire(cfg.output, "segment")  # one writer per output folder (after all checks)
