@@ -227,3 +227,40 @@ def test_channels_last_rgb_and_static_extrinsics_are_broadcast(tmp_path: Path) -
         np.testing.assert_array_equal(
             np.asarray(getattr(sa, name)), np.asarray(getattr(sb, name)), err_msg=name
         )
+
+
+def test_export_mvtracker_round_trips_through_the_importer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    npz = tmp_path / "mask0.npz"
+    d = _mvtracker_npz(npz)
+    assert d["rgbs"].std() > 0 and d["gt_masks_arm"].any() and not d["gt_masks_arm"].all()
+    import_npz(npz, tmp_path / "scene", mask_key="gt_masks_arm=arm")
+    assert (
+        main(["instances", "export", str(tmp_path / "scene"), str(tmp_path / "mvt"), "--format", "mvtracker"])
+        == 0
+    )
+    assert "3 query points (given)" in capsys.readouterr().out
+    out = tmp_path / "mvt" / "arm.npz"
+    with np.load(out, allow_pickle=False) as z:  # no pickle anywhere
+        got = {k: z[k] for k in z.files}
+    assert got["rgbs"].dtype == np.uint8 and got["rgbs"].shape == (2, 3, 3, 16, 20)
+    assert got["depths"].shape == (2, 3, 1, 16, 20) and got["extrs"].shape == (2, 3, 3, 4)
+    assert got["camera_ids"].dtype.kind == "U"
+    for k in ("rgbs", "depths", "intrs", "extrs", "query_points", "per_camera_timestamps"):
+        np.testing.assert_array_equal(got[k], d[k], err_msg=k)
+    np.testing.assert_array_equal(got["masks"], d["gt_masks_arm"])
+    np.testing.assert_array_equal(got["sam2_contact_frames"], [1, -1])
+    assert list(got["camera_ids"]) == ["left", "right"]
+    manifest = json.loads((tmp_path / "mvt" / "manifest.json").read_text())
+    assert manifest["instances"]["arm"]["queries"] == "given"
+    # and back in: the same scene
+    a = load_scene(tmp_path / "scene")
+    b = import_npz(out, tmp_path / "scene2", mask_key="masks=arm")
+    for k in ("rgbs", "depths", "intrs", "extrs", "timestamps"):
+        np.testing.assert_array_equal(np.asarray(getattr(a, k)), np.asarray(getattr(b, k)), err_msg=k)
+    assert b.meta["contact_frames"] == a.meta["contact_frames"]
+    np.testing.assert_array_equal(load_instance(tmp_path / "scene2", "arm").masks(), d["gt_masks_arm"])
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "scene2" / "instances" / "arm" / "queries.npy"), d["query_points"]
+    )

@@ -196,6 +196,37 @@ def instances_add(scene_path: Path, outputs: tuple[str, ...], refs: tuple[str, .
     click.echo(f"added {', '.join(i.name for i in made)}")
 
 
+@instances.command("export")
+@click.argument("scene_path", metavar="SCENE", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_dir", metavar="OUT", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mvtracker"]),
+    default="mvtracker",
+    show_default=True,
+    help="mvtracker: one NPZ per instance in the layout mvtracker's demo.py reads.",
+)
+@click.option("--instances", "names", default="all", show_default=True, help="Comma-separated names, or all.")
+def instances_export(scene_path: Path, out_dir: Path, fmt: str, names: str) -> None:
+    """Write each instance as OUT/<instance>.npz for the upstream tools (no pickle).
+
+    Keys: rgbs [C,T,3,H,W] uint8, depths [C,T,1,H,W], intrs [C,T,3,3], extrs [C,T,3,4],
+    query_points [N,4] (t,x,y,z: the instance's own, else sampled), camera_ids (strings),
+    masks [C,T,H,W] bool, and per_camera_timestamps / sam2_contact_frames when the scene has them.
+
+    \b
+    Example:
+      masktrack instances export scene/ mvt/ --format mvtracker
+      python demo.py --sample-path mvt/gripper.npz     # in mvtracker's repository
+    """
+    from masktrack.io.mvtracker_export import export_mvtracker
+
+    wanted = None if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
+    for e in export_mvtracker(scene_path, out_dir, instances=wanted):
+        click.echo(f"{e.path}: {e.query_points} query points ({e.query_source})")
+
+
 def _pairs(items: tuple[str, ...], opt: str) -> dict[str, str]:
     out = {}
     for it in items:
