@@ -298,3 +298,48 @@ def test_a_config_with_three_mistakes_reports_all_three_in_one_run(
     assert "sessions[1:b].objects[1]" in err[1] and "unknown object 'ghost'" in err[1]
     assert "sessions[2:c].options" in err[2] and "speed" in err[2]
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_backends_say_whether_installed_and_what_is_missing(oracle, cli, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sam3" else real(name, *a)
+    )
+    rc, out, _ = cli("backends")
+    assert rc == 0
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in out.replace("\n│  ", " ").splitlines()
+        if line.count("│") >= 4
+    }
+    assert "yes" in rows["classic"].split("│")[2]
+    assert "no: missing sam3" in out and "masktrack[sam3]" in out
+
+
+def test_help_has_no_raw_markup_and_every_option_says_what_it_does(cli):
+    import importlib
+
+    import click
+
+    from masktrack.cli.main import COMMANDS
+
+    def walk(cmd, path):
+        yield cmd, path
+        if isinstance(cmd, click.Group):
+            for n, c in cmd.commands.items():
+                yield from walk(c, [*path, n])
+
+    undocumented = []
+    for name, (mod, attr, _) in COMMANDS.items():
+        for cmd, path in walk(getattr(importlib.import_module(mod), attr), [name]):
+            rc, out, err = cli(*path, "--help")
+            assert rc == 0, (path, err)
+            assert "``" not in out, f"raw markup in `masktrack {' '.join(path)} --help`"
+            undocumented += [
+                f"{' '.join(path)} {p.opts[0]}"
+                for p in cmd.params
+                if isinstance(p, click.Option) and not p.help and p.name != "help"
+            ]
+    assert undocumented == []

@@ -85,13 +85,14 @@ def segment(config: Path, only: tuple[str, ...], force: bool, no_progress: bool)
 
 @click.command("backends")
 def backends() -> None:
-    """List segmentation backends and which of them take text prompts.
+    """List segmentation backends: installed or what is missing, text prompts, source.
 
-    Backends are imported only when a session uses them; extra backends come
-    from the ``masktrack.backends`` entry-point group or from modules named in
-    ``MASKTRACK_PLUGINS=mod1,mod2``.
+    Backends are imported only when a session uses them (this list imports none); extra backends
+    come from the 'masktrack.backends' entry-point group or from modules named in
+    MASKTRACK_PLUGINS=mod1,mod2.
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from masktrack.segment import registry
@@ -101,14 +102,17 @@ def backends() -> None:
     eps = registry._entry_point_targets()
     table = Table(title="masktrack backends")
     table.add_column("backend")
+    table.add_column("installed")
     table.add_column("text prompts")
     table.add_column("source")
     for n in names:
+        missing, how = registry.missing_requirements(n)
+        installed = "yes" if not missing else f"no: missing {', '.join(missing)}; {how}"
         if n in registry._REGISTERED:
             src = "registered (plugin)"
         elif n in registry._BUILTIN:
             src = "built-in" + (" (default)" if n == registry.DEFAULT_BACKEND else "")
         else:
             src = f"entry point {eps.get(n, '')}"
-        table.add_row(n, "yes" if n in text else "no", src)
+        table.add_row(n, escape(installed), "yes" if n in text else "no", src)
     Console().print(table)

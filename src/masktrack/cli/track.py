@@ -37,7 +37,13 @@ def scene() -> None:
     metavar="A,B,C",
     help="Camera names (overrides the file's, e.g. when they are pickled).",
 )
-@click.option("--fps", type=float, default=30.0, show_default=True)
+@click.option(
+    "--fps",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Frame rate stored with the scene (for viewers).",
+)
 def scene_import(
     npz: Path, out: Path, mask_keys: tuple[str, ...], allow_pickle: bool, camera_ids: str | None, fps: float
 ) -> None:
@@ -283,9 +289,15 @@ def _contact(value: str | None) -> int | dict[str, int] | None:
     help="Frames to sample queries from (per camera): first visible, --frame, every --stride-th, or around "
     "--contact; given = the instance's own queries (an imported NPZ's query_points).",
 )
-@click.option("--frame", type=int, default=0, show_default=True)
+@click.option("--frame", type=int, default=0, show_default=True, help="The frame of --window frame.")
 @click.option("--span", type=int, default=1, show_default=True, help="Frames in the window.")
-@click.option("--stride", type=int, default=1, show_default=True)
+@click.option(
+    "--stride",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Every STRIDE-th frame of the window (--window all, --span).",
+)
 @click.option(
     "--contact",
     default=None,
@@ -309,13 +321,19 @@ def _contact(value: str | None) -> int | dict[str, int] | None:
 @click.option(
     "--erode", type=int, default=1, show_default=True, help="Erode masks by this many pixels before sampling."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the query cap's spatial spread (deterministic).",
+)
 @click.option(
     "--max-points-per-batch", type=int, default=None, help="Track queries in batches of at most this many."
 )
 @click.option("--rerun", "rerun", is_flag=True, help="Also write Rerun recordings under OUT/rerun.")
 @click.option("--force", is_flag=True, help="Recompute instances that are up to date.")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress output (the summary table only).")
 def track(
     scene_path: Path,
     out_dir: Path,

@@ -34,6 +34,12 @@ REGISTRY: Registry[Backend] = Registry(
 )
 _BUILTIN = REGISTRY.builtin
 _REGISTERED = REGISTRY.registered
+# What each built-in needs installed (import names), checked without importing it; and how to get it.
+_REQUIRES: dict[str, tuple[tuple[str, ...], str]] = {
+    "classic": ((), ""),
+    "sam2": (("torch", "sam2"), "pip install 'masktrack[sam2]' (and a checkpoint: options.checkpoint)"),
+    "sam3": (("torch", "sam3"), "pip install 'masktrack[sam3]' (and access to the SAM3 weights)"),
+}
 # Which built-ins take text prompts, known without importing them.
 _TEXT: set[str] = {"sam3"}
 
@@ -72,6 +78,28 @@ def _entry_point_targets() -> dict[str, str]:
 
 def available_backends() -> list[str]:
     return REGISTRY.names()
+
+
+def missing_requirements(name: str) -> tuple[list[str], str]:
+    """(modules ``name`` needs that are not installed, how to install them), without importing anything."""
+    import importlib.util
+
+    load_plugins()
+    if name in _BUILTIN:
+        mods, how = _REQUIRES.get(name, ((), ""))
+    elif name in _REGISTERED:
+        return [], ""
+    else:
+        target = _entry_point_targets().get(name, "")
+        mods, how = (target.split(":")[0].split(".")[0],), f"install the package that provides {target}"
+    missing = []
+    for m in mods:
+        try:
+            if importlib.util.find_spec(m) is None:
+                missing.append(m)
+        except (ImportError, ValueError):
+            missing.append(m)
+    return missing, (how if missing else "")
 
 
 def text_backends() -> list[str]:
