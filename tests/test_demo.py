@@ -100,6 +100,12 @@ def test_demo_plumbing_and_resume(tmp_path: Path, gt_backend: str):
         (s.stage, s.target, s.status) for s in second.stages if s.status != "reused"
     ]
     assert second.masks == first.masks and second.tracks == first.tracks
+    # --force redoes every stage and says so (prompts were reported `reused` before)
+    third = run_demo(out, config=cfg, backend=gt_backend, progress=False, force=True)
+    assert {s.stage: s.status for s in third.stages}["prompts"] == "computed"
+    assert "reused" not in {s.status for s in third.stages}, [
+        (s.stage, s.target) for s in third.stages if s.status == "reused"
+    ]
 
 
 @pytest.mark.slow
@@ -141,3 +147,15 @@ def test_demo_cli(tmp_path: Path, gt_backend: str, capsys):
     assert "everything reused" in capsys.readouterr().out
     assert main(["demo", str(tmp_path / "e"), "--size", "12x"]) == 2
     assert not (tmp_path / "e").exists()
+
+
+def test_demo_checks_the_backend_before_making_anything(tmp_path: Path, capsys):
+    from masktrack.cli.main import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", str(out), "--backend", "sam2", "--small"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint" in err and "--checkpoint" in err and "Traceback" not in err
+    assert not (out / "frames").exists() and not (out / "scene").exists()  # failed before generating
+    rc = main(["demo", str(out), "--backend", "classic", "-o", "speed=3", "--small"])
+    assert rc == 2 and "speed" in capsys.readouterr().err

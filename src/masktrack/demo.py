@@ -296,21 +296,40 @@ def make_prompts(scene_path: Path, camera: int, num_frames: int, width: int) -> 
     return {"format": "masktrack.prompts", "version": 1, "objects": objects}
 
 
-def pipeline_config(camera_id: str, backend: str) -> dict[str, Any]:
+def pipeline_config(
+    camera_id: str, backend: str, backend_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    opts = {"options": dict(backend_options)} if backend_options else {}
     return {
         "version": 1,
         "video": f"frames/{camera_id}",
         "output": f"out/{camera_id}",
         "prompts": f"prompts/{camera_id}.json",
-        "sessions": [{"name": s, "backend": backend, "objects": [s]} for s in SESSIONS],
+        "sessions": [{"name": s, "backend": backend, **opts, "objects": [s]} for s in SESSIONS],
         "compose": dict(COMPOSE),
     }
 
 
-def _write_if_changed(path: Path, text: str) -> bool:
-    """Atomically write ``text`` unless the file already holds it; True if written."""
+def _check_backend(backend: str, options: dict[str, Any] | None) -> None:
+    """Load the backend once (and close it) so that a missing package, checkpoint or bad option is
+    reported before the scene is generated."""
+    from masktrack.errors import BackendError
+    from masktrack.segment.registry import load_backend
+
     try:
-        if path.read_text(encoding="utf-8") == text:
+        load_backend(backend, **(options or {})).close()
+    except BackendError as e:
+        raise BackendError(
+            f"{e.message} (demo: pass --checkpoint PATH or -o KEY=VALUE)",
+            field=f"--backend {backend}",
+            problems=e.problems,
+        ) from None
+
+
+def _write_if_changed(path: Path, text: str, *, force: bool = False) -> bool:
+    """Atomically write ``text`` unless the file already holds it (``force``: always); True if written."""
+    try:
+        if not force and path.read_text(encoding="utf-8") == text:
             return False
     except FileNotFoundError:
         pass
@@ -345,13 +364,16 @@ def run_demo(
     *,
     config: SynthConfig | None = None,
     backend: str = "classic",
+    backend_options: dict[str, Any] | None = None,
     force: bool = False,
     progress: Callable[[Stage], None] | bool | None = None,
 ) -> DemoReport:
     """Generate the synthetic scene and run the whole pipeline on it; returns the scored report.
 
     Every stage is skipped when its inputs are unchanged (``force`` redoes
-    all).  ``backend`` is the segmentation backend of both sessions.
+    all).  ``backend`` (with ``backend_options``, e.g. a checkpoint) is the segmentation backend of
+    both sessions; it is loaded once before anything is generated, so a missing checkpoint or
+    package is reported first, not after the scene is rendered.
     ``progress`` is called with each :class:`Stage` as it finishes.
     """
     import yaml
@@ -361,6 +383,7 @@ def run_demo(
     from masktrack.io.scene import load_scene
     from masktrack.masks.store import MaskStore
 
+    _check_backend(backend, backend_options)
     t_all = time.perf_counter()
     cfg = config or SynthConfig()
     out = Path(out)
@@ -391,13 +414,15 @@ def run_demo(
     cfg_paths = {}
     for c, cid in enumerate(cams):
         prompts = make_prompts(syn.scene_path, c, cfg.frames, cfg.width)
-        written += _write_if_changed(out / "prompts" / f"{cid}.json", json.dumps(prompts, indent=1) + "\n")
+        written += _write_if_changed(
+            out / "prompts" / f"{cid}.json", json.dumps(prompts, indent=1) + "\n", force=force
+        )
         cfg_paths[cid] = out / f"{cid}.yaml"
         text = (
             "# masktrack demo job (generated): arm and gripper sessions, arm_only composition\n"
-            + yaml.safe_dump(pipeline_config(cid, backend), sort_keys=False)
+            + yaml.safe_dump(pipeline_config(cid, backend, backend_options), sort_keys=False)
         )
-        written += _write_if_changed(cfg_paths[cid], text)
+        written += _write_if_changed(cfg_paths[cid], text, force=force)
     st.add(
         "prompts",
         f"{len(cams)} configs + prompt files",

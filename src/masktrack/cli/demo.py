@@ -33,7 +33,21 @@ if TYPE_CHECKING:
     "--backend",
     default="classic",
     show_default=True,
-    help="Segmentation backend of both sessions (see `masktrack backends`).",
+    help="Segmentation backend of both sessions (see `masktrack backends`); checked before anything is made.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Model checkpoint of --backend (e.g. sam2.1_hiera_tiny.pt for sam2); same as -o checkpoint=PATH.",
+)
+@click.option(
+    "--option",
+    "-o",
+    "backend_opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Backend option (JSON value), e.g. -o config=configs/sam2.1/sam2.1_hiera_t.yaml.",
 )
 @click.option("--json", "json_out", is_flag=True, help="Print report.json to stdout instead of tables.")
 def demo(
@@ -45,6 +59,8 @@ def demo(
     cameras: int | None,
     seed: int,
     backend: str,
+    checkpoint: Path | None,
+    backend_opts: tuple[str, ...],
     json_out: bool,
 ) -> None:
     """Render a synthetic multi-view RGB-D robot scene into OUT and run the whole job on it.
@@ -87,6 +103,17 @@ def demo(
     import dataclasses
 
     cfg = dataclasses.replace(base, **kw)
+    options: dict = {}
+    for item in backend_opts:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}", field="--option")
+        try:
+            options[k] = json.loads(v)
+        except json.JSONDecodeError:
+            options[k] = v
+    if checkpoint is not None:
+        options["checkpoint"] = str(checkpoint.resolve())
     console = Console(stderr=True)
 
     def say(s: Stage) -> None:
@@ -95,7 +122,9 @@ def demo(
             f"[bold]{s.stage:<9}[/bold] {s.target:<22} [{colour}]{s.status}[/] {s.seconds:6.1f} s  {s.detail}"
         )
 
-    report = run_demo(out, config=cfg, backend=backend, force=force, progress=say)
+    report = run_demo(
+        out, config=cfg, backend=backend, backend_options=options, force=force, progress=say
+    )
     if json_out:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
