@@ -154,3 +154,28 @@ def test_preview_refuses_video_of_another_length(job, tmp_path):
     cfg.video = short
     with pytest.raises(StoreError, match="video has 5 frames"):
         preview_session(cfg, "cube", video=False)
+
+
+def test_preview_reports_progress(job, tmp_path, capsys):
+    cfg, gt = job
+    seen: list[tuple[int, int]] = []
+    preview_session(cfg, "cube", max_tiles=4, tile_width=64, progress=lambda d, t: seen.append((d, t)))
+    total = 4 + T  # sheet tiles, then every video frame
+    assert seen[-1] == (total, total) and [d for d, _ in seen] == list(range(1, total + 1))
+    import yaml
+
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "video": str(cfg.video),
+                "output": str(cfg.output),
+                "sessions": [{"name": "cube", "objects": ["cube"]}],
+            }
+        )
+    )
+    assert main(["preview", str(path), "--session", "cube", "--no-video", "--max-tiles", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "session cube" in err and "2/2" in err  # the bar on stderr
+    assert main(["preview", str(path), "--session", "cube", "--no-video", "--no-progress"]) == 0
+    assert "2/2" not in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,7 @@ def compose(
     default=None,
     help="Folder for the files [default: OUTPUT/previews].",
 )
+@click.option("--no-progress", is_flag=True, help="No progress bars (one result line per preview only).")
 def preview(
     config: Path,
     sessions: tuple[str, ...],
@@ -174,6 +176,7 @@ def preview(
     video: bool,
     video_width: int,
     out_dir: Path | None,
+    no_progress: bool,
 ) -> None:
     """Contact sheet PNG and overlay MP4 of a session's masks or a composed output.
 
@@ -216,13 +219,37 @@ def preview(
     )
     for s in sessions:
         cfg.session(s)  # a clear error for an unknown name
-        p = preview_session(cfg, s, **kw)
+        with _bar(f"session {s}", not no_progress) as cb:
+            p = preview_session(cfg, s, **kw, progress=cb)
         click.echo(
             f"session {s}: {p.sheet} ({len(p.tiles)} tiles)" + (f", {p.video} ({p.codec})" if p.video else "")
         )
     for o in outputs:
-        p = preview_composed(cfg, o, **kw)
+        with _bar(f"composed {o}", not no_progress) as cb:
+            p = preview_composed(cfg, o, **kw, progress=cb)
         click.echo(
             f"composed {o}: {p.sheet} ({len(p.tiles)} tiles)"
             + (f", {p.video} ({p.codec})" if p.video else "")
         )
+
+
+@contextmanager
+def _bar(what: str, enabled: bool):
+    """A rich progress bar on stderr for one preview; yields its ``progress(done, total)`` callback."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bars:
+        task = bars.add_task(escape(what), total=None)
+        yield lambda done, total: bars.update(task, completed=done, total=total)

@@ -285,8 +285,12 @@ def render_preview(
     columns: int = 3,
     video_width: int = 960,
     alpha: float = 0.5,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Preview:
-    """Contact sheet (and overlay video) of masks given by ``read_masks(frame)`` over the video."""
+    """Contact sheet (and overlay video) of masks given by ``read_masks(frame)`` over the video.
+
+    ``progress(done, total)`` is called per rendered frame (sheet tiles, then video frames).
+    """
     from masktrack.io.video import open_video
 
     with open_video(video_path) as video:
@@ -297,6 +301,15 @@ def render_preview(
                 path=video.path,
             )
         picked = pick_frames(num_frames, every, max_tiles)
+        total = len(picked) + (num_frames if video_out is not None else 0)
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
         tiles = []
         for f in picked:
             masks = read_masks(f)
@@ -306,6 +319,7 @@ def render_preview(
                 else ""
             )
             tiles.append(tile(video.read(f), masks, colors, f, width=tile_width, alpha=alpha, note=note))
+            tick()
         write_png(sheet_path, contact_sheet(tiles, names, colors, title=title, columns=columns))
         out = Preview(name, sheet_path, picked)
         if video_out is not None:
@@ -320,6 +334,7 @@ def render_preview(
                     label(img, f"frame {f}")
                     lh = min(legend.shape[0], img.shape[0])
                     img[img.shape[0] - lh :, : legend.shape[1]] = legend[:lh, : img.shape[1]]
+                    tick()
                     yield img
 
             out.video, out.codec = write_video(video_out, frames(), fps=fps)
