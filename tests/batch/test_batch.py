@@ -179,3 +179,40 @@ def test_dry_run_lists_camera_and_scene_units_and_runs_nothing(tmp_path, job_fil
     text = capsys.readouterr().out
     assert "6 units: 6 to run" in text and "pick_cube/scene_1/track" in text and "after its cameras" in text
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_never_cuts_a_path(tmp_path, job_file, capsys, monkeypatch):
+    from masktrack.cli.main import main
+
+    monkeypatch.setenv("COLUMNS", "160")
+    out = tmp_path / ("a_rather_long_output_folder_name_" * 3) / "out"
+    assert main(["batch", str(job_file), "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "…" not in text
+    outputs = [
+        str(out.resolve() / "pick_cube" / f"scene_{i}" / c)
+        for i in range(3)
+        for c in ("cam0_front", "cam1_left")
+    ]
+    assert all(o in text for o in outputs), text
+
+
+def test_a_mistake_every_unit_would_hit_stops_the_batch_before_any_unit(tmp_path, job_file, capsys):
+    import yaml
+
+    from masktrack.cli.main import main
+
+    job = yaml.safe_load(job_file.read_text())
+    job["pipeline"] = {
+        "sessions": [
+            {"name": "arm", "backend": "sam2", "objects": ["arm"], "options": {"checkpoint": "ckpt/nope.pt"}},
+            {"name": "hands", "backend": "nosuch", "objects": ["hands"]},
+        ]
+    }
+    job_file.write_text(yaml.safe_dump(job))
+    rc = main(["batch", str(job_file), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 2, err
+    assert "pipeline.sessions[0:arm].options.checkpoint: ckpt/nope.pt: file not found" in err[0]
+    assert "pipeline.sessions[1:hands].backend: unknown backend 'nosuch'" in err[1]
+    assert not (tmp_path / "out").exists()  # no unit ran

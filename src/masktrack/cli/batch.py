@@ -98,6 +98,12 @@ def batch(
 
     console = Console(stderr=True)
     job = load_job(job_file)
+    from masktrack.batch.preflight import preflight
+    from masktrack.errors import ConfigError
+
+    problems = preflight(job)  # mistakes that every unit would hit: before any unit runs
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s)", path=job_file, problems=problems)
     scene_arg = parse_scene_list(scenes)
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
 
@@ -106,7 +112,7 @@ def batch(
         tasks, carried = plan(job, out.resolve(), units, retry_failed=retry_failed)
         table = Table(title=f"{len(units)} units: {len(tasks)} to run, {len(carried)} carried over")
         for col in ("unit", "video", "prompts", "output", "action"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")  # paths are never cut
         todo = {t.unit.id for t in tasks}
         for u in units:
             table.add_row(
@@ -118,7 +124,12 @@ def batch(
             )
         for su in expand_scene_units(job, out.resolve(), units):
             table.add_row(su.id, str(su.scene_path), "-", str(su.output), "track, after its cameras")
-        Console().print(table)
+        out_console = Console()
+        if (
+            not out_console.is_terminal
+        ):  # a pipe or a file: full paths on one line each, whatever COLUMNS says
+            out_console = Console(width=max(out_console.width, Console(width=100_000).measure(table).maximum))
+        out_console.print(table)
         return
 
     with Progress(
