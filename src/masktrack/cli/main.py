@@ -103,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("masktrack: aborted", err=True)
         return 130
     except click.ClickException as e:
-        e.show()
-        return e.exit_code
+        # one style for every user error (`masktrack: error: ...`, exit 2); usage errors keep their usage line
+        if isinstance(e, click.UsageError) and e.ctx is not None:
+            click.echo(e.ctx.get_usage(), err=True)
+            click.echo(f"Try '{e.ctx.command_path} --help' for help.", err=True)
+        click.echo(f"masktrack: error: {e.format_message()}", err=True)
+        return 2
     except click.exceptions.Exit as e:
         return e.exit_code
     except SystemExit as e:
