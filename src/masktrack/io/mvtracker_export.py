@@ -93,7 +93,8 @@ def export_mvtracker(
             raise SceneError(f"instance shape {masks.shape} does not match the scene", path=inst.folder)
         path = out_dir / f"{name}.npz"
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **common, query_points=np.asarray(q, np.float32), masks=masks)
+            arrays = {**common, "query_points": np.asarray(q, np.float32), "masks": masks}
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # (numpy's stub: a key could be allow_pickle)
         files[name] = {
             "file": path.name,
             "sha256": hash_file(path),

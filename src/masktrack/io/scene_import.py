@@ -254,7 +254,7 @@ def import_npz(
         contact = attempt(_contact_frames, src, ids, t) if ids is not None and t is not None else None
         specs = parse_mask_keys(mask_key)
         masks: dict[str, np.ndarray] = {}
-        if specs and c is not None:
+        if specs and c is not None and t is not None and h is not None and w is not None:
             masks = read_npz_masks(src, specs, (c, t, h, w), problems=probs)
         elif specs:  # no image shape to check against: at least report unreadable mask keys
             for key, _ in specs:
@@ -264,6 +264,7 @@ def import_npz(
         if probs:
             raise SceneError(f"{len(probs)} problem(s)", path=npz, problems=probs)
         assert rgbs is not None and depths is not None and intrs is not None and extrs is not None
+        assert ids is not None
         meta: dict[str, Any] = {
             "source": {
                 "kind": "npz",

@@ -273,15 +273,15 @@ def parse_legacy(
     # names by key first, then a second obj_id inside one list takes the next free <name>_N
     order = sorted(groups, key=lambda g: (_group_order(g), group_first[g]))
     taken = set(order)
-    objects = []
+    objects: list[ObjectPrompts] = []
     for g in order:
         for n, obj_id in enumerate(sorted(groups[g])):
             name = g
             if n > 0:
-                k = 2
-                while f"{g}_{k}" in taken:
-                    k += 1
-                name = f"{g}_{k}"
+                suffix = 2
+                while f"{g}_{suffix}" in taken:
+                    suffix += 1
+                name = f"{g}_{suffix}"
                 taken.add(name)
             keyframes = [
                 Keyframe(frame=e["frame_index"], points=_to_pixels(e, size), labels=list(e["labels"]))
