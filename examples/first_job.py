@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "gt").mkdir(parents=True, exist_ok=True)
     if args.demo is not None:
         from masktrack.io.scene import load_scene
-        from masktrack.track.instances import load_instance
+        from masktrack.io.instances import load_instance
 
         scene = load_scene(args.demo / "scene")
         cam = scene.camera_ids[0]

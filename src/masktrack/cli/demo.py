@@ -122,9 +122,7 @@ def demo(
             f"[bold]{s.stage:<9}[/bold] {s.target:<22} [{colour}]{s.status}[/] {s.seconds:6.1f} s  {s.detail}"
         )
 
-    report = run_demo(
-        out, config=cfg, backend=backend, backend_options=options, force=force, progress=say
-    )
+    report = run_demo(out, config=cfg, backend=backend, backend_options=options, force=force, progress=say)
     if json_out:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

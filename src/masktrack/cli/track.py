@@ -226,7 +226,7 @@ def instances_export(scene_path: Path, out_dir: Path, fmt: str, names: str) -> N
       masktrack instances export scene/ mvt/ --format mvtracker
       python demo.py --sample-path mvt/gripper.npz     # in mvtracker's repository
     """
-    from masktrack.io.mvtracker_export import export_mvtracker
+    from masktrack.track.export import export_mvtracker
 
     wanted = None if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
     for e in export_mvtracker(scene_path, out_dir, instances=wanted):

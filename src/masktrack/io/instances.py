@@ -4,9 +4,11 @@ Stored inside the scene folder::
 
     instances/<name>/instance.json   {"name", "id", "color", "source", "shape": [C, T, H, W]}
     instances/<name>/masks.npy       uint8 [C, T, H, ceil(W/8)] = np.packbits(bool masks, axis=-1)
+    instances/<name>/queries.npy     optional float32 [N, 4] (t, x, y, z): the instance's own queries
+                                     (e.g. an imported NPZ's query_points; ``track --window given``)
 
 An :class:`Instance` refers to its scene by path; loading it memory-maps the
-packed masks.  Queries and tracks live in the tracking output folder.
+packed masks.  Sampled queries and tracks live in the tracking output folder.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from masktrack.errors import Problem, SceneError
 from masktrack.io.atomic import atomic_path, atomic_write_json
 
 Color = tuple[int, int, int]
+#: file name of an instance's own queries inside its folder (see the module docstring)
+GIVEN_QUERIES = "queries.npy"
 
 
 @dataclass

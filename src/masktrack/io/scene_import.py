@@ -294,7 +294,7 @@ def import_npz(
     for old in list_instances(out_scene):
         if old in masks:
             remove_instance(out_scene, old)
-    from masktrack.track.queries import GIVEN_QUERIES
+    from masktrack.io.instances import GIVEN_QUERIES
 
     for i, (name, m) in enumerate(masks.items()):
         folder = out_scene / "instances" / name

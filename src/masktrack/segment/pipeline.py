@@ -128,7 +128,9 @@ def _load_backends(
                             problems=[Problem(f"{where}.{p.location}", p.message) for p in e.problems],
                         )
                     else:
-                        err = BackendError(e.message, path=cfg.source, field=f"{where}.{e.field or 'backend'}")
+                        err = BackendError(
+                            e.message, path=cfg.source, field=f"{where}.{e.field or 'backend'}"
+                        )
                     if errors is None:
                         raise err from None
                     errors.append(err)

@@ -24,14 +24,11 @@ from typing import Any, Literal
 import numpy as np
 
 from masktrack.errors import ConfigError, Problem, SceneError
-from masktrack.io.instances import Instance
+from masktrack.io.instances import GIVEN_QUERIES, Instance
 from masktrack.io.scene import Scene
 from masktrack.track.geometry import lift
 
 Window = Literal["first", "frame", "all", "before_contact", "after_contact", "given"]
-
-#: an instance's own query points (``(t, x, y, z)`` rows, e.g. an imported NPZ's ``query_points``)
-GIVEN_QUERIES = "queries.npy"
 
 
 @dataclass(frozen=True)

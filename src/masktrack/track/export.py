@@ -47,8 +47,8 @@ def export_mvtracker(
     scene_path: str | Path, out_dir: str | Path, *, instances: list[str] | None = None
 ) -> list[ExportedInstance]:
     """Write ``<out_dir>/<instance>.npz`` for each instance (all by default) of the scene."""
-    from masktrack.track.instances import list_instances, load_instance
-    from masktrack.track.queries import GIVEN_QUERIES, QueryOptions, sample_queries
+    from masktrack.io.instances import GIVEN_QUERIES, list_instances, load_instance
+    from masktrack.track.queries import QueryOptions, sample_queries
 
     scene_path, out_dir = Path(scene_path), Path(out_dir)
     scene = load_scene(scene_path)
