@@ -167,8 +167,8 @@ def targets(args):
                     continue  # not visible on frame 0 in this camera
                 yield "RLBench", f"{cid}/{obj}", ArrayVideo(rgbs[c, :n], f"{cid}{obj}"), gt
     if args.demo is not None and (args.demo / "scene").is_dir():
-        from masktrack.io.scene import load_scene
         from masktrack.io.instances import load_instance
+        from masktrack.io.scene import load_scene
 
         sc = load_scene(args.demo / "scene")
         for c, cid in enumerate(sc.camera_ids):

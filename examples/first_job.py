@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     (out / "gt").mkdir(parents=True, exist_ok=True)
     if args.demo is not None:
-        from masktrack.io.scene import load_scene
         from masktrack.io.instances import load_instance
+        from masktrack.io.scene import load_scene
 
         scene = load_scene(args.demo / "scene")
         cam = scene.camera_ids[0]
