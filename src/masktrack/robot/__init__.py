@@ -2,6 +2,8 @@
 
 Heavy libraries (trimesh, mujoco, scipy.optimize) are imported inside the
 functions that need them; importing this package costs only numpy.
+The whole calibration chain is ``masktrack.robot.calibrate.calibrate`` (not
+re-exported here, so that ``masktrack.robot.calibrate`` stays the module).
 """
 
 from masktrack.robot.calibrate import (
@@ -10,7 +12,6 @@ from masktrack.robot.calibrate import (
     CameraRefinement,
     CameraView,
     EEFit,
-    calibrate,
     check_calibration,
     fit_base_from_ee,
     refine_camera,
@@ -30,7 +31,6 @@ __all__ = [
     "RobotModelError",
     "RobotRender",
     "RobotState",
-    "calibrate",
     "check_calibration",
     "fit_base_from_ee",
     "occlude",
