@@ -472,14 +472,13 @@ def compose_output(
         "packed": packed,
     }
     old = read_manifest(cs.manifest_path, "compose")
+    # A complete output of the previous layout (no hashes) is read the way an interrupted run is:
+    # every frame is decoded (PNG chunk CRCs, zlib) and kept if it decodes at the right size, the
+    # rest rewritten; the new manifest then records every frame's size and hash.
+    legacy_read = False
     if old is None and not force and legacy_layout(cs.manifest_path):
         legacy = cs.manifest() or {}
-        if legacy.get("key") == key and legacy.get("complete"):
-            raise StoreError(
-                f"composed output {name!r} was written by an older masktrack (its manifest has no content "
-                "hashes, so its frames cannot be verified); rerun with --force to recompute it",
-                path=cs.manifest_path,
-            )
+        legacy_read = legacy.get("key") == key and bool(legacy.get("complete"))
     # Frames of a complete manifest with our key: trusted only if their size and hash verify.
     known: dict[int, tuple[int, dict[str, OutputEntry]]] = {}
     repaired: list[int] = []
@@ -552,6 +551,8 @@ def compose_output(
                 f, n, ents, wrote = fut.result()
                 pixels[f] = n
                 outputs.update(ents)
+                if wrote and legacy_read:
+                    repaired.append(f)
                 counts["written" if wrote else "skipped"] += 1
                 if on_event is not None:
                     on_event(ProgressEvent(task, counts["written"] + counts["skipped"], T))
@@ -560,6 +561,11 @@ def compose_output(
                 fu.cancel()
             raise
     clean_temp_files(cs.folder)
+    repaired.sort()
+    if legacy_read and not repaired:
+        status = Status.REUSED  # every frame of the old layout decoded; only the manifest was upgraded
+    else:
+        status = Status.REPAIRED if repaired else Status.COMPUTED
     empty = [f for f, n in enumerate(pixels) if n == 0]
     report = OutputReport(
         name,
@@ -572,7 +578,7 @@ def compose_output(
         empty,
         pixels,
         time.perf_counter() - t0,
-        Status.REPAIRED if repaired else Status.COMPUTED,
+        status,
         repaired,
     )
     outputs = {n: outputs[n] for n in sorted(outputs)}
