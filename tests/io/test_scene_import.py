@@ -136,6 +136,9 @@ def test_instances_from_masktrack_outputs(tmp_path: Path) -> None:
     (made,) = instances_from_outputs(tmp_path / "scene", outs, {"gripper": "grippers.gripper"})
     m = made.masks()
     assert m.shape == (2, 3, 16, 20) and m[1, 2, 2:8, 10:16].all() and not m[0, 0, :, 8:].any()
+    # a re-run (as a batch unit re-runs) keeps the instance's id and colour: only new names get new ones
+    (again,) = instances_from_outputs(tmp_path / "scene", outs, {"gripper": "grippers.gripper"})
+    assert (again.id, again.color) == (made.id, made.color)
     with pytest.raises(SceneError, match="unknown camera"):
         instances_from_outputs(tmp_path / "scene", {"nope": outs["left"]}, {"g": "grippers.gripper"})
     # composition outputs: PNG folder fallback layout <output>/composed/<name>/%05d.png

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from masktrack.errors import SceneError
-from masktrack.io.instances import Instance, list_instances, save_instance
+from masktrack.io.instances import Instance, list_instances, load_instance, save_instance
 from masktrack.io.scene import Scene, load_scene
 from masktrack.io.scene_import import PALETTE, _check_name, _resize_masks
 from masktrack.masks.export import load_composed
@@ -46,7 +46,8 @@ def instances_from_outputs(
     ``outputs`` maps camera id -> output folder (cameras left out get empty
     masks); ``refs`` maps instance name -> ``"session.object"`` or
     ``"composed:name"``.  Frames must match the scene; sizes may differ by a
-    nearest-neighbour scaling.
+    nearest-neighbour scaling.  An instance that exists already keeps its id and colour (a re-run
+    of a batch unit rewrites its masks, not its identity, so recordings keyed on it stay current).
     """
     if not isinstance(scene, Scene):
         scene = load_scene(scene)
@@ -74,13 +75,20 @@ def instances_from_outputs(
                 )
             masks[scene.camera_ids.index(cid)] = _resize_masks(m, (h, w), Path(out), ref)
         idx = len(existing) + i
+        iid, color = idx + 1, PALETTE[idx % len(PALETTE)]
+        if name in existing:
+            try:
+                old = load_instance(scene.path, name)
+                iid, color = old.id, old.color
+            except SceneError:
+                pass  # an unreadable old instance is replaced like a new one
         made.append(
             save_instance(
                 scene.path,
                 name,
                 masks,
-                id=idx + 1,
-                color=PALETTE[idx % len(PALETTE)],
+                id=iid,
+                color=color,
                 source={
                     "kind": "masktrack-output",
                     "ref": ref,
