@@ -34,7 +34,18 @@ from masktrack.errors import SceneError
 from masktrack.io.atomic import atomic_path, atomic_write_json, clean_temp_files, hash_file, hash_json
 from masktrack.io.instances import Instance, list_instances, load_instance
 from masktrack.io.lock import output_lock
-from masktrack.io.manifest import MANIFEST_FORMAT, TOOL_VERSION, OutputEntry, Status, entry_for, verify_entry
+from masktrack.io.manifest import (
+    MANIFEST_FORMAT,
+    TOOL_VERSION,
+    Manifest,
+    Status,
+    begin,
+    damaged_outputs,
+    entry_for,
+    finish,
+    legacy_layout,
+    read_manifest,
+)
 from masktrack.io.scene import Scene, load_scene
 from masktrack.track.base import Tracks, track_batched
 from masktrack.track.queries import QueryOptions, sample_queries
@@ -136,23 +147,22 @@ OUTPUTS = ("queries.npy", "tracks.npz")
 
 def _check_stored(folder: Path, key: str) -> tuple[bool, bool]:
     """(current, damaged): current = complete, same key, files verify; damaged = same key, files don't."""
-    try:
-        meta = json.loads((folder / "instance.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False, False
-    if not isinstance(meta, dict) or not meta.get("complete") or meta.get("key") != key:
-        return False, False
-    if "outputs" not in meta:  # previous layout: load both files, then record their hashes
+    path = folder / "instance.json"
+    m = read_manifest(path, "track")
+    if m is None:
+        if not legacy_layout(path):
+            return False, False
+        # previous layout (no hashes): load both files; if they load, record their hashes in place
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if not meta.get("complete") or meta.get("key") != key:
+            return False, False
         if not _loads(folder):
             return False, True
-        meta = {**meta, **_manifest_fields(folder)}
-        atomic_write_json(folder / "instance.json", meta)
+        atomic_write_json(path, {**meta, **_manifest_fields(folder)})
         return True, False
-    try:
-        entries = {n: OutputEntry.model_validate(meta["outputs"][n]) for n in OUTPUTS}
-    except (KeyError, TypeError, ValueError):
-        return False, True
-    ok = all(verify_entry(folder / n, e) for n, e in entries.items())
+    if not m.complete or m.key != key:
+        return False, False
+    ok = set(OUTPUTS) <= set(m.outputs) and not damaged_outputs(folder, m, OUTPUTS)
     return ok, not ok
 
 
@@ -189,8 +199,10 @@ def track_instance(
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     clean_temp_files(folder)
-    meta = {**provenance, "instance": inst.name, "key": key, "complete": False}
-    atomic_write_json(folder / "instance.json", meta)
+    manifest = begin(
+        folder / "instance.json",
+        Manifest.model_validate({"stage": "track", "key": key, "instance": inst.name, **provenance}),
+    )
     queries = sample_queries(scene, inst, query_options)
     with atomic_path(folder / "queries.npy") as tmp:
         np.save(tmp, queries.points, allow_pickle=False)
@@ -211,9 +223,7 @@ def track_instance(
         "visible_fraction": round(vis, 4),
         "query_cameras": np.bincount(queries.camera, minlength=scene.num_cameras).tolist(),
     }
-    atomic_write_json(
-        folder / "instance.json", {**meta, **_manifest_fields(folder), "complete": True, "stats": stats}
-    )
+    finish(folder / "instance.json", manifest, {n: entry_for(folder / n) for n in OUTPUTS}, stats=stats)
     return InstanceResult(
         inst.name,
         Status.REPAIRED if repair else Status.COMPUTED,
