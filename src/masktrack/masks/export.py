@@ -39,11 +39,14 @@ from masktrack.io.lock import output_lock
 from masktrack.io.manifest import (
     MANIFEST_FORMAT,
     TOOL_VERSION,
+    Manifest,
     OutputEntry,
     Status,
+    begin,
     damaged_outputs,
     entry_for,
     entry_for_bytes,
+    finish,
     legacy_layout,
     read_manifest,
 )
@@ -372,11 +375,11 @@ def _start(cs: ComposedStore, base: dict[str, Any], force: bool) -> bool:
         )  # verified below, then claimed
         return True
     # Invalidate first, delete second, claim third: frames on disk always match the manifest's key.
-    atomic_write_json(cs.manifest_path, {**base, "key": None, "complete": False})
+    begin(cs.manifest_path, Manifest.model_validate({**base, "key": None}))
     for d in (cs.folder, cs.packed_dir):
         if d.exists():
             shutil.rmtree(d)
-    atomic_write_json(cs.manifest_path, {**base, "complete": False})
+    begin(cs.manifest_path, Manifest.model_validate(base))
     return False
 
 
@@ -582,8 +585,7 @@ def compose_output(
         repaired,
     )
     outputs = {n: outputs[n] for n in sorted(outputs)}
-    manifest = {**base, "outputs": {n: e.model_dump() for n, e in outputs.items()}}
-    atomic_write_json(cs.manifest_path, {**manifest, "complete": True, "stats": report.summary()})
+    finish(cs.manifest_path, Manifest.model_validate(base), outputs, stats=report.summary())
     return report
 
 
