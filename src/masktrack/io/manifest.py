@@ -119,7 +119,7 @@ def read_manifest(path: str | os.PathLike[str], stage: str) -> Manifest | None:
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):
         return None
     try:
         m = Manifest.model_validate_json(text)
