@@ -58,18 +58,28 @@ made to behave like a model with objects, through SAM3's own code paths
   of real masks, memory selection all run);
 * its mask logits are shifted per mask so that each covers about a quarter
   of the frame instead of ~98% (:func:`~masktrack.segment.sam_compat.localise_random_masks`),
-  so that objects are not all one overlapping blob that SAM3's non-overlap
-  and occlusion rules reduce to a single object;
+  and the objects decoded together are made disjoint (each pixel stays on
+  for the object with the highest logit,
+  :func:`~masktrack.segment.sam_compat.disjoint_objects`), so that objects are
+  not all one overlapping blob that SAM3's non-overlap and occlusion rules
+  reduce to a single object;
 * the detector's per-frame output reports ``random_detections`` objects for
   any text prompt with distinct probabilities 0.95, 0.9, ... (fixed query
   slots, their own mask logits made disjoint; see
   :func:`~masktrack.segment.sam_compat.install_random_detections`), so NMS,
   detection-to-track association, new-object creation and the session's
-  object mapping run on real outputs.
+  object mapping run on real outputs;
+* on frames where objects are already tracked, those detections are the
+  tracked objects (each takes its track's mask logits; one without a track
+  scores between SAM3's detection and new-object thresholds,
+  :func:`~masktrack.segment.sam_compat.match_random_detections_to_tracks`),
+  as a trained detector's would be: SAM3 associates them with the tracks
+  instead of starting new objects on every frame, so a text session keeps
+  its objects in both directions.
 
 All are recorded in the fingerprint (``random_objects``).  The first is a
-change of weights (a checkpoint saved from such a model keeps it); the other
-two wrap the built model, so a checkpoint loaded from a file segments and
+change of weights (a checkpoint saved from such a model keeps it); the others
+wrap the built model, so a checkpoint loaded from a file segments and
 detects as its weights say.
 """
 
@@ -123,6 +133,7 @@ from masktrack.segment.sam_compat import (
     library_version,
     localise_random_masks,
     make_objects_present,
+    match_random_detections_to_tracks,
     sam3_predictor_class,
 )
 
@@ -262,6 +273,7 @@ class Sam3Backend(SamBackend):
             make_objects_present(model.tracker.sam_mask_decoder)
             localise_random_masks(model.tracker.sam_mask_decoder)
             install_random_detections(model.detector, self.random_detections)
+            match_random_detections_to_tracks(model)
         return sam3_predictor_class(FrameSequence)(model), model
 
     def _install_trunk_cache(self) -> None:
@@ -379,6 +391,8 @@ class Sam3Backend(SamBackend):
             "object_score_bias": OBJECT_SCORE_BIAS,
             "mask_share": RANDOM_MASK_SHARE,
             "detections": list(RANDOM_DETECTION_PROBS[: self.random_detections]),
+            "objects_disjoint": True,
+            "detections_follow_tracks": True,
         }
 
     def release_model(self) -> None:

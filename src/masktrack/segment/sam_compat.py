@@ -305,10 +305,46 @@ def localise_random_masks(mask_decoder: Any) -> bool:
         masks = out[0]
         flat = masks.float().flatten(-2)
         shift = flat.mean(-1) + 0.674 * flat.std(-1)
-        return (masks - shift[..., None, None].to(masks.dtype), *out[1:])
+        masks = masks - shift[..., None, None].to(masks.dtype)
+        return (disjoint_objects(masks), *out[1:])
 
     mask_decoder.forward = forward
     return True
+
+
+def disjoint_objects(masks: Any) -> Any:
+    """Mask logits ``(objects, channels, H, W)`` with each pixel positive for at most one object.
+
+    A pixel where several objects' logits are positive stays positive only
+    for the object with the highest logit; the others get the logit's
+    negative (same magnitude).  The objects a random tracker decodes in one
+    batch share the frame's features, so their localised masks overlap
+    heavily; a trained model separates distinct objects, and SAM3's
+    association relies on that (a detection that overlaps two tracks makes
+    them duplicates, which its hot-start rule removes).  Element-wise, so the
+    step still replays as a CUDA graph; a batch of one object is unchanged.
+    """
+    import torch
+
+    if masks.dim() != 4 or masks.shape[0] < 2:
+        return masks
+    top = masks.amax(dim=0, keepdim=True)
+    return torch.where((masks > 0) & (masks < top), -masks, masks)
+
+
+def _boxes_of(own: Any) -> tuple[Any, Any, Any, Any]:
+    """Normalised ``x0, y0, x1, y1`` of boolean masks ``(..., H, W)`` (an empty mask gives a degenerate box)."""
+    import torch
+
+    h, w = own.shape[-2:]
+    ys = torch.arange(h, device=own.device, dtype=torch.float32).view(*([1] * (own.dim() - 2)), h, 1)
+    xs = torch.arange(w, device=own.device, dtype=torch.float32).view(*([1] * (own.dim() - 2)), 1, w)
+    big = float(max(h, w))
+    x0 = torch.where(own, xs, big).amin(dim=(-2, -1)) / w
+    y0 = torch.where(own, ys, big).amin(dim=(-2, -1)) / h
+    x1 = (torch.where(own, xs, -1.0).amax(dim=(-2, -1)) + 1) / w
+    y1 = (torch.where(own, ys, -1.0).amax(dim=(-2, -1)) + 1) / h
+    return x0, y0, x1, y1
 
 
 def install_random_detections(detector: Any, count: int) -> bool:
@@ -347,14 +383,7 @@ def install_random_detections(detector: Any, count: int) -> bool:
         magnitude = chosen.abs() + 1.0
         masks = masks.clone()
         masks[:, :n] = torch.where(own, magnitude, -magnitude)
-        h, w = own.shape[-2:]
-        ys = torch.arange(h, device=masks.device, dtype=torch.float32).view(1, 1, h, 1)
-        xs = torch.arange(w, device=masks.device, dtype=torch.float32).view(1, 1, 1, w)
-        big = float(max(h, w))
-        x0 = torch.where(own, xs, big).amin(dim=(2, 3)) / w
-        y0 = torch.where(own, ys, big).amin(dim=(2, 3)) / h
-        x1 = (torch.where(own, xs, -1.0).amax(dim=(2, 3)) + 1) / w
-        y1 = (torch.where(own, ys, -1.0).amax(dim=(2, 3)) + 1) / h
+        x0, y0, x1, y1 = _boxes_of(own)
         xyxy = torch.stack([x0, y0, x1, y1], dim=-1).clamp(0, 1)
         out = dict(out)
         out["pred_logits"], out["pred_masks"] = logits, masks
@@ -372,4 +401,68 @@ def install_random_detections(detector: Any, count: int) -> bool:
         return out
 
     detector.forward_grounding = forward_grounding
+    return True
+
+
+def match_random_detections_to_tracks(model: Any) -> bool:
+    """Make a random SAM3's detections on a frame with tracked objects be those objects (random weights only).
+
+    :func:`install_random_detections` makes the detector report the same
+    query slots on every frame, but a random detector's masks and a random
+    tracker's masks of the "same" object are unrelated, so SAM3's association
+    (a track is matched by a detection with mask IoU >= ``trk_assoc_iou_thresh``
+    0.5; a detection scoring >= ``new_det_thresh`` 0.7 that overlaps no track
+    with IoU >= ``assoc_iou_thresh`` 0.1 starts a new object) would start new
+    objects on every frame and, within its hot-start window, remove the
+    tracked ones as unmatched.  A trained detector keeps finding the objects
+    being tracked; this makes the random one do so, at the boundary where
+    both outputs exist: SAM3's ``run_tracker_update_planning_phase``.  When
+    the tracker has ``M > 0`` objects on a frame, detection ``i < M`` takes
+    track ``i``'s mask logits (and their box), so it matches that track and
+    no other (:func:`disjoint_objects` keeps tracks apart); a detection with
+    no track (its mask made empty), or whose track is empty on that frame,
+    gets a score between SAM3's detection threshold and its new-object
+    threshold, so it starts nothing and marks no track a duplicate.  On the prompt frame (no tracks yet) the
+    detections are left as the detector gave them and become the objects.
+    SAM3's own association, hot-start rules and reconditioning then run
+    unchanged on these outputs, as they would with a trained model.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    original = getattr(model, "run_tracker_update_planning_phase", None)
+    if original is None or not hasattr(model, "new_det_thresh"):
+        return False
+    low = (float(getattr(model, "score_threshold_detection", 0.5)) + float(model.new_det_thresh)) / 2
+
+    def planning(*args: Any, **kwargs: Any) -> Any:
+        det, trk = kwargs.get("det_out"), kwargs.get("tracker_low_res_masks_global")
+        if not isinstance(det, dict) or trk is None or trk.dim() != 3 or trk.shape[0] == 0:
+            return original(*args, **kwargs)
+        masks, scores = det.get("mask"), det.get("scores")
+        if masks is None or scores is None or masks.dim() != 3 or masks.shape[0] == 0:
+            return original(*args, **kwargs)
+        n = min(masks.shape[0], trk.shape[0])
+        src = trk[:n].float()
+        if src.shape[-2:] != masks.shape[-2:]:
+            src = F.interpolate(src.unsqueeze(1), size=masks.shape[-2:], mode="bilinear", align_corners=False)
+            src = src.squeeze(1)
+        new_masks = masks.clone()
+        new_masks[:n] = src.to(masks.dtype)
+        new_masks[n:] = -masks[n:].abs() - 1  # a detection without a track overlaps nothing
+        own = src > 0
+        has_track = torch.zeros(masks.shape[0], dtype=torch.bool, device=scores.device)
+        has_track[:n] = own.flatten(1).any(dim=1).to(scores.device)
+        det = dict(det)
+        det["mask"] = new_masks
+        det["scores"] = torch.where(has_track, scores, torch.full_like(scores, low))
+        bbox = det.get("bbox")
+        if bbox is not None and bbox.dim() == 2 and bbox.shape[0] == masks.shape[0]:
+            bbox = bbox.clone()
+            bbox[:n] = torch.stack(_boxes_of(own), dim=-1).clamp(0, 1).to(bbox.device, bbox.dtype)
+            det["bbox"] = bbox
+        kwargs["det_out"] = det
+        return original(*args, **kwargs)
+
+    model.run_tracker_update_planning_phase = planning
     return True

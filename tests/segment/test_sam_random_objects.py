@@ -1,0 +1,136 @@
+"""CPU checks of the random-weight SAM3 wrappers in ``sam_compat`` (no sam3 needed: they wrap plain callables).
+
+The GPU tests run them inside SAM3; these pin down the rules they promise: tracks decoded together are
+disjoint, and on frames with tracks the injected detections are associated with exactly their own track
+by SAM3's IoU rule (so none starts a new object), while on the prompt frame they are left alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from masktrack.segment.sam_compat import (  # noqa: E402
+    disjoint_objects,
+    install_random_detections,
+    match_random_detections_to_tracks,
+)
+
+# SAM3 0.1.4's video model (model_builder): detection, new-object and association thresholds
+SCORE_THRESHOLD_DETECTION, NEW_DET_THRESH, ASSOC_IOU, TRK_ASSOC_IOU = 0.5, 0.7, 0.1, 0.5
+
+
+def _iou(a, b):
+    a, b = a > 0, b > 0
+    inter = (a[:, None] & b[None]).flatten(2).sum(-1).float()
+    union = (a[:, None] | b[None]).flatten(2).sum(-1).float()
+    return inter / union.clamp(min=1)
+
+
+def test_objects_decoded_together_are_disjoint_and_keep_their_magnitudes():
+    g = torch.Generator().manual_seed(0)
+    masks = torch.randn(3, 2, 16, 16, generator=g) + 0.5
+    assert ((masks > 0).sum(0) > 1).any(), "the input must overlap for the check to mean anything"
+    out = disjoint_objects(masks)
+    assert ((out > 0).sum(0) <= 1).all()
+    assert torch.equal(out.abs(), masks.abs())
+    winner = (masks == masks.amax(0, keepdim=True)) & (masks > 0)
+    assert torch.equal(out > 0, winner) and winner.any()
+    one = masks[:1]
+    assert disjoint_objects(one) is one
+
+
+class _Model:
+    new_det_thresh = NEW_DET_THRESH
+    score_threshold_detection = SCORE_THRESHOLD_DETECTION
+
+    def __init__(self):
+        self.seen = []
+
+    def run_tracker_update_planning_phase(self, **kwargs):
+        self.seen.append(kwargs)
+        return "plan"
+
+
+def _det_out(n, size=(12, 12), seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "mask": torch.randn(n, *size, generator=g),
+        "scores": torch.tensor([0.95, 0.9, 0.85][:n]),
+        "bbox": torch.rand(n, 4, generator=g),
+    }
+
+
+def test_detections_on_frames_with_tracks_match_only_their_own_track():
+    model = _Model()
+    assert match_random_detections_to_tracks(model)
+    ys, xs = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    bumps = [4 - ((ys - cy) ** 2 + (xs - cx) ** 2) / 16 for cy, cx in ((8, 6), (14, 17))]
+    tracks = disjoint_objects(torch.stack(bumps)[:, None])[:, 0]  # two smooth blobs that overlapped
+    assert ((torch.stack(bumps) > 0).sum(0) > 1).any()
+    det = _det_out(3)
+    assert model.run_tracker_update_planning_phase(det_out=det, tracker_low_res_masks_global=tracks) == "plan"
+    got = model.seen[-1]["det_out"]
+    assert got is not det and torch.equal(det["scores"], torch.tensor([0.95, 0.9, 0.85]))  # input untouched
+    small = torch.nn.functional.interpolate(tracks[:, None], size=(12, 12), mode="bilinear")[:, 0]
+    ious = _iou(got["mask"], small)
+    assert (ious.diagonal()[:2] >= TRK_ASSOC_IOU).all(), ious  # both tracks matched
+    off = ious.clone()
+    off[0, 0] = off[1, 1] = 0
+    assert (off < ASSOC_IOU).all(), ious  # no detection matches a second track (no duplicates)
+    scores = got["scores"]
+    assert scores[:2].tolist() == pytest.approx([0.95, 0.9])
+    assert SCORE_THRESHOLD_DETECTION < float(scores[2]) < NEW_DET_THRESH  # no track: kept, not new
+    assert not (got["mask"][2] > 0).any()
+    is_new = (scores >= NEW_DET_THRESH) & ~(ious >= ASSOC_IOU).any(1)
+    assert not is_new.any()
+    for k in range(2):  # boxes are the new masks' boxes
+        on = got["mask"][k] > 0
+        ys, xs = torch.nonzero(on, as_tuple=True)
+        box = [xs.min() / 12, ys.min() / 12, (xs.max() + 1) / 12, (ys.max() + 1) / 12]
+        assert got["bbox"][k].tolist() == pytest.approx([float(v) for v in box])
+    assert torch.equal(got["bbox"][2], det["bbox"][2])
+
+
+def test_an_empty_track_gets_no_confident_detection_and_the_prompt_frame_is_left_alone():
+    model = _Model()
+    match_random_detections_to_tracks(model)
+    tracks = torch.full((2, 12, 12), -2.0)
+    tracks[0, 2:5, 3:9] = 1.5
+    model.run_tracker_update_planning_phase(det_out=_det_out(2), tracker_low_res_masks_global=tracks)
+    scores = model.seen[-1]["det_out"]["scores"]
+    assert float(scores[0]) == pytest.approx(0.95) and float(scores[1]) < NEW_DET_THRESH
+    det = _det_out(3)
+    model.run_tracker_update_planning_phase(det_out=det, tracker_low_res_masks_global=torch.zeros(0, 12, 12))
+    assert model.seen[-1]["det_out"] is det
+
+
+class _Detector:
+    def __init__(self, queries=6, size=(10, 14)):
+        g = torch.Generator().manual_seed(3)
+        self.out = {
+            "pred_logits": torch.randn(1, queries, 1, generator=g) - 8,
+            "pred_masks": torch.randn(1, queries, *size, generator=g),
+            "pred_boxes_xyxy": torch.rand(1, queries, 4, generator=g),
+            "pred_boxes": torch.rand(1, queries, 4, generator=g),
+        }
+
+    def forward_grounding(self):
+        return self.out
+
+
+def test_injected_detections_have_the_chosen_scores_disjoint_masks_and_their_boxes():
+    d = _Detector()
+    assert install_random_detections(d, 3)
+    out = d.forward_grounding()
+    probs = out["pred_logits"][0, :, 0].sigmoid()
+    assert probs[:3].tolist() == pytest.approx([0.95, 0.9, 0.85], abs=1e-6)
+    assert (probs[3:] < 1e-6).all()
+    on = out["pred_masks"][0, :3] > 0
+    assert (on.sum(0) == 1).all() and all(m.any() for m in on)
+    h, w = on.shape[-2:]
+    for k in range(3):
+        ys, xs = torch.nonzero(on[k], as_tuple=True)
+        box = [xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h]
+        assert out["pred_boxes_xyxy"][0, k].tolist() == pytest.approx([float(v) for v in box])
