@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -59,7 +60,7 @@ def _config(tmp_path: Path, name: str, video: Path, prompts: Path, out: Path, ba
         "sessions": [{"name": "arm", "backend": backend, "objects": ["arm"]}],
     }
     if backend == "slow_classic":
-        cfg["sessions"][0]["options"] = {"delay": 0.1}
+        cfg["sessions"][0]["options"] = {"delay": 0.3}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -102,6 +103,14 @@ def test_two_segment_runs_on_one_output_20_trials_never_a_wrong_frame(tmp_path, 
         p1 = subprocess.Popen(
             [*cmd, str(cfgs[first])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
+        # the second run starts at a random moment after the first one holds the folder's lock (its pid in
+        # the lock file), so that the runs overlap however loaded the machine is
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and p1.poll() is None:
+            with contextlib.suppress(OSError):
+                if (out / lock.LOCK_NAME).read_text().startswith(f"{p1.pid} "):
+                    break
+            time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 1.0))
         p2 = subprocess.Popen(
             [*cmd, str(cfgs[second])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
