@@ -184,3 +184,31 @@ def test_a_default_port_that_is_taken_is_replaced_by_a_free_one() -> None:
         port, grpc = choose_ports(taken, free, explicit_port=False, explicit_grpc=True)
         assert port != taken and port != grpc and port_free(port)
         assert grpc == free
+
+
+def test_open_opens_the_recording_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import webbrowser
+
+    from masktrack.cli.main import main
+
+    write(tmp_path)
+    port, grpc = _free_port(), _free_port()
+    opened: list[str] = []
+
+    def fake_open(url: str, *a, **k) -> bool:
+        opened.append(url)
+        os.kill(os.getpid(), signal.SIGTERM)  # then stop, as a user's Ctrl-C / kill would
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", fake_open)
+    rc = main(
+        ["view", str(tmp_path / "out"), "--web", "--open", "--port", str(port), "--grpc-port", str(grpc)]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out.strip()
+    assert opened == [out] and out.startswith(f"http://127.0.0.1:{port}/?url=rerun%2Bhttp")
+    for _ in range(50):
+        if not (_listening(port) or _listening(grpc)):
+            break
+        time.sleep(0.1)
+    assert not _listening(port) and not _listening(grpc)
