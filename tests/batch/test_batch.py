@@ -197,22 +197,31 @@ def test_dry_run_never_cuts_a_path(tmp_path, job_file, capsys, monkeypatch):
     assert all(o in text for o in outputs), text
 
 
-def test_a_mistake_every_unit_would_hit_stops_the_batch_before_any_unit(tmp_path, job_file, capsys):
+def test_a_mistake_every_unit_would_hit_stops_the_batch_before_any_unit(
+    tmp_path, job_file, capsys, monkeypatch
+):
+    import importlib.util
+
     import yaml
 
     from masktrack.cli.main import main
 
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "sam3" else real(n, *a))
     job = yaml.safe_load(job_file.read_text())
     job["pipeline"] = {
         "sessions": [
             {"name": "arm", "backend": "sam2", "objects": ["arm"], "options": {"checkpoint": "ckpt/nope.pt"}},
             {"name": "hands", "backend": "nosuch", "objects": ["hands"]},
+            {"name": "cable", "backend": "sam3", "objects": ["cable"]},
         ]
     }
     job_file.write_text(yaml.safe_dump(job))
     rc = main(["batch", str(job_file), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 2, err
-    assert "pipeline.sessions[0:arm].options.checkpoint: ckpt/nope.pt: file not found" in err[0]
-    assert "pipeline.sessions[1:hands].backend: unknown backend 'nosuch'" in err[1]
+    assert rc == 2 and len(err) == 3, err
+    text = "\n".join(err)
+    assert "pipeline.sessions[0:arm].options.checkpoint: ckpt/nope.pt: file not found" in text
+    assert "pipeline.sessions[1:hands].backend: unknown backend 'nosuch'" in text
+    assert "pipeline.sessions[2:cable].backend: 'sam3' needs sam3 (not installed)" in text
     assert not (tmp_path / "out").exists()  # no unit ran

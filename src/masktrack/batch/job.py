@@ -163,14 +163,15 @@ def load_job(path: str | Path) -> JobConfig:
     if not job.root.is_absolute():
         job.root = (path.parent / job.root).resolve()
     job.source = path
-    pipeline_problems = check_pipeline(job.pipeline)
+    pipeline_problems = check_pipeline(job.pipeline, base=path.parent)
     if pipeline_problems:  # caught here, not as the same failure in every unit
         raise ConfigError("invalid pipeline", path=path, problems=pipeline_problems)
     return job
 
 
-def check_pipeline(pipeline: dict[str, Any]) -> list[Problem]:
-    """Problems of the job's pipeline template that do not depend on a unit (schema, backends, expressions)."""
+def check_pipeline(pipeline: dict[str, Any], *, base: Path | None = None) -> list[Problem]:
+    """Problems of the job's pipeline template that do not depend on a unit (schema, backends, expressions,
+    backend packages not installed, checkpoint files not found: see :mod:`masktrack.batch.preflight`)."""
     from masktrack.config import PipelineConfig
     from masktrack.errors import MasktrackError
     from masktrack.masks.compose import compile_expression
@@ -192,6 +193,9 @@ def check_pipeline(pipeline: dict[str, Any]) -> list[Problem]:
                     f"unknown backend {s.backend!r} (backends: {', '.join(sorted(known))})",
                 )
             )
+    from masktrack.batch.preflight import preflight_sessions
+
+    probs += preflight_sessions(pipeline.get("sessions") or [], base=base, known=known)
     objects = {s.name: s.object_names() for s in cfg.sessions}
     for name, out in cfg.compose.items():
         try:

@@ -1,13 +1,16 @@
-"""Checks of a batch job that hold for every unit, made once before any unit is dispatched.
+"""Checks of a batch job that hold for every unit, made once when the job is loaded.
 
-A mistake that affects every unit (an unknown backend, a backend whose package is not installed, a
-checkpoint that does not exist) would otherwise surface unit by unit at run time, after hours of
-queueing.  These checks never import a model library or load weights.
+A mistake that affects every unit (a backend whose package is not installed, a checkpoint that does
+not exist) would otherwise surface unit by unit at run time, after hours of queueing.  These checks
+never import a model library or load weights.  (Unknown backend names, the schema and the
+compositions are checked by :func:`masktrack.batch.job.check_pipeline`, which calls this.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from masktrack.errors import Problem
 
@@ -15,25 +18,25 @@ from masktrack.errors import Problem
 PATH_OPTIONS = ("checkpoint", "ckpt", "weights")
 
 
-def preflight(job, *, base: Path | None = None) -> list[Problem]:
-    """Every job-wide problem of ``job.pipeline``'s sessions, each located as ``pipeline.sessions[i:name]...``."""
-    from masktrack.errors import BackendError
-    from masktrack.segment.registry import backend_class, missing_requirements
+def preflight_sessions(
+    sessions: list[Any], *, base: Path | None = None, known: Iterable[str] | None = None
+) -> list[Problem]:
+    """Every job-wide problem of the pipeline's sessions, each located as ``pipeline.sessions[i:name]...``.
 
-    base = base or (Path(job.source).parent if job.source else Path.cwd())
+    Relative paths are tried against the working folder and ``base`` (the job file's folder).
+    Backends not in ``known`` are skipped (reported elsewhere as unknown).
+    """
+    from masktrack.segment.registry import available_backends, missing_requirements
+
+    known_set = set(known) if known is not None else set(available_backends())
     probs: list[Problem] = []
-    sessions = job.pipeline.get("sessions") or []
     for i, s in enumerate(sessions):
         if not isinstance(s, dict):
             continue
         loc = f"pipeline.sessions[{i}:{s.get('name', '?')}]"
         name = s.get("backend", "classic")
-        try:
-            backend_class(name)
-        except BackendError as e:
-            if "cannot be imported" not in e.message:
-                probs.append(Problem(f"{loc}.backend", e.message))
-                continue
+        if name not in known_set:
+            continue
         missing, how = missing_requirements(name)
         if missing:
             probs.append(
@@ -42,6 +45,7 @@ def preflight(job, *, base: Path | None = None) -> list[Problem]:
         for key, value in (s.get("options") or {}).items():
             if key in PATH_OPTIONS and isinstance(value, str):
                 p = Path(value).expanduser()
-                if not any(c.exists() for c in ([p] if p.is_absolute() else [Path.cwd() / p, base / p])):
+                tries = [p] if p.is_absolute() else [Path.cwd() / p, *([base / p] if base else [])]
+                if not any(c.exists() for c in tries):
                     probs.append(Problem(f"{loc}.options.{key}", f"{value}: file not found"))
     return probs

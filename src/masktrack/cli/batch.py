@@ -98,12 +98,6 @@ def batch(
 
     console = Console(stderr=True)
     job = load_job(job_file)
-    from masktrack.batch.preflight import preflight
-    from masktrack.errors import ConfigError
-
-    problems = preflight(job)  # mistakes that every unit would hit: before any unit runs
-    if problems:
-        raise ConfigError(f"{len(problems)} problem(s)", path=job_file, problems=problems)
     scene_arg = parse_scene_list(scenes)
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
 
