@@ -56,6 +56,55 @@ class InlineObject(BaseModel):
     keyframes: list[Keyframe] = Field(default_factory=list)
 
 
+class RobotSourceConfig(BaseModel):
+    """Where a video's robot comes from: a scene with robot state, and which of its cameras the video is."""
+
+    model_config = ConfigDict(extra="forbid")
+    scene: Path
+    camera: str
+
+
+KinematicsMode = Literal["prompt", "prior", "render"]
+
+
+class KinematicsConfig(BaseModel):
+    """Prompt source ``kinematics``: objects drawn from the robot's joint states, zero clicks.
+
+    ``objects`` maps each object to a link group of the robot model (``arm``,
+    ``gripper``, ``gripper_left``...).  ``mode``: ``prompt`` turns the rendered
+    (occlusion-aware) masks into mask, box and point prompts on ``keyframes``
+    for the session's backend (any backend); ``prior`` runs the weight-free
+    ``kinematic`` backend, which follows the render on every frame and refines
+    its outline to image edges; ``render`` outputs the rendered masks as they
+    are.  ``keyframes: auto`` picks the first frame that shows the object well,
+    then a new one whenever its rendered shape has changed (IoU below
+    ``keyframe_iou``), at most ``max_keyframes``.  ``scene``/``camera``
+    override the config's top-level ``robot``.  See masktrack.segment.kinematic.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    objects: dict[str, str]
+    mode: KinematicsMode = "prompt"
+    keyframes: list[int] | Literal["auto"] = "auto"
+    max_keyframes: int = Field(default=6, ge=1)
+    keyframe_iou: float = Field(default=0.5, gt=0, lt=1)
+    points: int = Field(default=3, ge=0)
+    negatives: int = Field(default=3, ge=0)
+    box: bool = True
+    mask: bool = True
+    occlusion: bool = True
+    margin: float = Field(default=0.02, ge=0)
+    scene: Path | None = None
+    camera: str | None = None
+
+    @field_validator("objects")
+    @classmethod
+    def _some_objects(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("map at least one object to a link group, e.g. {arm: arm}")
+        return v
+
+
 class SessionConfig(BaseModel):
     """One isolated segmentation session."""
 
@@ -64,10 +113,34 @@ class SessionConfig(BaseModel):
     name: str
     backend: str = "classic"
     options: dict[str, Any] = Field(default_factory=dict)
-    objects: list[str | InlineObject]
+    objects: list[str | InlineObject] = Field(default_factory=list)
     text: TextPromptConfig | None = None
     prompts: Path | None = None
     direction: Direction = "both"
+    kinematics: KinematicsConfig | None = None
+
+    @model_validator(mode="after")
+    def _kinematic_objects(self) -> SessionConfig:
+        # objects default to the kinematic ones; a session needs some either way
+        if not self.objects and self.kinematics is not None:
+            self.objects = list(self.kinematics.objects)
+        if not self.objects:
+            raise ValueError("a session needs at least one object")
+        if self.kinematics is not None:
+            names = self.object_names()
+            extra = [o for o in self.kinematics.objects if o not in names]
+            if extra:
+                raise ValueError(f"kinematics.objects not listed in objects: {', '.join(extra)}")
+            if (
+                self.kinematics.mode != "prompt"
+                and "backend" in self.model_fields_set
+                and self.backend != "kinematic"
+            ):
+                raise ValueError(
+                    f"kinematics mode {self.kinematics.mode!r} runs the 'kinematic' backend; "
+                    f"drop `backend: {self.backend}` or use mode 'prompt'"
+                )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -110,6 +183,7 @@ class PipelineConfig(BaseModel):
     video: Path
     output: Path
     prompts: Path | None = None
+    robot: RobotSourceConfig | None = None
     sessions: list[SessionConfig]
     compose: dict[str, ComposeOutput] = Field(default_factory=dict)
     source: Path | None = Field(default=None, exclude=True)
@@ -129,6 +203,12 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"duplicate session names: {', '.join(sorted(dup))}")
         if not self.sessions:
             raise ValueError("at least one session is needed")
+        for s in self.sessions:
+            k = s.kinematics
+            if k is not None and (k.scene is None or k.camera is None) and self.robot is None:
+                raise ValueError(
+                    f"session {s.name!r} uses kinematics but the config has no `robot: {{scene, camera}}`"
+                )
         return self
 
     def session(self, name: str) -> SessionConfig:
@@ -168,8 +248,12 @@ def parse_config(data: Any, *, path: Path | None = None, base: Path | None = Non
     cfg.video = _resolve(base, cfg.video)  # type: ignore[assignment]
     cfg.output = _resolve(base, cfg.output)  # type: ignore[assignment]
     cfg.prompts = _resolve(base, cfg.prompts)
+    if cfg.robot is not None:
+        cfg.robot.scene = _resolve(base, cfg.robot.scene)  # type: ignore[assignment]
     for s in cfg.sessions:
         s.prompts = _resolve(base, s.prompts)
+        if s.kinematics is not None:
+            s.kinematics.scene = _resolve(base, s.kinematics.scene)
         for o in s.objects:
             if isinstance(o, InlineObject):
                 for k in o.keyframes:

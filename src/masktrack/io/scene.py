@@ -9,6 +9,7 @@ A scene is a folder::
     extrs.npy         float32 [C, T, 3, 4]      world-to-camera [R|t]: x_cam = R X + t
     timestamps.npy    float64 [C, T]            optional
     instances/<name>/instance.json, masks.npy   per-instance data only (see masktrack.io.instances)
+    robot/robot.json, joint_positions.npy       optional robot state (see masktrack.io.scene_robot)
 
 Arrays are plain ``.npy`` files opened with ``mmap_mode="r"``: loading a scene
 reads no pixels, and per-instance views never copy RGB or depth.
@@ -43,6 +44,7 @@ class Scene:
     timestamps: np.ndarray | None = None
     path: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    robot: Any = None  # masktrack.io.scene_robot.SceneRobot | None: joint states, base pose, wrist mounts
 
     @property
     def num_cameras(self) -> int:
@@ -176,6 +178,12 @@ def save_scene(scene: Scene, path: str | Path) -> Path:
         "fps": scene.fps,
         **{k: v for k, v in scene.meta.items() if k not in {"format", "version"}},
     }
+    if scene.robot is not None:
+        from masktrack.io.scene_robot import save_scene_robot
+
+        save_scene_robot(scene.robot, path)
+    else:
+        (path / "robot" / "robot.json").unlink(missing_ok=True)  # a stale robot is not this scene's
     atomic_write_json(path / "scene.json", meta)
     return path
 
@@ -224,6 +232,11 @@ def load_scene(path: str | Path, *, mmap: bool = True, validate: bool = True) ->
     )
     if validate:
         scene.validate(where=path)
+    from masktrack.io.scene_robot import load_scene_robot
+
+    scene.robot = load_scene_robot(
+        path, num_frames=scene.num_frames, camera_ids=scene.camera_ids, validate=validate
+    )
     return scene
 
 

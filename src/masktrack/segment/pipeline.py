@@ -157,6 +157,11 @@ def run_segment(
     sessions = select_sessions(cfg, only)
     on_event = as_progress(progress)
     with open_video(cfg.video) as video:
+        if any(s.kinematics for s in sessions):  # robot objects: prompts rendered from joint states
+            from masktrack.segment.kinematic import expand_kinematics
+
+            cfg = expand_kinematics(cfg, video, only=[s.name for s in sessions])
+            sessions = select_sessions(cfg, only)
         errors: list = []
         resolved = validate_sessions(cfg, sessions, video, errors=errors)
         backends = _load_backends(cfg, resolved, errors=errors)

@@ -28,6 +28,7 @@ REGISTRY: Registry[Backend] = Registry(
         "classic": "masktrack.segment.classic:ClassicBackend",
         "sam2": "masktrack.segment.sam2:Sam2Backend",
         "sam3": "masktrack.segment.sam3:Sam3Backend",
+        "kinematic": "masktrack.segment.kinematic:KinematicBackend",
     },
     field="backend",
     extras={"sam2": "sam2", "sam3": "sam3"},

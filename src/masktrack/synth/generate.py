@@ -9,6 +9,8 @@ Output folder::
     gt/tracks.npz                GT surface points per instance (pickle-free, see GTTracks)
     gt/kinematics.npz            joints, tip, object pose, primitive poses per frame
     gt/kinematics.json           primitives (kind, sizes, instance, link) and config
+    scene/robot/                 the robot as a dataset records it: robot.urdf (boxes and cylinders,
+                                 see masktrack.synth.urdf), joint_positions.npy, base pose (identity)
 
 ``gt_arm`` is the whole robot (links, joints, base and gripper): what an
 ``arm`` session is asked to segment; ``gt_gripper`` is palm and fingers;
@@ -38,7 +40,7 @@ from masktrack.synth.scene import (
     plan_trajectory,
 )
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: scene/robot/ (URDF + joint states)
 
 INSTANCE_IDS = {"gt_arm": 1, "gt_gripper": 2, "gt_object": 3, "gt_arm_only": 4}
 INSTANCE_COLORS = {
@@ -103,6 +105,7 @@ class SynthRender:
     tracks: dict[str, GTTracks]
     joints: np.ndarray  # [T, 4]
     tip: np.ndarray  # [T, 3]
+    geometry: ArmGeometry = field(default_factory=ArmGeometry)
 
     @property
     def camera_ids(self) -> list[str]:
@@ -272,6 +275,7 @@ def render_scene(cfg: SynthConfig) -> SynthRender:
         tracks=tracks,
         joints=traj.joints,
         tip=traj.tip,
+        geometry=geo,
     )
 
 
@@ -356,6 +360,7 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, force: bool = False) -> S
         camera_ids=r.camera_ids,
         fps=cfg.fps,
         meta={"source": "masktrack.synth", "synth_key": cfg.key()},
+        robot=_scene_robot(r, root / "scene"),
     )
     save_scene(scene, root / "scene")
     names = []
@@ -432,6 +437,23 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, force: bool = False) -> S
         reused=False,
         instances=names,
         status=Status.REPAIRED if damaged else Status.COMPUTED,
+    )
+
+
+def _scene_robot(r: SynthRender, scene_dir: Path) -> Any:
+    """The robot's URDF (written into ``scene_dir/robot/``) and joint states, as a dataset records them."""
+    from masktrack.io.atomic import atomic_write_text
+    from masktrack.io.scene_robot import SceneRobot
+    from masktrack.synth.urdf import JOINT_NAMES, LINK_GROUPS, joint_states, robot_urdf
+
+    atomic_write_text(scene_dir / "robot" / "robot.urdf", robot_urdf(r.geometry))
+    return SceneRobot(
+        model="robot.urdf",
+        joint_names=list(JOINT_NAMES),
+        positions=joint_states(r.joints),
+        base_pose=np.eye(4),
+        link_groups={k: list(v) for k, v in LINK_GROUPS.items()},
+        source={"kind": "masktrack.synth"},
     )
 
 
