@@ -4,6 +4,8 @@ Stages (each one resumable; a second run reuses everything and says so)::
 
     generate   synth scene -> OUT/frames/<cam>/, OUT/scene/, OUT/gt/        (masktrack.synth)
     prompts    OUT/<cam>.yaml + OUT/prompts/<cam>.json, clicks derived from GT masks
+               (``--prompts kinematics``: no prompt files, zero clicks; the sessions' prompts are
+               rendered from the robot's URDF + joint states in OUT/scene/robot/)
     segment    sessions `arm` and `gripper` per camera (classic backend)      -> OUT/out/<cam>/sessions/
     compose    arm_only = dilate(arm, 15) - dilate(gripper, 15)              -> OUT/out/<cam>/composed/
     previews   contact sheets per session and composed output                -> OUT/out/<cam>/previews/
@@ -92,6 +94,8 @@ class DemoReport:
     masks: list[MaskScore] = field(default_factory=list)
     tracks: list[TrackScore] = field(default_factory=list)
     seconds: float = 0.0
+    prompt_source: str = "clicks"  # "clicks" (derived from GT) | "kinematics" (robot state, zero clicks)
+    clicks: int = 0  # clicked points + dragged boxes in the prompt files
 
     def jf(self, mask: str) -> float:
         """Mean J&F of one mask over cameras."""
@@ -127,6 +131,8 @@ class DemoReport:
             "version": DEMO_VERSION,
             "out": str(self.out),
             "config": self.config,
+            "prompt_source": self.prompt_source,
+            "clicks": self.clicks,
             "seconds": round(self.seconds, 2),
             "passed": self.passed,
             "checks": self.checks(),
@@ -310,6 +316,34 @@ def pipeline_config(
     }
 
 
+def kinematic_pipeline_config(
+    camera_id: str, backend: str, backend_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The demo's job with zero clicks: each session's object is a link group of the scene's robot."""
+    opts = {"options": dict(backend_options)} if backend_options else {}
+    groups = {"arm": "arm", "gripper": "gripper"}
+    return {
+        "version": 1,
+        "video": f"frames/{camera_id}",
+        "output": f"out/{camera_id}",
+        "robot": {"scene": "scene", "camera": camera_id},
+        "sessions": [
+            {"name": s, "backend": backend, **opts, "kinematics": {"objects": {s: groups[s]}}}
+            for s in SESSIONS
+        ],
+        "compose": dict(COMPOSE),
+    }
+
+
+def count_clicks(prompts: dict[str, Any]) -> int:
+    """Clicked points plus dragged boxes of a prompt file's objects (what a person would have done)."""
+    return sum(
+        len(k.get("points", [])) + len(k.get("boxes", []))
+        for o in prompts.get("objects", [])
+        for k in o.get("keyframes", [])
+    )
+
+
 def _check_backend(backend: str, options: dict[str, Any] | None) -> None:
     """Load the backend once (and close it) so that a missing package, checkpoint or bad option is
     reported before the scene is generated."""
@@ -367,6 +401,7 @@ def run_demo(
     backend_options: dict[str, Any] | None = None,
     force: bool = False,
     progress: Callable[[Stage], None] | bool | None = None,
+    prompts: str = "clicks",
 ) -> DemoReport:
     """Generate the synthetic scene and run the whole pipeline on it; returns the scored report.
 
@@ -375,7 +410,14 @@ def run_demo(
     both sessions; it is loaded once before anything is generated, so a missing checkpoint or
     package is reported first, not after the scene is rendered.
     ``progress`` is called with each :class:`Stage` as it finishes.
+    ``prompts``: ``"clicks"`` derives clicks from the GT masks (what a person
+    would do); ``"kinematics"`` writes no prompt files at all: the sessions'
+    prompts are rendered from the robot's URDF and joint states.
     """
+    if prompts not in ("clicks", "kinematics"):
+        from masktrack.errors import ConfigError
+
+        raise ConfigError(f"prompts must be 'clicks' or 'kinematics', got {prompts!r}", field="--prompts")
     import yaml
 
     from masktrack.config import load_config
@@ -388,7 +430,7 @@ def run_demo(
     cfg = config or SynthConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = DemoReport(out=out, config=cfg.to_dict())
+    report = DemoReport(out=out, config=cfg.to_dict(), prompt_source=prompts)
     st = _Stages(report, progress if callable(progress) else None)
     manifest = {} if force else _demo_manifest(out)
     new_manifest: dict[str, Any] = {"version": DEMO_VERSION}
@@ -413,11 +455,20 @@ def run_demo(
     written = 0
     cfg_paths = {}
     for c, cid in enumerate(cams):
-        prompts = make_prompts(syn.scene_path, c, cfg.frames, cfg.width)
-        written += _write_if_changed(
-            out / "prompts" / f"{cid}.json", json.dumps(prompts, indent=1) + "\n", force=force
-        )
         cfg_paths[cid] = out / f"{cid}.yaml"
+        if prompts == "kinematics":
+            text = (
+                "# masktrack demo job (generated): zero clicks, arm and gripper prompts rendered from the\n"
+                "# robot's URDF + joint states (scene/robot/), arm_only composition\n"
+                + yaml.safe_dump(kinematic_pipeline_config(cid, backend, backend_options), sort_keys=False)
+            )
+            written += _write_if_changed(cfg_paths[cid], text, force=force)
+            continue
+        pf = make_prompts(syn.scene_path, c, cfg.frames, cfg.width)
+        report.clicks += count_clicks(pf)
+        written += _write_if_changed(
+            out / "prompts" / f"{cid}.json", json.dumps(pf, indent=1) + "\n", force=force
+        )
         text = (
             "# masktrack demo job (generated): arm and gripper sessions, arm_only composition\n"
             + yaml.safe_dump(pipeline_config(cid, backend, backend_options), sort_keys=False)
@@ -425,10 +476,12 @@ def run_demo(
         written += _write_if_changed(cfg_paths[cid], text, force=force)
     st.add(
         "prompts",
-        f"{len(cams)} configs + prompt files",
+        f"{len(cams)} configs" + (" + prompt files" if prompts == "clicks" else ""),
         "computed" if written else "reused",
         time.perf_counter() - t0,
-        "clicks derived from GT masks",
+        f"{report.clicks} clicks derived from GT masks"
+        if prompts == "clicks"
+        else "0 clicks: prompt source kinematics (robot URDF + joint states)",
     )
     jobs = {cid: load_config(p) for cid, p in cfg_paths.items()}
 

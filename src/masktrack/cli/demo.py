@@ -49,6 +49,15 @@ if TYPE_CHECKING:
     metavar="KEY=VALUE",
     help="Backend option (JSON value), e.g. -o config=configs/sam2.1/sam2.1_hiera_t.yaml.",
 )
+@click.option(
+    "--prompts",
+    "prompt_source",
+    type=click.Choice(["clicks", "kinematics"]),
+    default="clicks",
+    show_default=True,
+    help="clicks: derived from ground truth, as a person would click; kinematics: zero clicks, prompts "
+    "rendered from the robot's URDF + joint states.",
+)
 @click.option("--json", "json_out", is_flag=True, help="Print report.json to stdout instead of tables.")
 def demo(
     out: Path,
@@ -61,6 +70,7 @@ def demo(
     backend: str,
     checkpoint: Path | None,
     backend_opts: tuple[str, ...],
+    prompt_source: str,
     json_out: bool,
 ) -> None:
     """Render a synthetic multi-view RGB-D robot scene into OUT and run the whole job on it.
@@ -122,7 +132,15 @@ def demo(
             f"[bold]{s.stage:<9}[/bold] {s.target:<22} [{colour}]{s.status}[/] {s.seconds:6.1f} s  {s.detail}"
         )
 
-    report = run_demo(out, config=cfg, backend=backend, backend_options=options, force=force, progress=say)
+    report = run_demo(
+        out,
+        config=cfg,
+        backend=backend,
+        backend_options=options,
+        force=force,
+        progress=say,
+        prompts=prompt_source,
+    )
     if json_out:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -132,6 +150,7 @@ def demo(
         out_console.print(
             f"report: {out / 'report.json'}   recordings: {out / 'tracks' / 'rerun' / 'combined.rrd'}   (masktrack view {out / 'tracks'})"
         )
+        out_console.print(f"prompt source: {report.prompt_source}, {report.clicks} clicks")
         if report.reused_all:
             out_console.print("[green]everything reused[/]: all stages were up to date (use --force to redo)")
     if not report.passed:
@@ -179,7 +198,10 @@ def report_tables(report: DemoReport) -> list[Any]:
             f"{100 * t.on_instance:.0f}%",
         )
 
-    checks = Table(title=f"checks ({report.seconds:.1f} s total)")
+    checks = Table(
+        title=f"checks ({report.seconds:.1f} s total; prompt source {report.prompt_source}, "
+        f"{report.clicks} clicks)"
+    )
     checks.add_column("check")
     checks.add_column("result")
     for k, v in report.checks().items():
