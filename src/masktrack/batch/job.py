@@ -10,6 +10,9 @@ A job file is YAML::
     prompts: "{scene_dir}/{camera}/prompts.json"
     output: "{out}/{task}/{scene}/{camera}"
     stages: [segment, compose, track]
+    robot:                              # optional: zero-click kinematic prompts (masktrack.batch.kinematics)
+      scene: "{scene_dir}/scene"        # scene with robot/ state; units without it use their prompt file
+      camera: "{camera}"                # the scene camera the unit's video shows
     pipeline:                           # a pipeline config without video/output/prompts
       sessions: [...]
       compose: {...}
@@ -78,6 +81,15 @@ class TrackConfig(BaseModel):
         return v
 
 
+class RobotJobConfig(BaseModel):
+    """Where each unit's robot state comes from (templates): enables sessions' ``kinematics`` prompts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scene: str
+    camera: str = "{camera}"
+
+
 class JobConfig(BaseModel):
     """A batch job: how to find scenes, cameras, videos and prompts, and what to run on each."""
 
@@ -93,12 +105,13 @@ class JobConfig(BaseModel):
     stages: list[Stage] = Field(default_factory=lambda: ["segment", "compose"])  # type: ignore[arg-type]
     pipeline: dict[str, Any]
     track: TrackConfig | None = None
+    robot: RobotJobConfig | None = None
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("pipeline")
     @classmethod
     def _no_paths(cls, v: dict[str, Any]) -> dict[str, Any]:
-        clash = sorted({"video", "output", "prompts"} & set(v))
+        clash = sorted({"video", "output", "prompts", "robot"} & set(v))
         if clash:
             raise ValueError(f"set {', '.join(clash)} at the job level (as templates), not inside pipeline")
         if "sessions" not in v:
@@ -124,6 +137,8 @@ class Unit:
     output: Path
     fields: dict[str, str] = field(default_factory=dict)
     scene_dir: str = ""
+    robot_scene: Path | None = None  # scene with robot state for kinematic prompts (job's `robot`)
+    robot_camera: str = ""
 
     def pipeline_dict_from(self, pipeline: dict[str, Any]) -> dict[str, Any]:
         """The unit's pipeline config (the job's template plus this unit's paths), ready for ``parse_config``."""
@@ -132,7 +147,9 @@ class Unit:
         d["output"] = str(self.output)
         if self.prompts is not None:
             d["prompts"] = str(self.prompts)
-        return d
+        from masktrack.batch.kinematics import apply_robot
+
+        return apply_robot(d, self.robot_scene, self.robot_camera)
 
 
 @dataclass(frozen=True)
@@ -274,6 +291,10 @@ def expand_units(job: JobConfig, out: Path, scenes: str | list[str] | None = Non
             video = Path(_fill(job.video, values, what="video", job=job))
             prompts = Path(_fill(job.prompts, values, what="prompts", job=job)) if job.prompts else None
             output = Path(_fill(job.output, values, what="output", job=job))
+            robot_scene, robot_camera = None, ""
+            if job.robot is not None:
+                robot_scene = Path(_fill(job.robot.scene, values, what="robot.scene", job=job))
+                robot_camera = _fill(job.robot.camera, values, what="robot.camera", job=job)
             scene_key = "/".join(v for k, v in fields.items()) or scene_dir.name
             uid = f"{scene_key}/{cam}" if cam else scene_key
             units.append(
@@ -286,6 +307,8 @@ def expand_units(job: JobConfig, out: Path, scenes: str | list[str] | None = Non
                     output=output,
                     fields=fields,
                     scene_dir=str(scene_dir),
+                    robot_scene=robot_scene,
+                    robot_camera=robot_camera,
                 )
             )
     ids = [u.id for u in units]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from masktrack.batch.job import SceneUnit, Unit
+from masktrack.batch.kinematics import check_prompt_source, robot_stamp
 from masktrack.errors import MasktrackError, PromptError, VideoError
 from masktrack.io.atomic import hash_file, hash_json
 from masktrack.io.manifest import Status
@@ -70,6 +71,7 @@ def unit_key(unit: Unit, pipeline: dict[str, Any], stages: list[str]) -> str:
             "prompts": prompts,
             "video": _video_stamp(unit.video),
             "stages": camera_stages,
+            **({"robot": robot_stamp(unit.robot_scene)} if unit.robot_scene is not None else {}),
         }
     )
 
@@ -216,8 +218,7 @@ def _run_stages(
 ) -> None:
     from masktrack.config import parse_config
 
-    if unit.prompts is not None and not unit.prompts.is_file():
-        raise PromptError("prompt file missing", path=unit.prompts)
+    check_prompt_source(pipeline, unit.robot_scene, unit.prompts)  # kinematic prompts or a prompt file
     cfg = parse_config(unit.pipeline_dict_from(pipeline), base=base)
     done = CameraStages()
     try:

@@ -456,6 +456,9 @@ def refine_to_edges(
     y0, y1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1)
     x0, x1 = max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
     m = mask[y0:y1, x0:x1].astype(np.uint8)
+    # a thin part (a finger far away) keeps a sure core: the band is at most half its half-width
+    depth = cv2.distanceTransform(np.pad(m, 1), cv2.DIST_L2, 5)[1:-1, 1:-1].max()
+    band = int(max(1, min(band, depth // 2)))
     kern = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     sure_fg = cv2.erode(m, kern).astype(bool)
     ring = cv2.dilate(m, kern).astype(bool)
@@ -477,6 +480,9 @@ def refine_to_edges(
         return mask
     out = np.zeros_like(mask)
     out[y0:y1, x0:x1] = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    area, before = int(out.sum()), int(mask.sum())
+    if not 0.5 * before <= area <= 2.0 * before:  # the colour models failed: trust the render
+        return mask
     return out
 
 
