@@ -44,8 +44,59 @@ def scene() -> None:
     show_default=True,
     help="Frame rate stored with the scene (for viewers).",
 )
+@click.option(
+    "--robot-model",
+    default=None,
+    metavar="MODEL",
+    help="Also import the robot's state: 'panda' or a .urdf / MJCF .xml file (enables zero-click kinematic prompts).",
+)
+@click.option(
+    "--robot-joints",
+    default="joint_positions,gripper_joint_positions",
+    show_default=True,
+    metavar="KEY,KEY",
+    help="NPZ keys of joint positions [T, J], concatenated in order.",
+)
+@click.option(
+    "--robot-joint-names",
+    default=None,
+    metavar="A,B,...",
+    help="One name per joint column (default: Panda's 9 for 'panda', else the model's joints).",
+)
+@click.option(
+    "--robot-base", default=None, metavar="KEY", help="NPZ key of the base pose in world, [4,4] or [T,4,4]."
+)
+@click.option(
+    "--robot-ee",
+    default="gripper_matrix",
+    show_default=True,
+    metavar="KEY",
+    help="Without --robot-base: the end-effector pose track [T,4,4] the base pose is fitted to.",
+)
+@click.option(
+    "--robot-ee-link", default=None, metavar="LINK", help="The link --robot-ee follows (Panda: panda_hand)."
+)
+@click.option(
+    "--robot-mount",
+    "robot_mounts",
+    multiple=True,
+    metavar="CAMERA=LINK",
+    help="A camera riding on a link (wrist camera); its camera-from-link pose is fitted from the extrinsics.",
+)
 def scene_import(
-    npz: Path, out: Path, mask_keys: tuple[str, ...], allow_pickle: bool, camera_ids: str | None, fps: float
+    npz: Path,
+    out: Path,
+    mask_keys: tuple[str, ...],
+    allow_pickle: bool,
+    camera_ids: str | None,
+    fps: float,
+    robot_model: str | None,
+    robot_joints: str,
+    robot_joint_names: str | None,
+    robot_base: str | None,
+    robot_ee: str,
+    robot_ee_link: str | None,
+    robot_mounts: tuple[str, ...],
 ) -> None:
     """Convert an NPZ (rgbs [C,T,3,H,W], depths [C,T,1,H,W], intrs, extrs, camera_ids) into scene folder OUT.
 
@@ -53,8 +104,23 @@ def scene_import(
     Example:
       masktrack scene import episode.npz scene/ --mask-key gt_masks_gripper=gripper
       masktrack scene import rh20t.npz scene/ --mask-key sam2_masks --allow-pickle
+      masktrack scene import rlbench.npz scene/ --robot-model panda   # + joint states, base fitted
     """
     from masktrack.io.scene_import import import_npz
+
+    robot = None
+    if robot_model is not None:
+        from masktrack.io.scene_robot import RobotImport
+
+        robot = RobotImport(
+            model=robot_model,
+            joints=[k.strip() for k in robot_joints.split(",") if k.strip()],
+            joint_names=[n.strip() for n in robot_joint_names.split(",")] if robot_joint_names else None,
+            base=robot_base,
+            ee=robot_ee,
+            ee_link=robot_ee_link,
+            mounts=_pairs(robot_mounts, "--robot-mount"),
+        )
 
     keys = [k for spec in mask_keys for k in spec.split(",") if k.strip()]
     sc = import_npz(
@@ -64,6 +130,7 @@ def scene_import(
         allow_pickle=allow_pickle,
         camera_ids=camera_ids.split(",") if camera_ids else None,
         fps=fps,
+        robot=robot,
     )
     from masktrack.io.instances import list_instances
 
@@ -71,6 +138,13 @@ def scene_import(
         f"scene {out}: {sc.num_cameras} cameras x {sc.num_frames} frames, {sc.size[0]}x{sc.size[1]}; "
         f"instances: {', '.join(list_instances(out)) or 'none'}"
     )
+    if sc.robot is not None:
+        fit = sc.robot.source.get("base_fit")
+        click.echo(
+            f"robot {sc.robot.model}: {len(sc.robot.joint_names)} joints"
+            + (f", base fitted to {fit['ee_key']} ({fit['residual_mm']:.1f} mm)" if fit else "")
+            + (f", offsets {sc.robot.joint_offsets}" if sc.robot.joint_offsets else "")
+        )
 
 
 @scene.command("info")

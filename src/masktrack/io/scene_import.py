@@ -209,15 +209,18 @@ def import_npz(
     allow_pickle: bool = False,
     camera_ids: Sequence[str] | None = None,
     fps: float = 30.0,
+    robot: Any = None,
 ) -> Scene:
     """Convert the multi-view NPZ layout into a scene folder (plus instances from ``mask_key``).
 
     ``mask_key``: ``"sam2_masks"`` (a pickled dict of instances), or
     ``"gt_masks_gripper=gripper"`` (a plain bool array, renamed), or a list /
     comma-separated string of those.  ``camera_ids`` overrides the file's ids
-    (useful when they are stored as a pickled object array).  Every problem in
-    the file is collected and raised as one :class:`SceneError` before anything
-    is written.
+    (useful when they are stored as a pickled object array).  ``robot``
+    (a :class:`masktrack.io.scene_robot.RobotImport`) also imports the robot's
+    joint states into ``robot/`` (base pose given or fitted to an end-effector
+    track).  Every problem in the file is collected and raised as one
+    :class:`SceneError` before anything is written.
     """
     npz = Path(npz)
     out_scene = Path(out_scene)
@@ -286,6 +289,12 @@ def import_npz(
             meta=meta,
         )
         scene.validate(where=npz)
+        if robot is not None:
+            from masktrack.io.scene_robot import read_npz_robot
+
+            scene.robot = read_npz_robot(
+                src, robot, num_frames=t, camera_ids=ids, extrs=np.asarray(scene.extrs, np.float64)
+            )
     finally:
         src.close()
     # scene.json goes last: a killed import leaves a folder load_scene refuses

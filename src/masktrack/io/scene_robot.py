@@ -149,7 +149,7 @@ class SceneRobot:
         """Names that the loaded model does not have (joints, mount links, group links)."""
         meta = f"{ROBOT_DIR}/robot.json"
         out = []
-        known_j = list(getattr(model, "joint_names", []))
+        known_j = [j.name for j in getattr(model, "joints", [])] or list(getattr(model, "joint_names", []))
         known_l = list(getattr(model, "link_names", []))
         bad = [n for n in self.joint_names if n not in known_j]
         if bad:
@@ -430,3 +430,174 @@ def _numeric(a: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return arr.ndim >= 2
+
+
+# --------------------------------------------------------------------------- import from NPZ layouts
+
+PANDA_JOINT_NAMES = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]
+"""RLBench's ``joint_positions`` [T, 7] + ``gripper_joint_positions`` [T, 2], in order."""
+
+
+@dataclass
+class RobotImport:
+    """How to read a robot's state from an NPZ (``masktrack scene import --robot-model ...``).
+
+    ``joints``: NPZ keys concatenated along the joint axis (RLBench:
+    ``joint_positions`` then ``gripper_joint_positions``); ``joint_names``
+    one per column (default for the Panda: :data:`PANDA_JOINT_NAMES`, else the
+    model's actuated joints when the count matches).  The base pose comes
+    from ``base`` (a [4,4] or [T,4,4] key) or, without it, is fitted to the
+    end-effector pose track ``ee`` (RLBench: ``gripper_matrix``) together
+    with constant joint offsets.  ``mounts`` maps a camera id to the link it
+    rides on; its camera-from-link pose is fitted from the NPZ's extrinsics.
+    """
+
+    model: str
+    joints: list[str] = field(default_factory=lambda: ["joint_positions", "gripper_joint_positions"])
+    joint_names: list[str] | None = None
+    base: str | None = None
+    ee: str | None = "gripper_matrix"
+    ee_link: str | None = None
+    mounts: dict[str, str] = field(default_factory=dict)
+
+
+def read_npz_robot(
+    npz: Any, spec: RobotImport, *, num_frames: int, camera_ids: list[str], extrs: np.ndarray
+) -> SceneRobot:
+    """A :class:`SceneRobot` from an opened NPZ (``masktrack.io.scene_import._Npz``); every problem at once."""
+    from masktrack.robot import RobotModel
+
+    where = npz.path
+    probs: list[Problem] = []
+    cols = []
+    for key in spec.joints:
+        if key not in npz:
+            probs.append(Problem(key, f"missing key (keys: {', '.join(npz.z.files)})"))
+            continue
+        a = np.asarray(npz.get(key), np.float64)
+        if a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2 or a.shape[0] != num_frames:
+            probs.append(Problem(key, f"shape {a.shape}, expected [T={num_frames}, J]"))
+            continue
+        cols.append(a)
+    try:
+        model = RobotModel.load(
+            spec.model if spec.model in BUILTIN_MODELS else str(Path(spec.model).resolve())
+        )
+    except MasktrackError as e:
+        raise SceneError(
+            f"cannot load robot model {spec.model!r}: {e.message}", field="--robot-model"
+        ) from None
+    q = np.concatenate(cols, 1) if cols and len(cols) == len(spec.joints) else None
+    names = spec.joint_names
+    if names is None and q is not None:
+        if spec.model == "panda" and q.shape[1] == len(PANDA_JOINT_NAMES):
+            names = list(PANDA_JOINT_NAMES)
+        elif q.shape[1] == len(model.joint_names):
+            names = list(model.joint_names)
+        else:
+            probs.append(
+                Problem(
+                    "--robot-joint-names",
+                    f"{q.shape[1]} joint columns in {', '.join(spec.joints)}; name them "
+                    f"(the model's joints: {', '.join(model.joint_names)})",
+                )
+            )
+    if names is not None and q is not None and len(names) != q.shape[1]:
+        probs.append(Problem("--robot-joint-names", f"{len(names)} names for {q.shape[1]} joint columns"))
+    all_joints = [j.name for j in model.joints]
+    if names is not None:
+        bad = [n for n in names if n not in all_joints]
+        if bad:
+            probs.append(Problem("--robot-joint-names", f"not joints of {spec.model!r}: {', '.join(bad)}"))
+    if q is not None and not np.isfinite(q).all():
+        probs.append(Problem(",".join(spec.joints), "joint positions have NaN or inf values"))
+    for cid, link in spec.mounts.items():
+        if cid not in camera_ids:
+            probs.append(
+                Problem(f"--robot-mount {cid}", f"unknown camera (cameras: {', '.join(camera_ids)})")
+            )
+        if link not in model.link_names:
+            probs.append(Problem(f"--robot-mount {cid}", f"{link!r} is not a link of {spec.model!r}"))
+    base = None
+    if spec.base is not None:
+        if spec.base not in npz:
+            probs.append(Problem(spec.base, "missing key (the robot base pose, [4,4] or [T,4,4])"))
+        else:
+            base = as_pose4(npz.get(spec.base))
+            probs += [
+                Problem(spec.base, p.message)
+                for p in _pose_problems(base, spec.base, num_frames=num_frames, per_frame_ok=True)
+            ]
+    elif spec.ee is None or spec.ee not in npz:
+        probs.append(
+            Problem(
+                "--robot-base",
+                "no base pose: name its key (--robot-base KEY), or an end-effector pose track "
+                f"(--robot-ee KEY{'; ' + repr(spec.ee) + ' is not in the file' if spec.ee else ''}) to fit it",
+            )
+        )
+    if probs:
+        raise SceneError(f"{len(probs)} problem(s) in the robot state", path=where, problems=probs)
+    assert q is not None and names is not None
+    source: dict[str, Any] = {"kind": "npz", "joints": list(spec.joints), "model": spec.model}
+    offsets: dict[str, float] = {}
+    if base is None:
+        from masktrack.robot.calibrate import fit_base_from_ee
+
+        ee = as_pose4(npz.get(spec.ee))
+        if ee.shape != (num_frames, 4, 4):
+            raise SceneError(f"shape {ee.shape}, expected [T={num_frames}, 4, 4]", path=where, field=spec.ee)
+        ee_link = spec.ee_link or getattr(model, "ee_link", None)
+        if ee_link is None or ee_link not in model.link_names:
+            raise SceneError(
+                f"which link does {spec.ee!r} follow? pass --robot-ee-link (links: {', '.join(model.link_names)})",
+                path=where,
+                field="--robot-ee-link",
+            )
+        fit = fit_base_from_ee(
+            model, names, q, ee, ee_link, tool_from_link=getattr(model, "tool_from_ee", None)
+        )
+        base, offsets = fit.base_pose, dict(fit.joint_offsets)
+        source["base_fit"] = {
+            "ee_key": spec.ee,
+            "ee_link": ee_link,
+            "residual_mm": round(float(fit.residual_mm), 3),
+            "residual_deg": round(float(fit.residual_deg), 4),
+        }
+    mounted: dict[str, tuple[str, np.ndarray]] = {}
+    for cid, link in spec.mounts.items():
+        mounted[cid] = (link, _fit_mount(model, names, q, offsets, base, link, extrs[camera_ids.index(cid)]))
+    return SceneRobot(
+        model=spec.model if spec.model in BUILTIN_MODELS else str(Path(spec.model).resolve()),
+        joint_names=list(names),
+        positions=q,
+        base_pose=np.asarray(base, np.float64),
+        joint_offsets={k: float(v) for k, v in offsets.items() if abs(v) > 0},
+        mounted_cameras=mounted,
+        source=source,
+    )
+
+
+def _fit_mount(
+    model: Any,
+    names: list[str],
+    q: np.ndarray,
+    offsets: dict[str, float],
+    base: np.ndarray,
+    link: str,
+    extrs: np.ndarray,
+) -> np.ndarray:
+    """Camera-from-link [4,4] that best explains a mounted camera's per-frame extrinsics (mean, rotation projected)."""
+    qq = q.copy()
+    for i, n in enumerate(names):
+        qq[:, i] += offsets.get(n, 0.0)
+    world_link = as_pose4(base) @ model.fk(qq, names, links=[link])[link]
+    cam_link = as_pose4(extrs) @ world_link  # [T,4,4]
+    r = cam_link[:, :3, :3].mean(0)
+    u, _, vt = np.linalg.svd(r)
+    out = np.eye(4)
+    out[:3, :3] = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
+    out[:3, 3] = cam_link[:, :3, 3].mean(0)
+    return out

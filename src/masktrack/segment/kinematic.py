@@ -37,7 +37,7 @@ session.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,10 @@ from masktrack.prompts.model import Keyframe
 from masktrack.segment.base import Backend, FrameMasks, FramePrompt, Session, SessionObject
 
 KINEMATIC_VERSION = 1
-ALL_LINKS = "__robot__"  # the render's group holding every link (for negatives near other parts)
+ALL_LINKS = "__robot__"
+CACHE_BYTES = (
+    512 << 20
+)  # a whole video's render (labels, depth, occlusion) is kept below this size  # the render's group holding every link (for negatives near other parts)
 
 
 # --------------------------------------------------------------------------- the robot in one camera
@@ -72,6 +75,7 @@ class KinematicView:
     state: Any  # masktrack.robot.RobotState
     groups: dict[str, list[str]]
     key: str  # content key of everything the render depends on
+    _cache: dict[tuple[bool, float], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(
@@ -152,7 +156,7 @@ class KinematicView:
                 field=loc,
             )
 
-    def measured(self, frames: Sequence[int]) -> np.ndarray:
+    def measured(self, frames: Sequence[int] | np.ndarray) -> np.ndarray:
         """Measured depth [T', H, W] at the video's size (nearest neighbour)."""
         d = np.asarray(self.depths[np.asarray(frames)], np.float32)
         H, W = self.size
@@ -163,10 +167,18 @@ class KinematicView:
         return np.stack([cv2.resize(x, (W, H), interpolation=cv2.INTER_NEAREST) for x in d])
 
     def render(self, frames: Sequence[int], *, occlusion: bool = True, margin: float = 0.02) -> Any:
-        """The robot's ``RobotRender`` on ``frames`` (every group; occluders removed unless ``occlusion`` is off)."""
-        from masktrack.robot import occlude, render
+        """The robot's ``RobotRender`` on ``frames`` (every group; occluders removed unless ``occlusion`` is off).
+
+        A render of every frame is kept (when under :data:`CACHE_BYTES`), so the
+        kinematic backend's per-frame pass does not draw the robot a second time.
+        """
+        from masktrack.robot import RobotRender, occlude, render
 
         fr = np.asarray(list(frames), np.int64)
+        cached = self._cache.get((occlusion, margin))
+        if cached is not None:
+            occ = cached.occluded[fr] if cached.occluded is not None else None
+            return RobotRender(cached.link_labels[fr], cached.depth[fr], cached.links, cached.groups, fr, occ)
         rr = render(
             self.model,
             self.state,
@@ -180,6 +192,13 @@ class KinematicView:
         )
         if occlusion:
             rr = occlude(rr, self.measured(fr), margin)
+        T = len(self.K)
+        if (
+            len(fr) == T
+            and np.array_equal(fr, np.arange(T))
+            and T * self.size[0] * self.size[1] * 7 <= CACHE_BYTES
+        ):
+            self._cache = {(occlusion, margin): rr}
         return rr
 
 
@@ -374,6 +393,14 @@ def _expand_session(cfg: PipelineConfig, index: int, s: SessionConfig, video: Vi
     rr = view.render(frames, occlusion=k.occlusion, margin=k.margin)
     pos_of = {f: i for i, f in enumerate(frames)}
     robot_all = rr.masks(ALL_LINKS)
+    kin_names = [o if isinstance(o, str) else o.name for o in s.objects]
+    kin_names = [n for n in kin_names if n in k.objects]
+    unseen = [n for n in kin_names if not rr.masks(k.objects[n]).any()]
+    if prompt_mode and len(frames) == T and unseen and len(unseen) == len(kin_names) == len(s.objects):
+        # nothing of this session is in view (an arm session on a wrist camera): nothing to prompt, and
+        # the right answer is known - empty masks - so the session outputs the render instead
+        prompt_mode = False
+        k = k.model_copy(update={"mode": "render"})
     new_objects: list[str | InlineObject] = []
     for o in s.objects:
         name = o if isinstance(o, str) else o.name
@@ -387,11 +414,14 @@ def _expand_session(cfg: PipelineConfig, index: int, s: SessionConfig, video: Vi
             kfs = auto_keyframes(
                 masks, max_keyframes=k.max_keyframes if prompt_mode else 1, iou=k.keyframe_iou
             )
+        if not kfs and not prompt_mode:
+            kfs = [frames[0]]  # never in view: the kinematic backend outputs empty masks
         if not kfs:
             raise ConfigError(
                 f"object {name!r} (link group {k.objects[name]!r}) is not visible in camera {camera!r} "
                 f"on {'any frame' if k.keyframes == 'auto' else 'its keyframes ' + str(k.keyframes)}; "
-                "drop it from this camera's session or check the robot's calibration",
+                "nothing to prompt: give it a session of its own (then it is stored empty), use mode "
+                "prior or render, drop it from this camera's config, or check the robot's calibration",
                 path=cfg.source,
                 field=f"{loc}.objects.{name}",
             )
@@ -475,7 +505,7 @@ def refine_to_edges(
     crop = np.ascontiguousarray(image[y0:y1, x0:x1, ::-1])  # BGR
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
-        cv2.grabCut(crop, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(crop, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
     except cv2.error:
         return mask
     out = np.zeros_like(mask)
@@ -545,6 +575,7 @@ class KinematicBackend(Backend):
 
     name = "kinematic"
     supports_points = True
+    allows_empty = True  # a link group this camera never sees is empty on every frame, and that is right
 
     def __init__(
         self,

@@ -524,7 +524,7 @@ def run_resolved(
         store.write_stack(int(unwritten), empty_stack)  # frames outside a one-directional run
 
     missing = [n for i, n in enumerate(names) if not nonempty[i].any()]
-    if missing:
+    if missing and not getattr(backend, "allows_empty", False):  # kinematic: a part this camera never sees
         raise EmptyObjectError(
             f"session {rs.name!r}: prompted object(s) {', '.join(map(repr, missing))} are empty on every frame "
             "(check their prompts); the session's masks stay incomplete",
