@@ -143,7 +143,12 @@ def scene_import(
         click.echo(
             f"robot {sc.robot.model}: {len(sc.robot.joint_names)} joints"
             + (f", base fitted to {fit['ee_key']} ({fit['residual_mm']:.1f} mm)" if fit else "")
-            + (f", offsets {sc.robot.joint_offsets}" if sc.robot.joint_offsets else "")
+            + (
+                ", joint offsets "
+                + ", ".join(f"{k} {v:+.4f}" for k, v in sc.robot.joint_offsets.items() if abs(v) >= 5e-5)
+                if sc.robot.joint_offsets
+                else ""
+            )
         )
 
 
