@@ -78,8 +78,10 @@ class KinematicsConfig(BaseModel):
     its outline to image edges; ``render`` outputs the rendered masks as they
     are.  ``keyframes: auto`` picks the first frame that shows the object well,
     then a new one whenever its rendered shape has changed (IoU below
-    ``keyframe_iou``), at most ``max_keyframes``.  ``scene``/``camera``
-    override the config's top-level ``robot``.  See masktrack.segment.kinematic.
+    ``keyframe_iou``), at most ``max_keyframes``.  ``check`` refuses a camera
+    whose rendered robot disagrees with its measured depth (a bad calibration
+    makes wrong masks).  ``scene``/``camera`` override the config's top-level
+    ``robot``.  See masktrack.segment.kinematic.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -94,6 +96,7 @@ class KinematicsConfig(BaseModel):
     mask: bool = True
     occlusion: bool = True
     margin: float = Field(default=0.02, ge=0)
+    check: bool = True
     scene: Path | None = None
     camera: str | None = None
 

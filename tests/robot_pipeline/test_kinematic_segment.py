@@ -64,23 +64,31 @@ def test_kinematic_sessions_through_the_cli(synth_robot, tmp_path: Path, capsys)
     assert main(["compose", str(cfg)]) == 0
 
 
-def test_changed_joint_states_recompute_the_session(synth_robot, tmp_path: Path) -> None:
+def test_changed_joint_states_are_refused_then_recomputed(synth_robot, tmp_path: Path, capsys) -> None:
     import shutil
 
     root = tmp_path / "copy"
     shutil.copytree(synth_robot.root, root)
     cam = synth_robot.camera_ids[0]
-    cfg = write_config(
-        tmp_path / "job.yaml",
+    text = (
         f"video: {root}/frames/{cam}\noutput: {tmp_path}/out\nrobot: {{scene: {root}/scene, camera: {cam}}}\n"
-        "sessions:\n  - name: arm\n    kinematics: {objects: {arm: arm}, mode: render}\n",
+        "sessions:\n  - name: arm\n    kinematics: {objects: {arm: arm}, mode: render, check: CHECK}\n"
     )
-    assert main(["segment", str(cfg)]) == 0
+    cfg = write_config(tmp_path / "job.yaml", text.replace("CHECK", "true"))
+    assert main(["segment", str(cfg), "--no-progress"]) == 0
     key = MaskStore(tmp_path / "out").session("arm").require_manifest().key
     q = np.load(root / "scene" / "robot" / "joint_positions.npy")
-    q[:, 0] += 0.2  # turn the arm: a different robot state
+    q[:, 0] += 0.2  # turn the arm: joint states that no longer match the images
     np.save(root / "scene" / "robot" / "joint_positions.npy", q)
-    assert main(["segment", str(cfg)]) == 0
+    capsys.readouterr()
+    # the rendered robot now disagrees with the measured depth: refused with the numbers, nothing written
+    assert main(["segment", str(cfg), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "rendered robot and measured depth disagree in camera" in err and "kinematics.check" in err
+    assert MaskStore(tmp_path / "out").session("arm").require_manifest().key == key
+    # without the check the new joint states make a new session key
+    write_config(tmp_path / "job.yaml", text.replace("CHECK", "false"))
+    assert main(["segment", str(cfg), "--no-progress"]) == 0
     assert MaskStore(tmp_path / "out").session("arm").require_manifest().key != key
 
 

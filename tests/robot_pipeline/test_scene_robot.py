@@ -144,6 +144,11 @@ def test_rlbench_npz_import_with_robot_state(shared_data: Path, tmp_path: Path, 
         extr = z["extrs"][4].astype(np.float64)
     assert np.allclose(r.positions, q, atol=1e-6)
     assert r.source["base_fit"]["residual_mm"] < 2.0
+    cal = r.source["calibration"]  # depth refinement: every static camera agrees with the render afterwards
+    for cam in ("front", "left_shoulder", "right_shoulder", "overhead"):
+        chk = cal["cameras"][cam]["check"]
+        assert chk["ok"] and chk["residual_mm"] < 5 and chk["pixels"] > 1000, (cam, chk)
+    assert set(r.camera_corrections) <= set(sc.camera_ids) and r.camera_corrections
     assert r.joint_offsets.get("panda_joint4", 0) == pytest.approx(0.07, abs=0.02)  # the simulator's offset
     # the fitted base + offsets reproduce the recorded end-effector track
     model = r.load_model()

@@ -83,6 +83,13 @@ def scene() -> None:
     metavar="CAMERA=LINK",
     help="A camera riding on a link (wrist camera); its camera-from-link pose is fitted from the extrinsics.",
 )
+@click.option(
+    "--robot-refine/--no-robot-refine",
+    default=True,
+    show_default=True,
+    help="Refine the robot's height and each camera's extrinsics against the measured depth (ICP), and "
+    "check every camera's rendered vs measured depth.",
+)
 def scene_import(
     npz: Path,
     out: Path,
@@ -97,6 +104,7 @@ def scene_import(
     robot_ee: str,
     robot_ee_link: str | None,
     robot_mounts: tuple[str, ...],
+    robot_refine: bool,
 ) -> None:
     """Convert an NPZ (rgbs [C,T,3,H,W], depths [C,T,1,H,W], intrs, extrs, camera_ids) into scene folder OUT.
 
@@ -120,6 +128,7 @@ def scene_import(
             ee=robot_ee,
             ee_link=robot_ee_link,
             mounts=_pairs(robot_mounts, "--robot-mount"),
+            refine=robot_refine,
         )
 
     keys = [k for spec in mask_keys for k in spec.split(",") if k.strip()]
@@ -150,6 +159,16 @@ def scene_import(
                 else ""
             )
         )
+        cal = sc.robot.source.get("calibration")
+        if cal:
+            click.echo(f"  depth refinement: robot shifted by {cal['world_shift_mm']} mm")
+            for cid, c in cal["cameras"].items():
+                chk = c["check"]
+                verdict = "ok" if chk["ok"] else "DISAGREES (kinematic masks refused for this camera)"
+                click.echo(
+                    f"  {cid:<16} depth residual {c['residual_mm_before']:.1f} -> {chk['residual_mm']:.1f} mm, "
+                    f"{100 * chk['inlier_fraction']:.0f}% within 2 cm of {chk['pixels']} px: {verdict}"
+                )
 
 
 @scene.command("info")

@@ -293,7 +293,13 @@ def import_npz(
             from masktrack.io.scene_robot import read_npz_robot
 
             scene.robot = read_npz_robot(
-                src, robot, num_frames=t, camera_ids=ids, extrs=np.asarray(scene.extrs, np.float64)
+                src,
+                robot,
+                num_frames=t,
+                camera_ids=ids,
+                extrs=np.asarray(scene.extrs, np.float64),
+                intrs=np.asarray(scene.intrs, np.float64),
+                depths=scene.depths,
             )
     finally:
         src.close()

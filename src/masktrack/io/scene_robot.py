@@ -12,6 +12,7 @@ keeps it beside the images::
                                  "joint_offsets": {joint: rad},     # constant encoder offsets (optional)
                                  "mounted_cameras": {camera_id: {"link": ..., "camera_from_link": 4x4}},
                                  "link_groups": {group: [links]},   # extra/overriding groups (optional)
+                                 "camera_corrections": {camera_id: 4x4},  # depth-refined extrinsics (optional)
                                  "source": {...}}
     robot/joint_positions.npy   float [T, J]   gripper joints included, T = the scene's frames
     robot/base_pose.npy         float [4, 4] or [T, 4, 4]   optional (instead of "base_pose")
@@ -24,6 +25,11 @@ Validation reports every problem at once, each naming the file and field;
 cheap checks run on every :func:`load_scene`, checks that need the robot
 model (joint and link names exist) run when the model is loaded
 (:meth:`SceneRobot.state`).
+
+``camera_corrections`` are rigid corrections left-multiplied to a camera's
+world-to-camera pose, found by ICP of the rendered robot against that
+camera's depth (:func:`masktrack.robot.calibrate.refine_camera`); the scene's
+own ``extrs`` stay as recorded.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class SceneRobot:
     link_groups: dict[str, list[str]] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     folder: Path | None = None
+    camera_corrections: dict[str, np.ndarray] = field(default_factory=dict)  # id -> 4x4, left-multiplied
     base_in_file: bool = False  # base pose stored in base_pose.npy (for error locations)
 
     @property
@@ -140,6 +147,11 @@ class SceneRobot:
             if not isinstance(link, str) or not link:
                 out.append(Problem(f"{loc}.link", "must name the link the camera is mounted on"))
             out += _pose_problems(pose, f"{loc}.camera_from_link", num_frames=None, per_frame_ok=False)
+        for cid, corr in self.camera_corrections.items():
+            loc = f"{meta}:camera_corrections.{cid}"
+            if camera_ids is not None and cid not in camera_ids:
+                out.append(Problem(loc, f"unknown camera {cid!r} (cameras: {', '.join(camera_ids)})"))
+            out += _pose_problems(corr, loc, num_frames=None, per_frame_ok=False)
         for g, links in self.link_groups.items():
             if not isinstance(links, list) or not links or not all(isinstance(x, str) for x in links):
                 out.append(Problem(f"{meta}:link_groups.{g}", "must be a non-empty list of link names"))
@@ -188,6 +200,7 @@ class SceneRobot:
                 "joint_offsets": self.joint_offsets,
                 "mounted": {k: [v[0], _array_hash(v[1])] for k, v in self.mounted_cameras.items()},
                 "link_groups": self.link_groups,
+                "corrections": {k: _array_hash(v) for k, v in self.camera_corrections.items()},
             }
         )
 
@@ -309,6 +322,7 @@ def save_scene_robot(robot: SceneRobot, scene_path: str | Path) -> Path:
             for cid, (link, pose) in robot.mounted_cameras.items()
         },
         "link_groups": {g: list(v) for g, v in robot.link_groups.items()},
+        "camera_corrections": {k: as_pose4(v).tolist() for k, v in robot.camera_corrections.items()},
         "source": dict(robot.source),
     }
     atomic_write_json(folder / "robot.json", meta)
@@ -395,6 +409,10 @@ def load_scene_robot(
     if not isinstance(offsets, dict):
         probs.append(Problem(f"{rel}:joint_offsets", "must map joint name -> offset in radians (or metres)"))
         offsets = {}
+    corrections = meta.get("camera_corrections") or {}
+    if not isinstance(corrections, dict):
+        probs.append(Problem(f"{rel}:camera_corrections", "must map camera id -> 4x4 correction"))
+        corrections = {}
     groups = meta.get("link_groups") or {}
     if not isinstance(groups, dict):
         probs.append(Problem(f"{rel}:link_groups", "must map group name -> list of link names"))
@@ -410,6 +428,9 @@ def load_scene_robot(
             for k, v in mounted.items()
         },
         link_groups=dict(groups),
+        camera_corrections={
+            str(k): as_pose4(v) if _numeric(v) else np.full((4, 4), np.nan) for k, v in corrections.items()
+        },
         source=dict(meta.get("source") or {}),
         folder=folder,
         base_in_file=base_file is not None,
@@ -450,6 +471,10 @@ class RobotImport:
     end-effector pose track ``ee`` (RLBench: ``gripper_matrix``) together
     with constant joint offsets.  ``mounts`` maps a camera id to the link it
     rides on; its camera-from-link pose is fitted from the NPZ's extrinsics.
+    With ``refine``, depth decides what poses cannot: the robot's height
+    (every static camera votes) and each camera's small extrinsics error
+    (ICP of the rendered robot onto its depth); each camera's rendered vs
+    measured depth agreement is recorded in ``source["calibration"]``.
     """
 
     model: str
@@ -459,10 +484,18 @@ class RobotImport:
     ee: str | None = "gripper_matrix"
     ee_link: str | None = None
     mounts: dict[str, str] = field(default_factory=dict)
+    refine: bool = True  # robot height from all static cameras' depth, then per-camera ICP corrections
 
 
 def read_npz_robot(
-    npz: Any, spec: RobotImport, *, num_frames: int, camera_ids: list[str], extrs: np.ndarray
+    npz: Any,
+    spec: RobotImport,
+    *,
+    num_frames: int,
+    camera_ids: list[str],
+    extrs: np.ndarray,
+    intrs: np.ndarray | None = None,
+    depths: np.ndarray | None = None,
 ) -> SceneRobot:
     """A :class:`SceneRobot` from an opened NPZ (``masktrack.io.scene_import._Npz``); every problem at once."""
     from masktrack.robot import RobotModel
@@ -569,6 +602,11 @@ def read_npz_robot(
     mounted: dict[str, tuple[str, np.ndarray]] = {}
     for cid, link in spec.mounts.items():
         mounted[cid] = (link, _fit_mount(model, names, q, offsets, base, link, extrs[camera_ids.index(cid)]))
+    corrections: dict[str, np.ndarray] = {}
+    if spec.refine and intrs is not None and depths is not None:
+        base, corrections, source["calibration"] = refine_from_depth(
+            model, names, q, offsets, base, mounted, camera_ids, intrs, extrs, depths
+        )
     return SceneRobot(
         model=spec.model if spec.model in BUILTIN_MODELS else str(Path(spec.model).resolve()),
         joint_names=list(names),
@@ -577,7 +615,86 @@ def read_npz_robot(
         joint_offsets={k: float(v) for k, v in offsets.items() if abs(v) > 0},
         mounted_cameras=mounted,
         source=source,
+        camera_corrections=corrections,
     )
+
+
+def refine_from_depth(
+    model: Any,
+    names: list[str],
+    q: np.ndarray,
+    offsets: dict[str, float],
+    base: np.ndarray,
+    mounted: dict[str, tuple[str, np.ndarray]],
+    camera_ids: list[str],
+    intrs: np.ndarray,
+    extrs: np.ndarray,
+    depths: np.ndarray,
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    """(base pose with the depth-fitted world shift, per-camera corrections, a report) from the cameras' depth.
+
+    A camera's correction is kept only when it lowers its depth residual; a
+    camera whose depth still disagrees is reported (``ok: false``), not
+    refused: the pipeline refuses to draw masks from it (see
+    :mod:`masktrack.segment.kinematic`), other cameras stay usable.
+    """
+    from masktrack.robot import RobotState
+    from masktrack.robot.calibrate import (
+        CameraView,
+        check_calibration,
+        refine_camera,
+        refine_robot_from_depth,
+    )
+
+    state = RobotState(
+        model="",
+        joint_names=list(names),
+        positions=q,
+        base_pose=np.asarray(base, np.float64),
+        joint_offsets=dict(offsets),
+        mounted_cameras=dict(mounted),
+    )
+    views = [
+        CameraView(
+            cid,
+            np.asarray(intrs[c], np.float64),
+            None if cid in mounted else np.asarray(extrs[c], np.float64),
+            np.asarray(depths[c], np.float32),
+            static=cid not in mounted,
+        )
+        for c, cid in enumerate(camera_ids)
+    ]
+    state, shift = refine_robot_from_depth(model, state, views)
+    corrections: dict[str, np.ndarray] = {}
+    cams: dict[str, Any] = {}
+    for v in views:
+        rc = refine_camera(model, state, v)
+        entry = rc.to_dict()
+        keep = np.isfinite(rc.residual_mm_after) and rc.residual_mm_after < rc.residual_mm_before
+        if keep:
+            corrections[v.camera_id] = np.asarray(rc.correction, np.float64)
+        entry["kept"] = bool(keep)
+        from masktrack.robot import render
+
+        fr = np.asarray(rc.frames, np.int64)
+        h, w = v.depth.shape[-2:]
+        rr = render(
+            model,
+            state,
+            v.K,
+            v.world_to_cam,
+            h,
+            w,
+            frames=fr,
+            camera_id=v.camera_id,
+            cam_correction=corrections.get(v.camera_id),
+            groups={"robot": model.links_of(None)},
+        )
+        chk = check_calibration(rr.depth, v.depth[fr], v.camera_id, raise_error=False)
+        entry["check"] = chk.to_dict()
+        cams[v.camera_id] = entry
+    report = {"world_shift_mm": [round(float(x) * 1000, 2) for x in shift[:3, 3]], "cameras": cams}
+    return np.asarray(state.base_pose, np.float64), corrections, report
 
 
 def _fit_mount(

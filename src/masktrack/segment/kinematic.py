@@ -50,7 +50,7 @@ from masktrack.io.video import VideoSource
 from masktrack.prompts.model import Keyframe
 from masktrack.segment.base import Backend, FrameMasks, FramePrompt, Session, SessionObject
 
-KINEMATIC_VERSION = 1
+KINEMATIC_VERSION = 2  # 2: prior mode lets measured depth overrule colour
 ALL_LINKS = "__robot__"
 CACHE_BYTES = (
     512 << 20
@@ -75,7 +75,9 @@ class KinematicView:
     state: Any  # masktrack.robot.RobotState
     groups: dict[str, list[str]]
     key: str  # content key of everything the render depends on
+    correction: np.ndarray | None = None  # depth-refined correction of this camera (robot.camera_corrections)
     _cache: dict[tuple[bool, float], Any] = field(default_factory=dict, repr=False)
+    _checked: Any = field(default=None, repr=False)
 
     @classmethod
     def open(
@@ -143,7 +145,29 @@ class KinematicView:
                 "depth_stamp": stamp,
             }
         )
-        return cls(scene_path, camera, c, (H, W), K, extrs, sc.depths[c], model, state, groups, key)
+        corr = robot.camera_corrections.get(camera)
+        return cls(scene_path, camera, c, (H, W), K, extrs, sc.depths[c], model, state, groups, key, corr)
+
+    def check_calibration(self) -> Any:
+        """Rendered vs measured depth on a few frames where the robot moves; CalibrationError when they disagree.
+
+        Wrong joint order, a wrong model, a swapped camera or a bad base pose put
+        the rendered robot centimetres off its measured surface: masks drawn from
+        it would be wrong, so the session stops with the numbers instead.
+        """
+        if self._checked is not None:
+            return self._checked
+        from masktrack.robot.calibrate import CalibrationError, check_calibration, moving_frames
+
+        fr = moving_frames(self.state)
+        rr = self.render(fr, occlusion=False)
+        try:
+            self._checked = check_calibration(rr.depth, self.measured(fr), self.camera)
+        except CalibrationError as e:
+            raise CalibrationError(
+                e.message + " (or set kinematics.check: false)", path=self.scene_path, field="robot"
+            ) from None
+        return self._checked
 
     def check_groups(self, wanted: dict[str, str], *, where: Path | None, loc: str) -> None:
         bad = {o: g for o, g in wanted.items() if g not in self.groups or g == ALL_LINKS}
@@ -189,6 +213,7 @@ class KinematicView:
             groups=self.groups,
             frames=fr,
             camera_id=self.camera if self.extrs is None else None,
+            cam_correction=self.correction,
         )
         if occlusion:
             rr = occlude(rr, self.measured(fr), margin)
@@ -381,6 +406,8 @@ def _expand_session(cfg: PipelineConfig, index: int, s: SessionConfig, video: Vi
     scene, camera = view_source(cfg, s)
     view = open_view(scene, camera, video, where=cfg.source)
     view.check_groups(k.objects, where=cfg.source, loc=f"{loc}.objects")
+    if k.check:
+        view.check_calibration()
     T = video.num_frames
     if k.keyframes != "auto":
         bad = [f for f in k.keyframes if not 0 <= f < T]
@@ -516,6 +543,35 @@ def refine_to_edges(
     return out
 
 
+def depth_vote(
+    rendered: np.ndarray,
+    refined: np.ndarray,
+    rdepth: np.ndarray,
+    measured: np.ndarray,
+    *,
+    margin: float,
+    band: int,
+) -> np.ndarray:
+    """Where measured depth has a say, it overrules colour: the edge refinement may only move the outline
+    where depth does not contradict it.
+
+    A rendered pixel whose measured depth matches the rendered surface
+    (within ``margin``) stays robot; a pixel the refinement adds must lie no
+    further than the robot surface nearby (``band`` pixels) plus ``margin``
+    (not background seen past the robot's edge).  Invalid depth (0) leaves
+    the colour decision.
+    """
+    import cv2
+
+    valid = measured > 0
+    agree = rendered & valid & (np.abs(measured - rdepth) < margin)
+    kern = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    near = cv2.dilate(np.where(rendered, rdepth, 0).astype(np.float32), kern)  # farthest robot depth nearby
+    added = refined & ~rendered
+    behind = added & valid & ((near <= 0) | (measured > near + margin))
+    return (refined & ~behind) | agree
+
+
 class KinematicSession(Session):
     """Yields the (refined) rendered masks of the session's objects on every frame; prompts are not needed."""
 
@@ -547,10 +603,12 @@ class KinematicSession(Session):
         occluded = rr.occluded[0] if rr.occluded is not None else None
         H, W = self.video.size
         band = b.band if b.band is not None else max(2, round(0.01 * (H + W) / 2))
+        measured = self.view.measured([f])[0] if image is not None else None
         for o in self.objects:
             m = rr.masks(b.groups[o.name])[0]
-            if image is not None and m.any():
-                m = refine_to_edges(image, m, band=band, iterations=b.iterations, keep=occluded)
+            if image is not None and measured is not None and m.any():
+                refined = refine_to_edges(image, m, band=band, iterations=b.iterations, keep=occluded)
+                m = depth_vote(m, refined, rr.depth[0], measured, margin=b.margin, band=band)
             out[o.name] = m
         return out
 
