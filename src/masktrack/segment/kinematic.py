@@ -190,7 +190,9 @@ class KinematicView:
 
         return np.stack([cv2.resize(x, (W, H), interpolation=cv2.INTER_NEAREST) for x in d])
 
-    def render(self, frames: Sequence[int], *, occlusion: bool = True, margin: float = 0.02) -> Any:
+    def render(
+        self, frames: Sequence[int] | np.ndarray, *, occlusion: bool = True, margin: float = 0.02
+    ) -> Any:
         """The robot's ``RobotRender`` on ``frames`` (every group; occluders removed unless ``occlusion`` is off).
 
         A render of every frame is kept (when under :data:`CACHE_BYTES`), so the
