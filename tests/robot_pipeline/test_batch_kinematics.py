@@ -70,14 +70,14 @@ def test_batch_with_zero_prompt_files(tmp_path: Path) -> None:
     report = run_batch(load_job(tmp_path / "job.yaml"), tmp_path / "out", workers=1)
     status = {u.id: u.status for u in report.units}
     assert status == {
-        "scene_0/cam0_front": "done",
-        "scene_0/cam1_left": "done",
-        "scene_1/cam0_front": "done",
-        "scene_1/cam1_left": "done",
+        "scene_0/cam0_front": "computed",
+        "scene_0/cam1_left": "computed",
+        "scene_1/cam0_front": "computed",
+        "scene_1/cam1_left": "computed",
         "scene_2/cam0_front": "skipped",
         "scene_2/cam1_left": "skipped",
-        "scene_3/cam0_front": "done",
-        "scene_3/cam1_left": "done",
+        "scene_3/cam0_front": "computed",
+        "scene_3/cam1_left": "computed",
     }, {u.id: (u.status, u.reason) for u in report.units}
     skipped = [u for u in report.units if u.status == "skipped"]
     assert all("no robot state" in u.reason for u in skipped)
@@ -97,4 +97,7 @@ def test_batch_with_zero_prompt_files(tmp_path: Path) -> None:
     q[:, 0] += 0.1
     np.save(q_path, q)
     third = run_batch(load_job(tmp_path / "job.yaml"), tmp_path / "out", workers=1)
-    assert {u.id for u in third.units if u.status == "done"} == {"scene_1/cam0_front", "scene_1/cam1_left"}
+    assert {u.id for u in third.units if u.status == "computed"} == {
+        "scene_1/cam0_front",
+        "scene_1/cam1_left",
+    }

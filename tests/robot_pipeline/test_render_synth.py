@@ -6,6 +6,7 @@ import numpy as np
 
 from masktrack.io.scene import load_scene
 from masktrack.robot import occlude, render
+from masktrack.robot.scene_state import load_robot_model, robot_state
 from masktrack.track.instances import load_instance
 
 from .conftest import iou
@@ -14,8 +15,8 @@ from .conftest import iou
 def test_urdf_render_matches_ground_truth_masks(synth_robot) -> None:
     sc = load_scene(synth_robot.scene_path)
     assert sc.robot is not None and sc.robot.positions.shape == (sc.num_frames, 6)
-    model = sc.robot.load_model()
-    state = sc.robot.state(model)
+    model = load_robot_model(sc.robot)
+    state = robot_state(sc.robot, model)
     for gt_name, group, floor in (("gt_arm", "arm", 0.97), ("gt_gripper", "gripper", 0.93)):
         gt = load_instance(sc.path, gt_name).masks()
         assert gt.sum() > 0
@@ -30,8 +31,8 @@ def test_urdf_render_matches_ground_truth_masks(synth_robot) -> None:
 
 def test_rendered_links_line_up_with_per_link_ground_truth(synth_robot) -> None:
     sc = load_scene(synth_robot.scene_path)
-    model = sc.robot.load_model()
-    state = sc.robot.state(model)
+    model = load_robot_model(sc.robot)
+    state = robot_state(sc.robot, model)
     links = ("upper_arm", "forearm", "finger_left", "finger_right")
     groups = {**state.link_groups, **{ln: [ln] for ln in links}}  # every link drawn: they hide each other
     rr = occlude(render(model, state, sc.intrs[0], sc.extrs[0], *sc.size, groups=groups), sc.depths[0], 0.02)

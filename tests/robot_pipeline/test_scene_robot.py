@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from masktrack.cli.main import main
 from masktrack.errors import SceneError
 from masktrack.io.scene import load_scene, save_scene
 from masktrack.io.scene_robot import SceneRobot, load_scene_robot
+from masktrack.robot.scene_state import load_robot_model, robot_state
 
 
 def test_round_trip_and_state(synth_robot, tmp_path: Path) -> None:
@@ -35,7 +37,7 @@ def test_round_trip_and_state(synth_robot, tmp_path: Path) -> None:
         list(back.mounted_cameras) == [sc.camera_ids[1]]
         and back.mounted_cameras[sc.camera_ids[1]][0] == "palm"
     )
-    state = back.state()
+    state = robot_state(back)
     assert state.positions.shape == (sc.num_frames, 6) and state.base_at().shape == (sc.num_frames, 4, 4)
     assert state.positions_with_offsets()[0, 0] == pytest.approx(back.positions[0, 0] + 0.01)
 
@@ -108,7 +110,7 @@ def test_missing_base_pose_and_unknown_model_names(synth_robot, tmp_path: Path) 
     robot = load_scene_robot(dst, num_frames=8)
     assert isinstance(robot, SceneRobot)
     with pytest.raises(SceneError) as e:
-        robot.load_model()
+        load_robot_model(robot)
     text = str(e.value)
     assert "joint_names: not joints of model 'robot.urdf': knee" in text and "link_groups.tool" in text
 
@@ -151,8 +153,8 @@ def test_rlbench_npz_import_with_robot_state(shared_data: Path, tmp_path: Path, 
     assert set(r.camera_corrections) <= set(sc.camera_ids) and r.camera_corrections
     assert r.joint_offsets.get("panda_joint4", 0) == pytest.approx(0.07, abs=0.02)  # the simulator's offset
     # the fitted base + offsets reproduce the recorded end-effector track
-    model = r.load_model()
-    state = r.state(model)
+    model = load_robot_model(r)
+    state = robot_state(r, model)
     fk = model.fk(state.positions_with_offsets(), state.joint_names, links=["panda_hand"])["panda_hand"]
     tool = state.base_at() @ fk @ model.tool_from_ee
     assert np.abs(tool[:, :3, 3] - ee[:, :3, 3]).max() < 0.01
@@ -167,6 +169,7 @@ def test_npz_robot_errors_all_at_once(tmp_path: Path) -> None:
     pytest.importorskip("pybullet_data")
     from masktrack.io.scene_import import import_npz
     from masktrack.io.scene_robot import RobotImport
+    from masktrack.robot.scene_state import read_npz_robot
 
     C, T, H, W = 2, 3, 8, 8
     extr = np.zeros((C, T, 3, 4), np.float32)
@@ -183,7 +186,7 @@ def test_npz_robot_errors_all_at_once(tmp_path: Path) -> None:
     )
     spec = RobotImport(model="panda", mounts={"cam7": "panda_sponge"}, ee="gripper_matrix")
     with pytest.raises(SceneError) as e:
-        import_npz(npz, tmp_path / "scene", robot=spec)
+        import_npz(npz, tmp_path / "scene", robot=functools.partial(read_npz_robot, spec=spec))
     text = str(e.value)
     for x in (
         "joint_positions: shape (4, 7), expected [T=3, J]",

@@ -118,9 +118,12 @@ def scene_import(
 
     robot = None
     if robot_model is not None:
-        from masktrack.io.scene_robot import RobotImport
+        import functools
 
-        robot = RobotImport(
+        from masktrack.io.scene_robot import RobotImport
+        from masktrack.robot.scene_state import read_npz_robot
+
+        spec = RobotImport(
             model=robot_model,
             joints=[k.strip() for k in robot_joints.split(",") if k.strip()],
             joint_names=[n.strip() for n in robot_joint_names.split(",")] if robot_joint_names else None,
@@ -130,6 +133,7 @@ def scene_import(
             mounts=_pairs(robot_mounts, "--robot-mount"),
             refine=robot_refine,
         )
+        robot = functools.partial(read_npz_robot, spec=spec)
 
     keys = [k for spec in mask_keys for k in spec.split(",") if k.strip()]
     sc = import_npz(

@@ -216,11 +216,11 @@ def import_npz(
     ``mask_key``: ``"sam2_masks"`` (a pickled dict of instances), or
     ``"gt_masks_gripper=gripper"`` (a plain bool array, renamed), or a list /
     comma-separated string of those.  ``camera_ids`` overrides the file's ids
-    (useful when they are stored as a pickled object array).  ``robot``
-    (a :class:`masktrack.io.scene_robot.RobotImport`) also imports the robot's
-    joint states into ``robot/`` (base pose given or fitted to an end-effector
-    track).  Every problem in the file is collected and raised as one
-    :class:`SceneError` before anything is written.
+    (useful when they are stored as a pickled object array).  ``robot``, a
+    reader ``robot(npz, num_frames=, camera_ids=, extrs=, intrs=, depths=) -> SceneRobot``
+    (``functools.partial(masktrack.robot.scene_state.read_npz_robot, spec=RobotImport(...))``),
+    also imports the robot's joint states into ``robot/`` before anything is written.  Every problem in the
+    file is collected and raised as one :class:`SceneError`.
     """
     npz = Path(npz)
     out_scene = Path(out_scene)
@@ -290,16 +290,15 @@ def import_npz(
         )
         scene.validate(where=npz)
         if robot is not None:
-            from masktrack.io.scene_robot import read_npz_robot
-
-            scene.robot = read_npz_robot(
-                src,
-                robot,
-                num_frames=t,
-                camera_ids=ids,
-                extrs=np.asarray(scene.extrs, np.float64),
-                intrs=np.asarray(scene.intrs, np.float64),
-                depths=scene.depths,
+            scene.robot = (
+                robot(  # masktrack.robot.scene_state.read_npz_robot with its spec (io imports no robot)
+                    src,
+                    num_frames=t,
+                    camera_ids=ids,
+                    extrs=np.asarray(scene.extrs, np.float64),
+                    intrs=np.asarray(scene.intrs, np.float64),
+                    depths=scene.depths,
+                )
             )
     finally:
         src.close()

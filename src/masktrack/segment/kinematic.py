@@ -125,8 +125,10 @@ class KinematicView:
             K[:, 0, 2] += 0.5 * sx - 0.5
             K[:, 1, 2] += 0.5 * sy - 0.5
         robot = sc.robot
-        model = robot.load_model()
-        state = robot.state(model)
+        from masktrack.robot.scene_state import load_robot_model, robot_state
+
+        model = load_robot_model(robot)
+        state = robot_state(robot, model)
         groups = dict(model.link_groups)
         groups.update(state.link_groups)
         groups[ALL_LINKS] = model.links_of(None)
@@ -534,7 +536,7 @@ def refine_to_edges(
     crop = np.ascontiguousarray(image[y0:y1, x0:x1, ::-1])  # BGR
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
-        cv2.grabCut(crop, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
+        cv2.grabCut(crop, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
         return mask
     out = np.zeros_like(mask)
