@@ -182,14 +182,20 @@ def read_npz_robot(
             "residual_mm": round(float(fit.residual_mm), 3),
             "residual_deg": round(float(fit.residual_deg), 4),
         }
-    mounted: dict[str, tuple[str, np.ndarray]] = {}
-    for cid, link in spec.mounts.items():
-        mounted[cid] = (link, _fit_mount(model, names, q, offsets, base, link, extrs[camera_ids.index(cid)]))
     corrections: dict[str, np.ndarray] = {}
     if spec.refine and intrs is not None and depths is not None:
         base, corrections, source["calibration"] = refine_from_depth(
-            model, names, q, offsets, base, mounted, camera_ids, intrs, extrs, depths
+            model, names, q, offsets, base, set(spec.mounts), camera_ids, intrs, extrs, depths
         )
+    # mounts last, from the final base pose and the corrected extrinsics (the correction is folded in:
+    # a wrist camera sits millimetres from the hand, where 5 mm decide what the render shows)
+    mounted: dict[str, tuple[str, np.ndarray]] = {}
+    for cid, link in spec.mounts.items():
+        e = as_pose4(extrs[camera_ids.index(cid)])
+        d = corrections.pop(cid, None)
+        if d is not None:
+            e = d[None] @ e
+        mounted[cid] = (link, _fit_mount(model, names, q, offsets, base, link, e))
     return SceneRobot(
         model=spec.model if spec.model in BUILTIN_MODELS else str(Path(spec.model).resolve()),
         joint_names=list(names),
@@ -208,7 +214,7 @@ def refine_from_depth(
     q: np.ndarray,
     offsets: dict[str, float],
     base: np.ndarray,
-    mounted: dict[str, tuple[str, np.ndarray]],
+    moving: set[str],
     camera_ids: list[str],
     intrs: np.ndarray,
     extrs: np.ndarray,
@@ -216,7 +222,9 @@ def refine_from_depth(
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
     """(base pose with the depth-fitted world shift, per-camera corrections, a report) from the cameras' depth.
 
-    A camera's correction is kept only when it lowers its depth residual; a
+    Every camera uses its recorded extrinsics here; the ``moving`` ones (wrist
+    cameras) do not vote on the robot's position.  A camera's correction is
+    kept only when it lowers its depth residual; a
     camera whose depth still disagrees is reported (``ok: false``), not
     refused: the pipeline refuses to draw masks from it (see
     :mod:`masktrack.segment.kinematic`), other cameras stay usable.
@@ -234,15 +242,14 @@ def refine_from_depth(
         positions=q,
         base_pose=np.asarray(base, np.float64),
         joint_offsets=dict(offsets),
-        mounted_cameras=dict(mounted),
     )
     views = [
         CameraView(
             cid,
             np.asarray(intrs[c], np.float64),
-            None if cid in mounted else np.asarray(extrs[c], np.float64),
+            np.asarray(extrs[c], np.float64),
             np.asarray(depths[c], np.float32),
-            static=cid not in mounted,
+            static=cid not in moving,
         )
         for c, cid in enumerate(camera_ids)
     ]
