@@ -191,11 +191,11 @@ def read_npz_robot(
     # a wrist camera sits millimetres from the hand, where 5 mm decide what the render shows)
     mounted: dict[str, tuple[str, np.ndarray]] = {}
     for cid, link in spec.mounts.items():
-        e = as_pose4(extrs[camera_ids.index(cid)])
+        cam_extrs = as_pose4(extrs[camera_ids.index(cid)])
         d = corrections.pop(cid, None)
         if d is not None:
-            e = d[None] @ e
-        mounted[cid] = (link, _fit_mount(model, names, q, offsets, base, link, e))
+            cam_extrs = d[None] @ cam_extrs
+        mounted[cid] = (link, _fit_mount(model, names, q, offsets, base, link, cam_extrs))
     return SceneRobot(
         model=spec.model if spec.model in BUILTIN_MODELS else str(Path(spec.model).resolve()),
         joint_names=list(names),
