@@ -147,7 +147,7 @@ def test_rlbench_npz_import_with_robot_state(shared_data: Path, tmp_path: Path, 
     assert np.allclose(r.positions, q, atol=1e-6)
     assert r.source["base_fit"]["residual_mm"] < 2.0
     cal = r.source["calibration"]  # depth refinement: every static camera agrees with the render afterwards
-    for cam in ("front", "left_shoulder", "right_shoulder", "overhead"):
+    for cam in ("front", "left_shoulder", "right_shoulder", "overhead", "wrist"):
         chk = cal["cameras"][cam]["check"]
         assert chk["ok"] and chk["residual_mm"] < 5 and chk["pixels"] > 1000, (cam, chk)
     assert set(r.camera_corrections) <= set(sc.camera_ids) and r.camera_corrections
@@ -158,11 +158,18 @@ def test_rlbench_npz_import_with_robot_state(shared_data: Path, tmp_path: Path, 
     fk = model.fk(state.positions_with_offsets(), state.joint_names, links=["panda_hand"])["panda_hand"]
     tool = state.base_at() @ fk @ model.tool_from_ee
     assert np.abs(tool[:, :3, 3] - ee[:, :3, 3]).max() < 0.01
-    # the wrist camera's mount reproduces its recorded extrinsics
+    # without depth refinement, the wrist camera's mount reproduces its recorded extrinsics
     from masktrack.robot.render import camera_from_world
 
-    e = camera_from_world(model, state, "wrist", np.arange(70))
-    assert np.abs(e[:, :3, 3] - extr[:, :3, 3]).max() < 0.01
+    raw = tmp_path / "raw"
+    assert main(["scene", "import", str(RLBENCH), str(raw), "--robot-model", "panda",
+                 "--robot-mount", "wrist=panda_hand", "--no-robot-refine"]) == 0  # fmt: skip
+    r = load_scene(raw).robot
+    assert "calibration" not in r.source and not r.camera_corrections
+    model = load_robot_model(r)
+    e = camera_from_world(model, robot_state(r, model), "wrist", np.arange(70))
+    assert np.abs(e[:, :3, 3] - extr[:, :3, 3]).max() < 0.002
+    assert np.abs(e[:, :3, :3] - extr[:, :3, :3]).max() < 0.002
 
 
 def test_npz_robot_errors_all_at_once(tmp_path: Path) -> None:
