@@ -206,12 +206,6 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"duplicate session names: {', '.join(sorted(dup))}")
         if not self.sessions:
             raise ValueError("at least one session is needed")
-        for s in self.sessions:
-            k = s.kinematics
-            if k is not None and (k.scene is None or k.camera is None) and self.robot is None:
-                raise ValueError(
-                    f"session {s.name!r} uses kinematics but the config has no `robot: {{scene, camera}}`"
-                )
         return self
 
     def session(self, name: str) -> SessionConfig:

@@ -379,7 +379,12 @@ def view_source(cfg: PipelineConfig, s: SessionConfig) -> tuple[Path, str]:
     assert k is not None
     scene = k.scene or (cfg.robot.scene if cfg.robot else None)
     camera = k.camera or (cfg.robot.camera if cfg.robot else None)
-    assert scene is not None and camera is not None  # the config validator guarantees it
+    if scene is None or camera is None:  # checked here, not in the config: a batch job sets it per unit
+        raise ConfigError(
+            f"session {s.name!r} uses kinematics but the config has no `robot: {{scene, camera}}`",
+            path=cfg.source,
+            field=f"sessions[{cfg.sessions.index(s)}:{s.name}].kinematics",
+        )
     return Path(scene), camera
 
 
