@@ -62,7 +62,7 @@ before a query's ``t`` are NaN and not visible.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -73,6 +73,7 @@ from masktrack.plugins import options_from_dataclass
 from masktrack.track.base import Tracker, Tracks
 from masktrack.track.geometry import bilinear, in_image, lift, project_cameras, sample_depth
 from masktrack.track.instances import Instance
+from masktrack.track.rigid import _matmul, rigid_smooth  # noqa: F401  (re-exported: tests, callers)
 
 
 @dataclass(frozen=True)
@@ -273,161 +274,45 @@ def _thin(uv: np.ndarray, prefer: np.ndarray, cell: float) -> np.ndarray:
     return np.sort(order[first])
 
 
-def _fit_from_covariance(H: np.ndarray, pc: np.ndarray, qc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rotation (reflections excluded) and translation of q ~ R p + t from the cross-covariance H [B, 3, 3] and centroids."""
-    U, _, Vt = np.linalg.svd(H)
-    V = Vt.transpose(0, 2, 1)
-    Ut = U.transpose(0, 2, 1)
-    d = np.sign(np.linalg.det(V) * np.linalg.det(U))
-    V[:, :, 2] *= d[:, None]
-    R = np.matmul(V, Ut)
-    t = qc - np.matmul(R, pc[..., None])[..., 0]
-    return R, t
+@dataclass
+class _State:
+    """What the tracker carries from frame to frame (per query unless said otherwise)."""
+
+    q: np.ndarray  # [N, 4] queries (t, x, y, z)
+    qt: np.ndarray  # int [N] query frames
+    X: np.ndarray  # [N, 3] current estimate (NaN before the query frame)
+    Xprev: np.ndarray  # [N, 3] the estimate one frame earlier (constant-velocity prediction)
+    kf: list[_Frame | None]  # per camera: the keyframe its points are re-anchored to
+    kf_uv: np.ndarray  # [C, N, 2] pixels of the points at their camera's keyframe (NaN = not anchored)
+    tracks: np.ndarray  # float32 [T, N, 3] output
+    vis: np.ndarray  # bool [T, N] output
+
+    @classmethod
+    def start(cls, q: np.ndarray, T: int, C: int) -> _State:
+        n = len(q)
+        return cls(
+            q=q,
+            qt=np.clip(np.rint(q[:, 0]).astype(np.int64), 0, T - 1),
+            X=np.full((n, 3), np.nan),
+            Xprev=np.full((n, 3), np.nan),
+            kf=[None] * C,
+            kf_uv=np.full((C, n, 2), np.nan),
+            tracks=np.full((T, n, 3), np.nan, np.float32),
+            vis=np.zeros((T, n), bool),
+        )
 
 
-def _kabsch(P: np.ndarray, Q: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Batched weighted rigid fit Q ~ R P + t. P, Q [B, k, 3], W [B, k] -> R [B, 3, 3], t [B, 3]."""
-    ws = W.sum(axis=1, keepdims=True)
-    Wn = W / np.where(ws > 0, ws, 1.0)
-    pc = np.matmul(Wn[:, None, :], P)[:, 0]
-    qc = np.matmul(Wn[:, None, :], Q)[:, 0]
-    # weighted cross-covariance sum_i w_i (p_i - pc)(q_i - qc)^T, with sum w_i = 1
-    H = np.matmul(P.transpose(0, 2, 1) * Wn[:, None, :], Q) - pc[:, :, None] * qc[:, None, :]
-    return _fit_from_covariance(H, pc, qc)
+@dataclass
+class _Step:
+    """One frame step f -> f+1 over the active queries (``active`` indexes the state's arrays)."""
 
-
-_GEMM_BLOCK = 1 << 17  # multiply-adds per BLAS call
-
-
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` in blocks small enough that BLAS runs them on one thread.
-
-    OpenBLAS splits products above a few 1e5 multiply-adds over threads; at
-    the sizes here ([A, m] x [m, 16]) the threads' start-up costs 100x the
-    product itself on a busy machine, and they compete with OpenCV's.
-    """
-    (A, k), m = a.shape, b.shape[1]
-    if A * k * m <= _GEMM_BLOCK:
-        return a @ b
-    if k >= m:  # long contraction: sum over blocks of it
-        step = max(1, _GEMM_BLOCK // max(1, A * m))
-        out = a[:, :step] @ b[:step]
-        for i in range(step, k, step):
-            out += a[:, i : i + step] @ b[i : i + step]
-        return out
-    step = max(1, _GEMM_BLOCK // max(1, A * k))  # many columns: blocks of them
-    return np.concatenate([a @ b[:, i : i + step] for i in range(0, m, step)], axis=1)
-
-
-def _rotation_from_moments(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted rigid fits q ~ R p + t from moments M [A, 16] = sum_i w_i [1, p_i, q_i, p_i q_i^T]."""
-    sw = np.where(M[:, 0] > 0, M[:, 0], 1.0)[:, None]
-    pc = M[:, 1:4] / sw
-    qc = M[:, 4:7] / sw
-    H = (M[:, 7:16] / sw).reshape(-1, 3, 3) - pc[:, :, None] * qc[:, None, :]
-    return _fit_from_covariance(H, pc, qc)
-
-
-def rigid_smooth(
-    X: np.ndarray,
-    Y: np.ndarray,
-    weight: np.ndarray,
-    k: int,
-    iters: int,
-    scale: float,
-    anchors: int = 0,
-    *,
-    radius: float = 0.0,
-    choose: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Move each point of X [N,3] by the robust rigid fit of its neighbours' X -> Y.
-
-    ``weight`` [N] is each measurement's confidence (0 = no measurement Y).
-    Neighbourhoods: with ``radius`` > 0, every measurement, weighted by its
-    confidence times a Gaussian of its distance (sigma = ``radius``), so a
-    region that only poor views see borrows the motion of well-measured
-    surface nearby; with ``radius`` = 0, the ``k`` nearest measurements.
-    ``anchors`` > 0 fits only that many neighbourhoods (an even subset of the
-    points) and moves every point with its nearest anchor's transform; with
-    ``choose`` > 1 a measured point instead takes the transform, of its
-    ``choose`` nearest anchors', that best maps it to its own measurement
-    (across a joint: its own part's motion).
-    Returns (new positions [N,3], ok [N]: the neighbourhood had enough measurements).
-    """
-    from scipy.spatial import cKDTree
-
-    S = X
-    has = weight > 0
-    n = len(X)
-    m = int(has.sum())
-    if m < 3:
-        return Y.copy(), np.zeros(n, bool)
-    src = np.flatnonzero(has)
-    kk = min(k, m)
-    centres = np.arange(n)
-    if anchors and n > anchors:
-        centres = np.linspace(0, n - 1, anchors).round().astype(np.int64)
-    if radius > 0:
-        # every (anchor, measurement) pair, but only through products of [A, 16] x [16, m]:
-        # a weighted rigid fit needs only the moments sum w [1, p, q, p q^T]
-        o = X[src].mean(axis=0)  # centred: the expanded products below lose no precision
-        P, Q, C = X[src] - o, Y[src] - o, X[centres] - o
-        one = np.ones((m, 1))
-        Fm = np.concatenate([one, P, Q, (P[:, :, None] * Q[:, None, :]).reshape(-1, 9)], axis=1)
-        Fr = np.concatenate([one, Q, P, (Q[:, :, None] * P[:, None, :]).reshape(-1, 9)], axis=1)
-        pp = (P * P).sum(1)
-        d2 = (C * C).sum(1)[:, None] + pp[None] - 2 * _matmul(C, P.T)
-        d2 = np.maximum(d2, 0)
-        wn = (weight[src] / weight[src].max())[None]
-        K = np.exp(-d2 / (2 * radius**2)) * wn
-        W = K
-        base = pp + (Q * Q).sum(1)
-        for i in range(max(1, iters)):
-            R, t = _rotation_from_moments(_matmul(W, Fm))
-            if i + 1 < iters:
-                # |R p + t - q|^2 = |p|^2 + |q|^2 + |t|^2 - 2 t.q + 2 (R^T t).p - 2 vec(R).vec(q p^T)
-                G = np.concatenate(
-                    [
-                        (t * t).sum(1)[:, None],
-                        -2 * t,
-                        2 * np.matmul(R.transpose(0, 2, 1), t[..., None])[..., 0],
-                        -2 * R.reshape(-1, 9),
-                    ],
-                    axis=1,
-                )
-                r2 = base[None] + _matmul(G, Fr.T)
-                W = K / (1.0 + np.maximum(r2, 0) / scale**2)
-        t = t + o - np.matmul(R, o)  # back from centred coordinates
-        ok = K.sum(axis=1) > 0  # per anchor: some measurement within reach
-    else:
-        _, nb = cKDTree(X[src]).query(X[centres], k=kk)
-        nb = src[nb.reshape(len(centres), kk)]
-        P = X[nb]
-        Q = Y[nb]
-        W0 = weight[nb] / weight[has].max()
-        W = W0
-        for i in range(max(1, iters)):
-            R, t = _kabsch(P, Q, W)
-            if i + 1 < iters:
-                r = np.linalg.norm(np.matmul(P, R.transpose(0, 2, 1)) + t[:, None] - Q, axis=2)
-                W = W0 / (1.0 + (r / scale) ** 2)
-        ok = np.full(len(centres), kk >= 3)
-    if len(centres) < n:
-        kc = min(choose, len(centres))
-        _, near = cKDTree(X[centres]).query(X, k=kc)
-        near = near.reshape(n, kc)
-        pick = near[:, 0]
-        if kc > 1:
-            # articulation: a measured point takes, of its nearest anchors' motions, the one that
-            # explains its own measurement best - across a joint, the anchor of its own part
-            mi = np.flatnonzero(has)
-            cand = near[mi]  # [m, kc]
-            pred = np.matmul(R[cand], S[mi][:, None, :, None])[..., 0] + t[cand]
-            r = np.linalg.norm(pred - Y[mi][:, None], axis=2)
-            pick[mi] = cand[np.arange(len(mi)), np.argmin(r, axis=1)]
-        R, t, ok = R[pick], t[pick], ok[pick]
-    out = np.matmul(R, X[..., None])[..., 0] + t
-    return out, ok
+    f: int
+    active: np.ndarray  # int [A]
+    X: np.ndarray  # [A, 3] estimates at f
+    seen: np.ndarray  # bool [C, A]: camera c sees the point at f
+    uv: np.ndarray  # [C, A, 2] its pixels at f
+    pred: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))  # [A, 3] predicted at f+1
+    guess: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 2)))  # [C, A, 2] predicted pixels
 
 
 class FlowTracker(Tracker):
@@ -526,109 +411,148 @@ class FlowTracker(Tracker):
         return p1, ok
 
     def track(self, scene: Scene, queries: np.ndarray, *, instance: Instance | None = None) -> Tracks:
+        """The module docstring's loop: per frame step, predict, keyframe, measure, fuse, update."""
         opts = self.options
         if opts.method == "dis":
             import cv2
 
             self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
         q = np.asarray(queries, np.float64).reshape(-1, 4)
-        T, C = scene.num_frames, scene.num_cameras
-        size = scene.size
-        n = len(q)
-        tracks = np.full((T, n, 3), np.nan, np.float32)
-        vis = np.zeros((T, n), bool)
+        T, n = scene.num_frames, len(q)
         t0 = time.perf_counter()
         if n == 0:
-            return Tracks(tracks, vis, q.astype(np.float32), provenance=self.fingerprint())
-        qt = np.clip(np.rint(q[:, 0]).astype(np.int64), 0, T - 1)
+            return Tracks(
+                np.full((T, 0, 3), np.nan, np.float32),
+                np.zeros((T, 0), bool),
+                q.astype(np.float32),
+                provenance=self.fingerprint(),
+            )
+        st = _State.start(q, T, scene.num_cameras)
         packed = instance.packed() if (instance is not None and opts.use_masks) else None
 
         def frame(f: int) -> _Frame:
             masks = None
             if packed is not None:
-                masks = np.unpackbits(np.asarray(packed[:, f]), axis=-1, count=size[1]).astype(bool)
+                masks = np.unpackbits(np.asarray(packed[:, f]), axis=-1, count=scene.size[1]).astype(bool)
             return _Frame(scene, f, opts, masks)
 
-        X = np.full((n, 3), np.nan)
-        Xprev = np.full((n, 3), np.nan)
-        first = int(qt.min())
+        first = int(st.qt.min())
         cur = frame(first)
-        kf: list[_Frame | None] = [None] * C  # per camera: the keyframe points are re-anchored to
-        kf_uv = np.full((C, n, 2), np.nan)
-        thin = opts.measure_cell_px > 0 and opts.rigidity > 0
         for f in range(first, T):
-            new = qt == f
-            X[new] = q[new, 1:4]
-            Xprev[new] = np.nan
-            active = np.flatnonzero(qt <= f)
-            Xa = X[active]
-            # who sees each active point at f (also the visibility output)
-            seen, uvs = _sees(cur, Xa, opts, size)
-            tracks[f, active] = Xa
-            vis[f, active] = seen.any(axis=0)
+            step = self._observe(st, cur, f)
             if f == T - 1:
                 break
             nxt = frame(f + 1)
-            # constant-velocity prediction (world) for the LK start and for unseen points
-            pred = Xa + np.where(np.isfinite(Xprev[active]), Xa - Xprev[active], 0.0)
-            guesses, _ = project_cameras(pred, nxt.K, nxt.E)
-            cams, pts, p1s, oks = [], [], [], []
-            for c in range(C):
-                idx = np.flatnonzero(seen[c])
-                if idx.size == 0:
-                    continue
-                if opts.keyframe_every > 1 and ((k := kf[c]) is None or f - k.f >= opts.keyframe_every):
-                    kf[c] = cur  # a new keyframe: anchor every point camera c sees now
-                    kf_uv[c] = np.nan
-                    kf_uv[c, active[idx]] = uvs[c, idx]
-                if thin and idx.size > 1:
-                    idx = idx[_thin(uvs[c, idx], np.isfinite(kf_uv[c, active[idx], 0]), opts.measure_cell_px)]
-                p0 = uvs[c, idx]
-                guess = np.where(np.isfinite(guesses[c, idx]), guesses[c, idx], p0)
-                p1, ok = self._track_camera(c, cur, nxt, kf, kf_uv, active[idx], p0, guess)
-                cams.append(np.full(idx.size, c))
-                pts.append(idx)
-                p1s.append(p1)
-                oks.append(ok)
-            meas = np.full((C, active.size, 3), np.nan)
-            prec = np.zeros(
-                (C, active.size)
-            )  # inverse variance: (focal / depth)^2 = 1 / (metres per pixel)^2
-            if cams:
-                cam, idx, p1, ok = (np.concatenate(v) for v in (cams, pts, p1s, oks))
-                ok &= in_image(p1, size, opts.margin_px)
-                if nxt.maskf is not None:
-                    ok &= bilinear(nxt.maskf, np.where(np.isfinite(p1), p1, 0), cam=cam) > 0.25
-                cam, idx, p1 = cam[ok], idx[ok], p1[ok]
-                d = sample_depth(nxt.depth, p1, cam=cam)
-                good = d > 0
-                cam, idx, p1, d = cam[good], idx[good], p1[good], d[good]
-                meas[cam, idx] = lift(p1, d, nxt.K[cam], nxt.E[cam])
-                prec[cam, idx] = (nxt.K[cam, 0, 0] / d) ** 2
+            self._predict(st, step, nxt)
+            self._keyframe(st, step, cur)
+            meas, prec = self._measure(st, step, cur, nxt)
             fused, weight = _fuse(meas, prec, opts.fuse_outlier_m)
-            has = weight > 0
-            if opts.rigidity > 0:
-                rig, rok = rigid_smooth(
-                    Xa,
-                    np.where(has[:, None], fused, Xa),
-                    weight,
-                    opts.neighbours,
-                    opts.rigid_iters,
-                    opts.rigid_scale_m,
-                    opts.rigid_anchors,
-                    radius=opts.rigid_radius_m,
-                    choose=opts.rigid_choose,
-                )
-                new_pos = np.where(has[:, None], opts.rigidity * rig + (1 - opts.rigidity) * fused, rig)
-                new_pos = np.where(rok[:, None], new_pos, np.where(has[:, None], fused, pred))
-            else:
-                new_pos = np.where(has[:, None], fused, pred)
-            Xprev[active] = Xa
-            X[active] = new_pos
+            self._update(st, step, fused, weight)
             cur = nxt
         elapsed = time.perf_counter() - t0
-        prov = {**self.fingerprint(), "seconds": round(elapsed, 3), "point_frames": int((T - qt).sum())}
-        return Tracks(tracks, vis, q.astype(np.float32), provenance=prov)
+        prov = {
+            **self.fingerprint(),
+            "seconds": round(elapsed, 3),
+            "point_frames": int((T - st.qt).sum()),
+        }
+        return Tracks(st.tracks, st.vis, q.astype(np.float32), provenance=prov)
+
+    # ------------------------------------------------------------ the steps of one frame f -> f+1
+    def _observe(self, st: _State, cur: _Frame, f: int) -> _Step:
+        """Start the queries sampled at f; record every active point's estimate and who sees it (step 1)."""
+        new = st.qt == f
+        st.X[new] = st.q[new, 1:4]
+        st.Xprev[new] = np.nan
+        active = np.flatnonzero(st.qt <= f)
+        Xa = st.X[active]
+        seen, uv = _sees(cur, Xa, self.options, cur.scene.size)
+        st.tracks[f, active] = Xa
+        st.vis[f, active] = seen.any(axis=0)
+        return _Step(f=f, active=active, X=Xa, seen=seen, uv=uv)
+
+    def _predict(self, st: _State, step: _Step, nxt: _Frame) -> None:
+        """Constant-velocity prediction (world) for the LK start and for points no camera measures."""
+        prev = st.Xprev[step.active]
+        step.pred = step.X + np.where(np.isfinite(prev), step.X - prev, 0.0)
+        step.guess, _ = project_cameras(step.pred, nxt.K, nxt.E)
+
+    def _keyframe(self, st: _State, step: _Step, cur: _Frame) -> None:
+        """Per camera: every ``keyframe_every`` frames, ``cur`` becomes the keyframe its points are re-anchored to."""
+        k = self.options.keyframe_every
+        if k <= 1:
+            return
+        for c in range(len(st.kf)):
+            idx = np.flatnonzero(step.seen[c])
+            kf = st.kf[c]
+            if idx.size and (kf is None or step.f - kf.f >= k):
+                st.kf[c] = cur  # anchor every point camera c sees now
+                st.kf_uv[c] = np.nan
+                st.kf_uv[c, step.active[idx]] = step.uv[c, idx]
+
+    def _measure(self, st: _State, step: _Step, cur: _Frame, nxt: _Frame) -> tuple[np.ndarray, np.ndarray]:
+        """2D-track in every seeing camera and lift with depth (steps 2-3).
+
+        Returns (per-camera 3D measurements [C, A, 3], precisions [C, A]:
+        inverse variance (focal / depth)^2 = 1 / (metres per pixel)^2, 0 = none).
+        """
+        opts = self.options
+        C, size = len(st.kf), cur.scene.size
+        thin = opts.measure_cell_px > 0 and opts.rigidity > 0
+        active = step.active
+        cams, pts, p1s, oks = [], [], [], []
+        for c in range(C):
+            idx = np.flatnonzero(step.seen[c])
+            if idx.size == 0:
+                continue
+            if thin and idx.size > 1:
+                idx = idx[
+                    _thin(step.uv[c, idx], np.isfinite(st.kf_uv[c, active[idx], 0]), opts.measure_cell_px)
+                ]
+            p0 = step.uv[c, idx]
+            guess = np.where(np.isfinite(step.guess[c, idx]), step.guess[c, idx], p0)
+            p1, ok = self._track_camera(c, cur, nxt, st.kf, st.kf_uv, active[idx], p0, guess)
+            cams.append(np.full(idx.size, c))
+            pts.append(idx)
+            p1s.append(p1)
+            oks.append(ok)
+        meas = np.full((C, active.size, 3), np.nan)
+        prec = np.zeros((C, active.size))
+        if cams:
+            cam, idx, p1, ok = (np.concatenate(v) for v in (cams, pts, p1s, oks))
+            ok &= in_image(p1, size, opts.margin_px)
+            if nxt.maskf is not None:
+                ok &= bilinear(nxt.maskf, np.where(np.isfinite(p1), p1, 0), cam=cam) > 0.25
+            cam, idx, p1 = cam[ok], idx[ok], p1[ok]
+            d = sample_depth(nxt.depth, p1, cam=cam)
+            good = d > 0
+            cam, idx, p1, d = cam[good], idx[good], p1[good], d[good]
+            meas[cam, idx] = lift(p1, d, nxt.K[cam], nxt.E[cam])
+            prec[cam, idx] = (nxt.K[cam, 0, 0] / d) ** 2
+        return meas, prec
+
+    def _update(self, st: _State, step: _Step, fused: np.ndarray, weight: np.ndarray) -> None:
+        """New estimates: the local rigid motion (step 5) blended with the fused measurement, else the prediction."""
+        opts = self.options
+        Xa, pred = step.X, step.pred
+        has = weight > 0
+        if opts.rigidity > 0:
+            rig, rok = rigid_smooth(
+                Xa,
+                np.where(has[:, None], fused, Xa),
+                weight,
+                opts.neighbours,
+                opts.rigid_iters,
+                opts.rigid_scale_m,
+                opts.rigid_anchors,
+                radius=opts.rigid_radius_m,
+                choose=opts.rigid_choose,
+            )
+            new_pos = np.where(has[:, None], opts.rigidity * rig + (1 - opts.rigidity) * fused, rig)
+            new_pos = np.where(rok[:, None], new_pos, np.where(has[:, None], fused, pred))
+        else:
+            new_pos = np.where(has[:, None], fused, pred)
+        st.Xprev[step.active] = Xa
+        st.X[step.active] = new_pos
 
 
 def _fuse(meas: np.ndarray, prec: np.ndarray, outlier: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,230 @@
+"""Robust local rigid motion of a point set: the ``flow`` tracker's rigidity step.
+
+Given positions X [N, 3] at frame f and (some of) their measured positions
+Y at f+1 with confidences, every point is moved by a robust rigid transform
+fitted to measurements around it.  Three pieces, each its own function:
+
+* :func:`fit_kernel` - neighbourhoods as a confidence-weighted Gaussian over
+  *all* measurements (scale ``radius``): a region only coarse views see
+  borrows the motion of precisely measured surface nearby.  Computed through
+  moments, so the cost is products of [A, 16] x [16, m], never [A, m, 3].
+* :func:`fit_knn` - neighbourhoods as the ``k`` nearest measurements.
+* :func:`articulate` - which fitted transform each point takes: its nearest
+  anchor's, or - for a measured point - the one of its ``choose`` nearest
+  anchors that best explains its own measurement (across a joint, the
+  transform of its own part).
+
+:func:`rigid_smooth` composes them (the tracker's entry point).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class RigidFits:
+    """Robust rigid transforms fitted around ``centres`` (indices into the point set)."""
+
+    R: np.ndarray  # [A, 3, 3]
+    t: np.ndarray  # [A, 3]
+    ok: np.ndarray  # bool [A]: the neighbourhood had enough measurements
+    centres: np.ndarray  # int [A]
+
+
+def _fit_from_covariance(H: np.ndarray, pc: np.ndarray, qc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rotation (reflections excluded) and translation of q ~ R p + t from the cross-covariance H [B, 3, 3] and centroids."""
+    U, _, Vt = np.linalg.svd(H)
+    V = Vt.transpose(0, 2, 1)
+    Ut = U.transpose(0, 2, 1)
+    d = np.sign(np.linalg.det(V) * np.linalg.det(U))
+    V[:, :, 2] *= d[:, None]
+    R = np.matmul(V, Ut)
+    t = qc - np.matmul(R, pc[..., None])[..., 0]
+    return R, t
+
+
+def _kabsch(P: np.ndarray, Q: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batched weighted rigid fit Q ~ R P + t. P, Q [B, k, 3], W [B, k] -> R [B, 3, 3], t [B, 3]."""
+    ws = W.sum(axis=1, keepdims=True)
+    Wn = W / np.where(ws > 0, ws, 1.0)
+    pc = np.matmul(Wn[:, None, :], P)[:, 0]
+    qc = np.matmul(Wn[:, None, :], Q)[:, 0]
+    # weighted cross-covariance sum_i w_i (p_i - pc)(q_i - qc)^T, with sum w_i = 1
+    H = np.matmul(P.transpose(0, 2, 1) * Wn[:, None, :], Q) - pc[:, :, None] * qc[:, None, :]
+    return _fit_from_covariance(H, pc, qc)
+
+
+_GEMM_BLOCK = 1 << 17  # multiply-adds per BLAS call
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in blocks small enough that BLAS runs them on one thread.
+
+    OpenBLAS splits products above a few 1e5 multiply-adds over threads; at
+    the sizes here ([A, m] x [m, 16]) the threads' start-up costs 100x the
+    product itself on a busy machine, and they compete with OpenCV's.
+    """
+    (A, k), m = a.shape, b.shape[1]
+    if A * k * m <= _GEMM_BLOCK:
+        return a @ b
+    if k >= m:  # long contraction: sum over blocks of it
+        step = max(1, _GEMM_BLOCK // max(1, A * m))
+        out = a[:, :step] @ b[:step]
+        for i in range(step, k, step):
+            out += a[:, i : i + step] @ b[i : i + step]
+        return out
+    step = max(1, _GEMM_BLOCK // max(1, A * k))  # many columns: blocks of them
+    return np.concatenate([a @ b[:, i : i + step] for i in range(0, m, step)], axis=1)
+
+
+def _rotation_from_moments(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted rigid fits q ~ R p + t from moments M [A, 16] = sum_i w_i [1, p_i, q_i, p_i q_i^T]."""
+    sw = np.where(M[:, 0] > 0, M[:, 0], 1.0)[:, None]
+    pc = M[:, 1:4] / sw
+    qc = M[:, 4:7] / sw
+    H = (M[:, 7:16] / sw).reshape(-1, 3, 3) - pc[:, :, None] * qc[:, None, :]
+    return _fit_from_covariance(H, pc, qc)
+
+
+def anchor_indices(n: int, anchors: int) -> np.ndarray:
+    """An even subset of ``anchors`` of n points (all of them when ``anchors`` is 0 or >= n)."""
+    if anchors and n > anchors:
+        return np.linspace(0, n - 1, anchors).round().astype(np.int64)
+    return np.arange(n)
+
+
+def fit_kernel(
+    X: np.ndarray,
+    Y: np.ndarray,
+    weight: np.ndarray,
+    centres: np.ndarray,
+    *,
+    radius: float,
+    iters: int,
+    scale: float,
+) -> RigidFits:
+    """Rigid fits X -> Y around ``centres`` over every measurement (``weight`` > 0), Gaussian-weighted by distance.
+
+    IRLS with Cauchy weights of scale ``scale`` (metres).  Every (anchor,
+    measurement) pair enters only through products of [A, 16] x [16, m]: a
+    weighted rigid fit needs only the moments sum w [1, p, q, p q^T].
+    """
+    src = np.flatnonzero(weight > 0)
+    m = len(src)
+    o = X[src].mean(axis=0)  # centred: the expanded products below lose no precision
+    P, Q, C = X[src] - o, Y[src] - o, X[centres] - o
+    one = np.ones((m, 1))
+    Fm = np.concatenate([one, P, Q, (P[:, :, None] * Q[:, None, :]).reshape(-1, 9)], axis=1)
+    Fr = np.concatenate([one, Q, P, (Q[:, :, None] * P[:, None, :]).reshape(-1, 9)], axis=1)
+    pp = (P * P).sum(1)
+    d2 = (C * C).sum(1)[:, None] + pp[None] - 2 * _matmul(C, P.T)
+    d2 = np.maximum(d2, 0)
+    wn = (weight[src] / weight[src].max())[None]
+    K = np.exp(-d2 / (2 * radius**2)) * wn
+    W = K
+    base = pp + (Q * Q).sum(1)
+    for i in range(max(1, iters)):
+        R, t = _rotation_from_moments(_matmul(W, Fm))
+        if i + 1 < iters:
+            # |R p + t - q|^2 = |p|^2 + |q|^2 + |t|^2 - 2 t.q + 2 (R^T t).p - 2 vec(R).vec(q p^T)
+            G = np.concatenate(
+                [
+                    (t * t).sum(1)[:, None],
+                    -2 * t,
+                    2 * np.matmul(R.transpose(0, 2, 1), t[..., None])[..., 0],
+                    -2 * R.reshape(-1, 9),
+                ],
+                axis=1,
+            )
+            r2 = base[None] + _matmul(G, Fr.T)
+            W = K / (1.0 + np.maximum(r2, 0) / scale**2)
+    t = t + o - np.matmul(R, o)  # back from centred coordinates
+    return RigidFits(R, t, K.sum(axis=1) > 0, centres)  # ok: some measurement within reach
+
+
+def fit_knn(
+    X: np.ndarray, Y: np.ndarray, weight: np.ndarray, centres: np.ndarray, *, k: int, iters: int, scale: float
+) -> RigidFits:
+    """Rigid fits X -> Y around ``centres`` over each one's ``k`` nearest measurements (IRLS, Cauchy ``scale``)."""
+    from scipy.spatial import cKDTree
+
+    has = weight > 0
+    src = np.flatnonzero(has)
+    kk = min(k, len(src))
+    _, nb = cKDTree(X[src]).query(X[centres], k=kk)
+    nb = src[nb.reshape(len(centres), kk)]
+    P = X[nb]
+    Q = Y[nb]
+    W0 = weight[nb] / weight[has].max()
+    W = W0
+    for i in range(max(1, iters)):
+        R, t = _kabsch(P, Q, W)
+        if i + 1 < iters:
+            r = np.linalg.norm(np.matmul(P, R.transpose(0, 2, 1)) + t[:, None] - Q, axis=2)
+            W = W0 / (1.0 + (r / scale) ** 2)
+    return RigidFits(R, t, np.full(len(centres), kk >= 3), centres)
+
+
+def articulate(X: np.ndarray, Y: np.ndarray, has: np.ndarray, fits: RigidFits, choose: int) -> np.ndarray:
+    """Index into ``fits`` of the transform each point of X takes.
+
+    Every point takes its nearest anchor's; with ``choose`` > 1 a measured
+    point (``has``) takes, of its ``choose`` nearest anchors' transforms, the
+    one that maps it closest to its own measurement Y - across a joint, the
+    anchor of its own part.
+    """
+    from scipy.spatial import cKDTree
+
+    n = len(X)
+    kc = min(choose, len(fits.centres))
+    _, near = cKDTree(X[fits.centres]).query(X, k=kc)
+    near = near.reshape(n, kc)
+    pick = near[:, 0]
+    if kc > 1:
+        mi = np.flatnonzero(has)
+        cand = near[mi]  # [m, kc]
+        pred = np.matmul(fits.R[cand], X[mi][:, None, :, None])[..., 0] + fits.t[cand]
+        r = np.linalg.norm(pred - Y[mi][:, None], axis=2)
+        pick[mi] = cand[np.arange(len(mi)), np.argmin(r, axis=1)]
+    return pick
+
+
+def rigid_smooth(
+    X: np.ndarray,
+    Y: np.ndarray,
+    weight: np.ndarray,
+    k: int,
+    iters: int,
+    scale: float,
+    anchors: int = 0,
+    *,
+    radius: float = 0.0,
+    choose: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move each point of X [N,3] by the robust rigid fit of its neighbours' X -> Y.
+
+    ``weight`` [N] is each measurement's confidence (0 = no measurement Y).
+    Neighbourhoods: :func:`fit_kernel` with ``radius`` > 0, else
+    :func:`fit_knn` (``k`` nearest).  ``anchors`` > 0 fits only that many
+    neighbourhoods (an even subset of the points) and each point takes one
+    of them (:func:`articulate`, ``choose``).
+    Returns (new positions [N,3], ok [N]: the neighbourhood had enough measurements).
+    """
+    has = weight > 0
+    n = len(X)
+    if int(has.sum()) < 3:
+        return Y.copy(), np.zeros(n, bool)
+    centres = anchor_indices(n, anchors)
+    if radius > 0:
+        fits = fit_kernel(X, Y, weight, centres, radius=radius, iters=iters, scale=scale)
+    else:
+        fits = fit_knn(X, Y, weight, centres, k=k, iters=iters, scale=scale)
+    R, t, ok = fits.R, fits.t, fits.ok
+    if len(centres) < n:
+        pick = articulate(X, Y, has, fits, choose)
+        R, t, ok = R[pick], t[pick], ok[pick]
+    out = np.matmul(R, X[..., None])[..., 0] + t
+    return out, ok
