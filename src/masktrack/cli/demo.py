@@ -58,6 +58,13 @@ if TYPE_CHECKING:
     help="clicks: derived from ground truth, as a person would click; kinematics: zero clicks, prompts "
     "rendered from the robot's URDF + joint states.",
 )
+@click.option(
+    "--sensor",
+    type=click.Choice(["none", "realsense-d435", "azure-kinect"]),
+    default="none",
+    show_default=True,
+    help="Depth/colour sensor model of the rendered cameras (noise, holes, flying pixels; GT stays exact).",
+)
 @click.option("--json", "json_out", is_flag=True, help="Print report.json to stdout instead of tables.")
 def demo(
     out: Path,
@@ -71,6 +78,7 @@ def demo(
     checkpoint: Path | None,
     backend_opts: tuple[str, ...],
     prompt_source: str,
+    sensor: str,
     json_out: bool,
 ) -> None:
     """Render a synthetic multi-view RGB-D robot scene into OUT and run the whole job on it.
@@ -97,7 +105,7 @@ def demo(
     from masktrack.synth import SynthConfig
 
     base = DEMO_SMALL if small else SynthConfig()
-    kw = {"seed": seed}
+    kw: dict = {"seed": seed, "sensor": sensor}
     if frames is not None:
         kw["frames"] = frames
     if cameras is not None:

@@ -39,6 +39,7 @@ from masktrack.synth.scene import (
     make_cameras,
     plan_trajectory,
 )
+from masktrack.synth.sensor import get_sensor, perturb_extrinsics
 
 GENERATOR_VERSION = 2  # 2: scene/robot/ (URDF + joint states)
 
@@ -66,6 +67,10 @@ class SynthConfig:
     noise: float = 1.5  # sensor noise std (uint8 levels)
     points: int = 400  # GT surface points per tracked instance
     fps: float = 15.0
+    # real-sensor effects on what the tracker sees (masktrack.synth.sensor); the ground truth stays exact
+    sensor: str = "none"  # depth/colour model preset: none, realsense-d435, azure-kinect
+    calib_mm: float = 0.0  # calibration error: each camera's reported centre off by this much...
+    calib_deg: float = 0.0  # ... and its orientation by this angle (random directions)
 
     @classmethod
     def small(cls, **kw: Any) -> SynthConfig:
@@ -75,10 +80,18 @@ class SynthConfig:
         return cls(**base)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The config; sensor fields only when set, so scenes rendered before they existed keep their key."""
+        d = asdict(self)
+        for k, v in _SENSOR_DEFAULTS.items():
+            if d[k] == v:
+                del d[k]
+        return d
 
     def key(self) -> str:
         return hash_json({"generator": GENERATOR_VERSION, **self.to_dict()})
+
+
+_SENSOR_DEFAULTS: dict[str, Any] = {"sensor": "none", "calib_mm": 0.0, "calib_deg": 0.0}
 
 
 @dataclass
@@ -106,6 +119,7 @@ class SynthRender:
     joints: np.ndarray  # [T, 4]
     tip: np.ndarray  # [T, 3]
     geometry: ArmGeometry = field(default_factory=ArmGeometry)
+    reported: list[Camera] | None = None  # the cameras as the (mis)calibration reports them; None = exact
 
     @property
     def camera_ids(self) -> list[str]:
@@ -131,8 +145,10 @@ class SynthRender:
         return np.stack([np.tile(c.K, (t, 1, 1)) for c in self.cameras]).astype(np.float32)
 
     def extrs(self) -> np.ndarray:
+        """World-to-camera [C, T, 3, 4] as the scene reports them (with the calibration error, if any)."""
         t = self.config.frames
-        return np.stack([np.tile(c.extrinsic, (t, 1, 1)) for c in self.cameras]).astype(np.float32)
+        cams = self.reported or self.cameras
+        return np.stack([np.tile(c.extrinsic, (t, 1, 1)) for c in cams]).astype(np.float32)
 
 
 @dataclass
@@ -254,16 +270,28 @@ def render_scene(cfg: SynthConfig) -> SynthRender:
     depths = np.zeros((c_n, t_n, h, w), np.float32)
     ids = np.zeros((c_n, t_n, h, w), np.int16)
     noise_rng = np.random.default_rng([cfg.seed, 1])
+    sensor = get_sensor(cfg.sensor)
+    sensor_rng = np.random.default_rng([cfg.seed, 3])
     for c, cam in enumerate(cams):
         view = R.ViewRenderer(prims, cam, h, w)
         for t in range(t_n):
             rgb, depth, pid = view.render(t)
             img = rgb * 255.0
+            if not sensor.is_ideal:
+                depth = sensor.apply_depth(depth, rgb.mean(axis=-1), sensor_rng)
+                img = sensor.apply_rgb(img, sensor_rng)
             if cfg.noise > 0:
                 img = img + noise_rng.normal(0, cfg.noise, img.shape)
             rgbs[c, t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
             depths[c, t] = depth
             ids[c, t] = pid
+    reported = None
+    if cfg.calib_mm > 0 or cfg.calib_deg > 0:
+        calib_rng = np.random.default_rng([cfg.seed, 4])
+        reported = []
+        for cam in cams:
+            R2, t2 = perturb_extrinsics(cam.R, cam.t, cfg.calib_mm, cfg.calib_deg, calib_rng)
+            reported.append(Camera(cam.id, cam.K, R2, t2))
     tracks = _gt_tracks(prims, cams, cfg, np.random.default_rng([cfg.seed, 2]))
     return SynthRender(
         config=cfg,
@@ -276,6 +304,7 @@ def render_scene(cfg: SynthConfig) -> SynthRender:
         joints=traj.joints,
         tip=traj.tip,
         geometry=geo,
+        reported=reported,
     )
 
 
