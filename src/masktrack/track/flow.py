@@ -109,6 +109,7 @@ class FlowOptions:
     )
     rigid_scale_m: float = 0.003  # Cauchy scale of the robust rigid fit: about the per-frame motion of one part relative to the next
     margin_px: float = 2.0
+    rigid_reference: Literal["query", "frame"] = "query"
 
 
 # `-o key=value` / batch `track.options` as a typed model (masktrack.plugins): FlowOptions' names and
@@ -282,6 +283,7 @@ class _State:
     qt: np.ndarray  # int [N] query frames
     X: np.ndarray  # [N, 3] current estimate (NaN before the query frame)
     Xprev: np.ndarray  # [N, 3] the estimate one frame earlier (constant-velocity prediction)
+    ref: np.ndarray  # [N, 3] the reference geometry: the estimates when queries last started
     kf: list[_Frame | None]  # per camera: the keyframe its points are re-anchored to
     kf_uv: np.ndarray  # [C, N, 2] pixels of the points at their camera's keyframe (NaN = not anchored)
     tracks: np.ndarray  # float32 [T, N, 3] output
@@ -295,6 +297,7 @@ class _State:
             qt=np.clip(np.rint(q[:, 0]).astype(np.int64), 0, T - 1),
             X=np.full((n, 3), np.nan),
             Xprev=np.full((n, 3), np.nan),
+            ref=np.full((n, 3), np.nan),
             kf=[None] * C,
             kf_uv=np.full((C, n, 2), np.nan),
             tracks=np.full((T, n, 3), np.nan, np.float32),
@@ -465,6 +468,8 @@ class FlowTracker(Tracker):
         st.Xprev[new] = np.nan
         active = np.flatnonzero(st.qt <= f)
         Xa = st.X[active]
+        if new.any():  # the instance's geometry now is the reference its later motion is fitted from
+            st.ref[active] = Xa
         seen, uv = _sees(cur, Xa, self.options, cur.scene.size)
         st.tracks[f, active] = Xa
         st.vis[f, active] = seen.any(axis=0)
@@ -536,8 +541,11 @@ class FlowTracker(Tracker):
         Xa, pred = step.X, step.pred
         has = weight > 0
         if opts.rigidity > 0:
+            # "query": fit the motion from the reference geometry (not from the last estimates), so
+            # per-frame errors do not accumulate into the shape; "frame": from the last estimates
+            src = st.ref[step.active] if opts.rigid_reference == "query" else Xa
             rig, rok = rigid_smooth(
-                Xa,
+                src,
                 np.where(has[:, None], fused, Xa),
                 weight,
                 opts.neighbours,
