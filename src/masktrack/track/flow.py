@@ -15,8 +15,10 @@ Per frame step ``f -> f+1``, for every active query (``t <= f``):
 2. **2D tracking.** Pyramidal LK from ``f`` to ``f+1`` in each seeing camera,
    started at a constant-velocity prediction, kept only if the backward track
    returns within ``fb_max_px`` and (with masks) lands on the instance.  Each
-   camera tracks from its keyframe (re-anchoring, no chained drift) and falls
-   back to frame-to-frame flow where that fails.  With masks, LK runs on the
+   camera tracks from its first keyframe (``origin_anchor``: no drift at all
+   while the appearance still matches), else from its latest keyframe
+   (re-anchoring every ``keyframe_every`` frames, no chained drift), and
+   falls back to frame-to-frame flow where both fail.  With masks, LK runs on the
    instance's region of interest only, background flattened.  The window
    is small (5 px): on an object a few tens of pixels across a wide window
    is dominated by the silhouette, which under-measures the object's
@@ -34,7 +36,10 @@ Per frame step ``f -> f+1``, for every active query (``t <= f``):
    in metres.
 5. **Local rigidity (optional, ``rigidity > 0``).** Each point is moved by the
    robust (IRLS, Cauchy-weighted) rigid transform that best maps nearby
-   measured points from ``f`` to their fused estimates at ``f+1``.  "Nearby"
+   measured points from the instance's reference geometry (their estimates
+   when the queries started, ``rigid_reference="query"``; so per-frame
+   errors do not accumulate into its shape) to their fused estimates at
+   ``f+1``.  "Nearby"
    is a Gaussian of scale ``rigid_radius_m`` times each measurement's
    precision: where only far, coarse views see a region (1 px can be 1 cm
    there), it borrows the motion of precisely measured surface a few cm
@@ -109,7 +114,11 @@ class FlowOptions:
     )
     rigid_scale_m: float = 0.003  # Cauchy scale of the robust rigid fit: about the per-frame motion of one part relative to the next
     margin_px: float = 2.0
-    rigid_reference: Literal["query", "frame"] = "query"
+    rigid_reference: Literal["query", "frame"] = (
+        "query"  # fit the rigid motion from the geometry when the queries started, or from the last frame's estimates
+    )
+    rigid_support: int = 0  # > 0: robust iterations widen each anchor's scale to this many measurements (rigid.fit_kernel); helps rigid instances seen coarsely, hurts articulated ones
+    origin_anchor: bool = True  # track from each camera's first keyframe before its latest one (no drift where the appearance still matches)
 
 
 # `-o key=value` / batch `track.options` as a typed model (masktrack.plugins): FlowOptions' names and
@@ -138,6 +147,8 @@ FLOW_OPTIONS = options_from_dataclass(
     rigid_choose=Field(ge=1),
     rigid_scale_m=Field(gt=0),
     margin_px=Field(ge=0),
+    rigid_reference=Literal["query", "frame"],
+    rigid_support=Field(ge=0),
 )
 
 
@@ -286,6 +297,8 @@ class _State:
     ref: np.ndarray  # [N, 3] the reference geometry: the estimates when queries last started
     kf: list[_Frame | None]  # per camera: the keyframe its points are re-anchored to
     kf_uv: np.ndarray  # [C, N, 2] pixels of the points at their camera's keyframe (NaN = not anchored)
+    kf0: list[_Frame | None]  # per camera: its first keyframe (origin_anchor)
+    kf0_uv: np.ndarray  # [C, N, 2] pixels there
     tracks: np.ndarray  # float32 [T, N, 3] output
     vis: np.ndarray  # bool [T, N] output
 
@@ -300,6 +313,8 @@ class _State:
             ref=np.full((n, 3), np.nan),
             kf=[None] * C,
             kf_uv=np.full((C, n, 2), np.nan),
+            kf0=[None] * C,
+            kf0_uv=np.full((C, n, 2), np.nan),
             tracks=np.full((T, n, 3), np.nan, np.float32),
             vis=np.zeros((T, n), bool),
         )
@@ -328,7 +343,7 @@ class FlowTracker(Tracker):
         self.options = FlowOptions(**options)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"tracker": self.name, "version": 3, **asdict(self.options)}
+        return {"tracker": self.name, "version": 4, **asdict(self.options)}
 
     def _flow(
         self, a: _Frame, b: _Frame, c: int, p0: np.ndarray, guess: np.ndarray, check: bool = True
@@ -383,6 +398,7 @@ class FlowTracker(Tracker):
         ids: np.ndarray,
         p0: np.ndarray,
         guess: np.ndarray,
+        origin: tuple[list, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """2D tracks in camera c from ``cur`` to ``nxt`` of points ``ids`` (query indices) at pixels p0.
 
@@ -391,16 +407,21 @@ class FlowTracker(Tracker):
         the motion prediction ``guess``) does not.  Where the keyframe track
         fails its forward-backward check or lands more than
         ``anchor_gate_px`` from the prediction, frame-to-frame flow is used.
+        ``origin`` (the camera's first keyframe and its pixels) is tried
+        before the keyframe: where the appearance still matches, the track
+        has no drift at all since then.
         Returns (pixels [n, 2], ok [n]).
         """
         opts = self.options
         p1 = guess.copy()
         ok = np.zeros(len(ids), bool)
         used = np.zeros(len(ids), bool)
-        k = kf[c]
-        if opts.keyframe_every > 1 and k is not None and k is not cur:
-            anchors = kf_uv[c, ids]
-            sel = np.flatnonzero(np.isfinite(anchors[:, 0]))
+        levels = [(kf[c], kf_uv)] if origin is None else [(origin[0][c], origin[1]), (kf[c], kf_uv)]
+        for k, k_uv in levels:
+            if opts.keyframe_every <= 1 or k is None or k is cur:
+                continue
+            anchors = k_uv[c, ids]
+            sel = np.flatnonzero(np.isfinite(anchors[:, 0]) & ~used)
             if sel.size:
                 start = guess[sel]
                 pa, oka = self._flow(k, nxt, c, anchors[sel], start)
@@ -493,6 +514,9 @@ class FlowTracker(Tracker):
                 st.kf[c] = cur  # anchor every point camera c sees now
                 st.kf_uv[c] = np.nan
                 st.kf_uv[c, step.active[idx]] = step.uv[c, idx]
+                if st.kf0[c] is None:  # the camera's first keyframe stays: the drift-free origin
+                    st.kf0[c] = cur
+                    st.kf0_uv[c] = st.kf_uv[c]
 
     def _measure(self, st: _State, step: _Step, cur: _Frame, nxt: _Frame) -> tuple[np.ndarray, np.ndarray]:
         """2D-track in every seeing camera and lift with depth (steps 2-3).
@@ -515,7 +539,8 @@ class FlowTracker(Tracker):
                 ]
             p0 = step.uv[c, idx]
             guess = np.where(np.isfinite(step.guess[c, idx]), step.guess[c, idx], p0)
-            p1, ok = self._track_camera(c, cur, nxt, st.kf, st.kf_uv, active[idx], p0, guess)
+            origin = (st.kf0, st.kf0_uv) if opts.origin_anchor else None
+            p1, ok = self._track_camera(c, cur, nxt, st.kf, st.kf_uv, active[idx], p0, guess, origin)
             cams.append(np.full(idx.size, c))
             pts.append(idx)
             p1s.append(p1)
@@ -543,7 +568,8 @@ class FlowTracker(Tracker):
         if opts.rigidity > 0:
             # "query": fit the motion from the reference geometry (not from the last estimates), so
             # per-frame errors do not accumulate into the shape; "frame": from the last estimates
-            src = st.ref[step.active] if opts.rigid_reference == "query" else Xa
+            query_ref = opts.rigid_reference == "query"
+            src = st.ref[step.active] if query_ref else Xa
             rig, rok = rigid_smooth(
                 src,
                 np.where(has[:, None], fused, Xa),
@@ -554,6 +580,7 @@ class FlowTracker(Tracker):
                 opts.rigid_anchors,
                 radius=opts.rigid_radius_m,
                 choose=opts.rigid_choose,
+                support=opts.rigid_support,
             )
             new_pos = np.where(has[:, None], opts.rigidity * rig + (1 - opts.rigidity) * fused, rig)
             new_pos = np.where(rok[:, None], new_pos, np.where(has[:, None], fused, pred))

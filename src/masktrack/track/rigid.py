@@ -105,12 +105,21 @@ def fit_kernel(
     radius: float,
     iters: int,
     scale: float,
+    support: int = 0,
 ) -> RigidFits:
     """Rigid fits X -> Y around ``centres`` over every measurement (``weight`` > 0), Gaussian-weighted by distance.
 
     IRLS with Cauchy weights of scale ``scale`` (metres).  Every (anchor,
     measurement) pair enters only through products of [A, 16] x [16, m]: a
     weighted rigid fit needs only the moments sum w [1, p, q, p q^T].
+    ``support`` > 0: the first fit uses the local scale ``radius``; the
+    robust iterations after it widen each anchor's scale to at least the
+    distance of its ``support``-th nearest measurement.  The local fit
+    picks the anchor's own part; the widened ones recruit the farther
+    measurements that move with it (the Cauchy weights drop those of other
+    parts), so a region few cameras measure takes its rotation from all the
+    surface rigidly attached to it, not from the nearest small patch, whose
+    rotation error grows with the lever arm.
     """
     src = np.flatnonzero(weight > 0)
     m = len(src)
@@ -125,6 +134,11 @@ def fit_kernel(
     wn = (weight[src] / weight[src].max())[None]
     K = np.exp(-d2 / (2 * radius**2)) * wn
     W = K
+    Kw = K  # the robust iterations' kernel
+    if support > 0:
+        kth = min(support, m) - 1
+        bw2 = np.maximum(radius**2, np.partition(d2, kth, axis=1)[:, kth : kth + 1])
+        Kw = np.exp(-d2 / (2 * bw2)) * wn
     base = pp + (Q * Q).sum(1)
     for i in range(max(1, iters)):
         R, t = _rotation_from_moments(_matmul(W, Fm))
@@ -140,7 +154,7 @@ def fit_kernel(
                 axis=1,
             )
             r2 = base[None] + _matmul(G, Fr.T)
-            W = K / (1.0 + np.maximum(r2, 0) / scale**2)
+            W = Kw / (1.0 + np.maximum(r2, 0) / scale**2)
     t = t + o - np.matmul(R, o)  # back from centred coordinates
     return RigidFits(R, t, K.sum(axis=1) > 0, centres)  # ok: some measurement within reach
 
@@ -168,7 +182,13 @@ def fit_knn(
     return RigidFits(R, t, np.full(len(centres), kk >= 3), centres)
 
 
-def articulate(X: np.ndarray, Y: np.ndarray, has: np.ndarray, fits: RigidFits, choose: int) -> np.ndarray:
+def articulate(
+    X: np.ndarray,
+    Y: np.ndarray,
+    has: np.ndarray,
+    fits: RigidFits,
+    choose: int,
+) -> np.ndarray:
     """Index into ``fits`` of the transform each point of X takes.
 
     Every point takes its nearest anchor's; with ``choose`` > 1 a measured
@@ -203,6 +223,7 @@ def rigid_smooth(
     *,
     radius: float = 0.0,
     choose: int = 1,
+    support: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Move each point of X [N,3] by the robust rigid fit of its neighbours' X -> Y.
 
@@ -210,7 +231,7 @@ def rigid_smooth(
     Neighbourhoods: :func:`fit_kernel` with ``radius`` > 0, else
     :func:`fit_knn` (``k`` nearest).  ``anchors`` > 0 fits only that many
     neighbourhoods (an even subset of the points) and each point takes one
-    of them (:func:`articulate`, ``choose``).
+    of them (:func:`articulate`, ``choose``); ``support``: see :func:`fit_kernel`.
     Returns (new positions [N,3], ok [N]: the neighbourhood had enough measurements).
     """
     has = weight > 0
@@ -219,7 +240,7 @@ def rigid_smooth(
         return Y.copy(), np.zeros(n, bool)
     centres = anchor_indices(n, anchors)
     if radius > 0:
-        fits = fit_kernel(X, Y, weight, centres, radius=radius, iters=iters, scale=scale)
+        fits = fit_kernel(X, Y, weight, centres, radius=radius, iters=iters, scale=scale, support=support)
     else:
         fits = fit_knn(X, Y, weight, centres, k=k, iters=iters, scale=scale)
     R, t, ok = fits.R, fits.t, fits.ok
