@@ -75,7 +75,7 @@ class SynthConfig:
     @classmethod
     def small(cls, **kw: Any) -> SynthConfig:
         """A quick scene for tests (a few seconds)."""
-        base = {"width": 160, "height": 120, "frames": 12, "cameras": 3, "points": 200}
+        base: dict[str, Any] = {"width": 160, "height": 120, "frames": 12, "cameras": 3, "points": 200}
         base.update(kw)
         return cls(**base)
 

@@ -110,7 +110,7 @@ class SensorModel:
         if self.rgb_blur_px > 0:
             import cv2
 
-            out = cv2.GaussianBlur(out, (0, 0), self.rgb_blur_px)
+            out = np.asarray(cv2.GaussianBlur(out, (0, 0), self.rgb_blur_px), np.float64)
         if self.rgb_noise > 0:
             out = out + rng.normal(0, self.rgb_noise, out.shape)
         return out
