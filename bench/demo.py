@@ -56,6 +56,7 @@ def main() -> None:
             res["jf_mean"] = rj["jf_mean"]
             res["tracks"] = rj["tracks"]
             res["checks"] = rj["checks"]
+            res["arm_on_objects"] = rj["arm_on_objects"]
             print(
                 json.dumps(
                     {
@@ -67,6 +68,7 @@ def main() -> None:
                             "stage_seconds",
                             "jf_mean",
                             "checks",
+                            "arm_on_objects",
                         )
                     },
                     indent=1,

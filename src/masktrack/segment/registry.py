@@ -26,6 +26,7 @@ REGISTRY: Registry[Backend] = Registry(
     "masktrack.backends",
     {
         "classic": "masktrack.segment.classic:ClassicBackend",
+        "bilateral": "masktrack.segment.bilateral:BilateralBackend",
         "sam2": "masktrack.segment.sam2:Sam2Backend",
         "sam3": "masktrack.segment.sam3:Sam3Backend",
         "kinematic": "masktrack.segment.kinematic:KinematicBackend",

@@ -1,0 +1,291 @@
+"""``bilateral``: the weight-free default backend (OpenCV + NumPy, CPU only).
+
+``classic`` re-segments every frame with GrabCut in a band around the
+flow-warped mask.  GrabCut learns its colour models on that one frame and
+that one band, so once the band contains background the models learn it and
+the mask drifts; it met its targets on the three sequences it was tuned on
+and not on others.  This backend keeps classic's keyframes (GrabCut from
+clicks/boxes, a mask taken as given) but labels every other frame from cues
+that fail in different places (see :mod:`~masktrack.segment.bilateral_ops`):
+
+1. **Location**: the previous mask pulled along DIS optical flow; its
+   boundary is soft (``sigma`` px plus the forward-backward flow error).
+2. **Bilateral appearance** (BVS): the previous frame's labels splatted into
+   a (x, y, Y, Cr, Cb) grid and sliced where each pixel came from; a
+   classifier local in space and colour, retrained every frame.
+3. **Global colour**: object-vs-rest histograms anchored on the keyframe and
+   updated on frames whose area is consistent, which re-detects the object
+   (GrabCut seeded by it, in a search box that grows while the object is
+   lost) after an occlusion or a motion flow could not follow.
+
+The three log-odds are summed with weights and smoothed by a few mean-field
+iterations of a contrast-sensitive CRF; components not connected to where
+the object was are dropped.  Prompts on any frame re-anchor the object, in
+either direction; where objects overlap the most confident one owns the
+pixel.  Work happens at a working resolution (longest side ``max_side``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import Field, ValidationError
+
+from masktrack.errors import BackendError
+from masktrack.io.video import VideoSource
+from masktrack.plugins import PluginOptions
+from masktrack.segment.base import Backend, SessionObject
+from masktrack.segment.classic import ClassicSession
+
+VERSION = 1
+
+
+class BilateralOptions(PluginOptions):
+    """Options of the bilateral backend (config ``options:``); defaults chosen on the shared data (BENCHMARKS.md)."""
+
+    flow: str = Field("medium", pattern="^(ultrafast|fast|medium)$")
+    """DIS optical-flow preset."""
+    max_side: int = Field(480, ge=0)
+    """Working resolution: longest side in pixels (0 = full size)."""
+    sigma: float = Field(2.0, gt=0)
+    """Uncertainty of the warped boundary in working pixels (plus the forward-backward flow error)."""
+    w_location: float = Field(1.5, ge=0)
+    """Weight of the location log-odds."""
+    w_bilateral: float = Field(1.0, ge=0)
+    """Weight of the bilateral-grid log-odds."""
+    balance: float = Field(0.15, ge=0, le=1)
+    """How far the bilateral grid's object/background counts are brought to equal priors (0: not, 1: fully)."""
+    w_colour: float = Field(0.5, ge=0)
+    """Weight of the global colour log-odds."""
+    smooth: float = Field(1.0, ge=0)
+    """Strength of the contrast-sensitive pairwise term."""
+    mf_iterations: int = Field(5, ge=0)
+    """Mean-field iterations per frame."""
+    colour_rate: float = Field(0.2, ge=0, le=1)
+    """How fast the global colour model follows confident frames (the keyframe always keeps half)."""
+    recover: float = Field(0.6, ge=0, lt=1)
+    """Re-detect an object whose area falls below this fraction of its running area (0 = off)."""
+    lost_frames: int = Field(30, ge=0)
+    """How many frames a lost object is searched for (its search box grows each frame)."""
+    keyframe_iterations: int = Field(5, ge=0)
+    """GrabCut iterations on a prompted frame."""
+
+
+class BilateralBackend(Backend):
+    """Flow-warped location + bilateral-grid and global colour models, fused by a mean-field CRF."""
+
+    name = "bilateral"
+    supports_text = False
+    supports_points = True
+    Options = BilateralOptions
+
+    def __init__(self, **options: object) -> None:
+        try:
+            self.options = BilateralOptions(**options)  # type: ignore[arg-type]
+        except ValidationError as e:
+            problems = "; ".join(
+                f"options.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+            )
+            raise BackendError(f"bad options for backend 'bilateral': {problems}", field="options") from None
+
+    def open_session(self, video: VideoSource, objects: Sequence[SessionObject]) -> BilateralSession:
+        return BilateralSession(video, objects, self.options)
+
+    def fingerprint(self) -> dict:
+        return {"backend": self.name, "version": VERSION, **self.options.model_dump()}
+
+
+class BilateralSession(ClassicSession):
+    """Prompts, keyframes, frame cache and output as in classic; a different per-frame step."""
+
+    def __init__(
+        self, video: VideoSource, objects: Sequence[SessionObject], options: BilateralOptions
+    ) -> None:
+        super().__init__(video, objects, options)  # type: ignore[arg-type]
+        self.opts = options
+        self._grids: dict[str, object] = {}
+        self._ycc: dict[int, np.ndarray] = {}
+
+    def _colour(self, t: int) -> np.ndarray:
+        import cv2
+
+        if t not in self._ycc:
+            self._ycc[t] = cv2.cvtColor(self._frame(t)[0], cv2.COLOR_BGR2YCrCb)
+            while len(self._ycc) > 3:
+                self._ycc.pop(next(iter(self._ycc)))
+        return self._ycc[t]
+
+    def _step(
+        self, t: int, prev: int | None, state: dict[str, np.ndarray | None]
+    ) -> dict[str, np.ndarray | None]:
+        from masktrack.segment.bilateral_ops import ColourModel, colour_index, splat
+        from masktrack.segment.classic_ops import dense_flow, flow_error, resolve_overlaps
+
+        bgr, gray = self._frame(t)
+        ycc = self._colour(t)
+        cidx = colour_index(ycc)
+        flow = err = None
+        if prev is not None and (any(m is not None and m.any() for m in state.values()) or self._track):
+            gray_prev = self._frame(prev)[1]
+            flow = dense_flow(self._dis, gray, gray_prev)  # once per frame pair, for all objects
+            err = flow_error(flow, dense_flow(self._dis, gray_prev, gray))
+        masks, conf = [], []
+        for name in self._names:
+            if (t, name) in self._prompts:
+                m = self._keymask(t, name)
+                self._appearance[name] = ColourModel.from_mask(cidx, m)
+                self._track.pop(name, None)
+                masks.append(m)
+                conf.append(np.full(m.shape, 2.0, np.float32))
+            else:
+                m, q = self._label(name, t, prev, state[name], bgr, ycc, cidx, flow, err)
+                masks.append(m)
+                conf.append(q)
+        out = resolve_overlaps(masks, conf)
+        for name, m in zip(self._names, out):
+            self._grids[name] = splat(ycc, m, _region(m), self.opts.balance) if m.any() else None
+        return dict(zip(self._names, out))
+
+    def _label(
+        self,
+        name: str,
+        t: int,
+        prev: int | None,
+        m_prev: np.ndarray | None,
+        bgr: np.ndarray,
+        ycc: np.ndarray,
+        cidx: np.ndarray,
+        flow: np.ndarray | None,
+        err: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One object's mask and confidence on frame ``t`` from its mask on ``prev``."""
+        from masktrack.segment.bilateral_ops import (
+            BilateralGrid,
+            crop_box,
+            edge_weights,
+            fill_holes,
+            location_logit,
+            mean_field,
+            slice_logit,
+        )
+        from masktrack.segment.classic_ops import _grid, keep_components, warp_mask
+
+        o = self.opts
+        zeros = np.zeros(self._size, bool), np.zeros(self._size, np.float32)
+        if m_prev is None or flow is None:
+            return zeros
+        if not m_prev.any():
+            m = self._search(name, bgr, cidx, m_prev)
+            return m, m.astype(np.float32)
+        warped = warp_mask(m_prev, flow)
+        wb = warped > 0.5
+        if wb.sum() < 4:
+            m = self._search(name, bgr, cidx, np.zeros(self._size, bool))
+            return m, m.astype(np.float32)
+        h, w = self._size
+        radius = float(np.sqrt(wb.sum() / np.pi))
+        motion = float(np.percentile(np.abs(flow[wb]), 95)) if wb.any() else 0.0
+        crop = crop_box(wb, int(max(8, 0.4 * radius + 2 * motion)))
+        assert crop is not None
+        unary = o.w_location * location_logit(warped[crop], o.sigma, None if err is None else err[crop])
+        grid = self._grids.get(name)
+        if o.w_bilateral > 0 and isinstance(grid, BilateralGrid):
+            gx, gy = _grid(h, w)
+            xs = gx[crop] + flow[crop][..., 0]
+            ys = gy[crop] + flow[crop][..., 1]
+            unary += o.w_bilateral * slice_logit(grid, ycc[crop], xs, ys)
+        app = self._appearance.get(name)
+        if o.w_colour > 0 and app is not None:
+            unary += o.w_colour * app.log_odds()[cidx[crop]]  # type: ignore[attr-defined]
+        wx, wy = edge_weights(ycc[crop])
+        q_crop = mean_field(unary, wx, wy, o.smooth, o.mf_iterations)
+        q = np.zeros(self._size, np.float32)
+        q[crop] = q_crop
+        m = keep_components(q > 0.5, wb)
+        m = fill_holes(m)
+        m = self._check_area(name, bgr, cidx, m, warped, flow)
+        return m, q
+
+    def _check_area(
+        self,
+        name: str,
+        bgr: np.ndarray,
+        cidx: np.ndarray,
+        m: np.ndarray,
+        warped: np.ndarray,
+        flow: np.ndarray,
+    ) -> np.ndarray:
+        """Keep a running area and box; update the colour model on consistent frames; re-detect on collapse."""
+        from masktrack.segment.classic_ops import mask_box
+
+        o = self.opts
+        area = float(m.sum())
+        tr = self._track.get(name)
+        app = self._appearance.get(name)
+        sel = warped > 0.5
+        motion = -np.median(flow[sel], axis=0) if sel.any() else np.zeros(2)  # backward flow: minus motion
+        if tr is None:
+            self._track[name] = {"area": area, "box": mask_box(m), "lost": 0, "velocity": motion}
+            return m
+        if o.recover > 0 and area < o.recover * tr["area"]:
+            return self._search(name, bgr, cidx, m)
+        if area > tr["area"] / max(o.recover, 0.5):
+            tr["area"] = 0.9 * tr["area"] + 0.1 * area  # suspicious growth: follow slowly, do not learn it
+        else:
+            tr["area"] = 0.8 * tr["area"] + 0.2 * area
+            if app is not None:
+                app.update(cidx, m, self.opts.colour_rate)  # type: ignore[attr-defined]
+        tr["box"], tr["lost"] = mask_box(m), 0
+        tr["velocity"] = 0.5 * tr["velocity"] + 0.5 * motion
+        return m
+
+    def _search(
+        self,
+        name: str,
+        bgr: np.ndarray,
+        cidx: np.ndarray,
+        m: np.ndarray,
+    ) -> np.ndarray:
+        """The object is (partly) lost: look for it with its colour model in its last box, grown per lost frame."""
+        from masktrack.segment.classic_ops import mask_box, recover_mask
+
+        o = self.opts
+        tr = self._track.get(name)
+        app = self._appearance.get(name)
+        if tr is None or tr["box"] is None or app is None or o.recover <= 0:
+            return m
+        tr["lost"] += 1
+        if tr["lost"] > o.lost_frames:
+            return m
+        # Where it should be: its last good box moved by its last velocity for every frame it has been
+        # lost (fast motion, or an occluder it moves behind), padded more the longer it is lost.
+        x0, y0, x1, y1 = tr["box"]
+        d = tr["velocity"]
+        tr["box"] = (x0 + d[0], y0 + d[1], x1 + d[0], y1 + d[1])
+        x0, y0, x1, y1 = tr["box"]
+        pad = 0.15 + 0.15 * tr["lost"]
+        bw, bh = x1 - x0, y1 - y0
+        box = (int(x0 - pad * bw), int(y0 - pad * bh), int(x1 + pad * bw), int(y1 + pad * bh))
+        cand = recover_mask(bgr, cidx, m, app, box)  # type: ignore[arg-type]
+        thr = o.recover
+        if cand is not None and thr * tr["area"] <= cand.sum() <= tr["area"] / thr:
+            tr["box"], tr["lost"] = mask_box(cand), 0
+            return cand
+        return m
+
+    def close(self) -> None:
+        super().close()
+        self._grids.clear()
+        self._ycc.clear()
+
+
+def _region(mask: np.ndarray) -> tuple[slice, slice]:
+    """Where a frame's labels are splatted: the mask's box with a margin of half its size."""
+    from masktrack.segment.bilateral_ops import crop_box
+
+    ys, xs = np.nonzero(mask)
+    margin = int(max(16, 0.5 * max(np.ptp(ys), np.ptp(xs))))
+    box = crop_box(mask, margin)
+    assert box is not None
+    return box

@@ -1,0 +1,222 @@
+"""Pure image operations of the ``bilateral`` backend (no session state).
+
+The backend labels every frame from three independent cues, each of which
+fails in different places, fused as log-odds and smoothed along image edges:
+
+- **location**: the previous mask pulled along dense optical flow, soft
+  where forward and backward flow disagree;
+- **bilateral appearance** (BVS, Maerki et al. 2016): the previous frame's
+  labels splatted into a grid over position and colour (x, y, Y, Cr, Cb),
+  sliced at every pixel of the new frame displaced by its flow.  It is a
+  classifier that is local in space *and* colour, so a dark swan on dark
+  water is judged by the nearby water only;
+- **global colour**: object-vs-rest colour histograms anchored on the
+  keyframe and updated on confident frames, which is what still knows the
+  object when flow has lost it (occlusion, fast motion).
+
+A few mean-field iterations with contrast-sensitive pairwise weights play the
+role of a per-frame CRF: labels agree with their neighbours unless an image
+edge separates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.ndimage import convolve1d
+
+from masktrack.segment.classic_ops import _grid, disk, signed_distance
+
+CELL = 16.0
+"""Bilateral grid cell in working-resolution pixels (x and y)."""
+LUMA_BINS, CHROMA_BINS = 8, 12
+
+
+@dataclass
+class BilateralGrid:
+    """Foreground and background mass of one frame splatted over (y, x, Y, Cr, Cb) cells."""
+
+    fg: np.ndarray
+    bg: np.ndarray
+    shape: tuple[int, ...]
+
+
+def grid_coords(ycc: np.ndarray, xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Flat cell index of pixels at (xs, ys) (any float positions, clipped) with colours ``ycc`` [N, 3]."""
+    gy, gx, nl, nc, _ = shape
+    cy = np.clip((ys / CELL + 0.5).astype(np.int32), 0, gy - 1)
+    cx = np.clip((xs / CELL + 0.5).astype(np.int32), 0, gx - 1)
+    lum = (ycc[:, 0].astype(np.int32) * nl) >> 8
+    cr = (ycc[:, 1].astype(np.int32) * nc) >> 8
+    cb = (ycc[:, 2].astype(np.int32) * nc) >> 8
+    return (((cy * gx + cx) * nl + lum) * nc + cr) * nc + cb
+
+
+def grid_shape(h: int, w: int) -> tuple[int, ...]:
+    return (int(h / CELL) + 2, int(w / CELL) + 2, LUMA_BINS, CHROMA_BINS, CHROMA_BINS)
+
+
+_KERNEL = np.array([1.0, 2.0, 1.0], np.float32) / 4.0
+
+
+def splat(
+    ycc: np.ndarray, mask: np.ndarray, region: tuple[slice, slice], balance: float = 1.0
+) -> BilateralGrid:
+    """Splat one frame's labels inside ``region`` into a grid, blurred by [1 2 1] along every axis.
+
+    Cells outside the region stay empty, so they say nothing (log-odds 0)
+    when sliced; the grid is sliced as nearest cell.
+    """
+    h, w = mask.shape
+    shape = grid_shape(h, w)
+    gx, gy = _grid(h, w)
+    idx = grid_coords(ycc[region].reshape(-1, 3), gx[region].ravel(), gy[region].ravel(), shape)
+    m = mask[region].ravel()
+    size = int(np.prod(shape))
+    fg = np.bincount(idx[m], minlength=size).astype(np.float32)
+    bg = np.bincount(idx[~m], minlength=size).astype(np.float32)
+    # Towards equal class priors (``balance`` 1): the region holds more background than object, and
+    # that imbalance says little about one pixel (unbalanced, mixed cells lean background and masks
+    # shrink; fully balanced, they lean object and masks grow).
+    nf, nb = float(fg.sum()), float(bg.sum())
+    if nf > 0 and nb > 0 and balance > 0:
+        r = (nb / nf) ** (0.5 * balance)
+        fg *= r
+        bg /= r
+    fg, bg = fg.reshape(shape), bg.reshape(shape)
+    for ax in range(5):
+        fg = convolve1d(fg, _KERNEL, axis=ax, mode="constant")
+        bg = convolve1d(bg, _KERNEL, axis=ax, mode="constant")
+    return BilateralGrid(fg.ravel(), bg.ravel(), shape)
+
+
+def slice_logit(
+    grid: BilateralGrid, ycc: np.ndarray, xs: np.ndarray, ys: np.ndarray, prior: float = 1.0
+) -> np.ndarray:
+    """Log-odds of foreground for pixels of colour ``ycc`` [h, w, 3] looked up at grid positions (xs, ys).
+
+    The positions are where flow says the pixels came from in the splatted
+    frame.  ``prior`` is a pseudo-count on both sides: cells with little mass
+    say little.  Clipped to [-4, 4].
+    """
+    h, w = ycc.shape[:2]
+    idx = grid_coords(ycc.reshape(-1, 3), xs.ravel(), ys.ravel(), grid.shape)
+    f, b = grid.fg[idx], grid.bg[idx]
+    return np.clip(np.log((f + prior) / (b + prior)), -4.0, 4.0).reshape(h, w).astype(np.float32)
+
+
+# -- global colour -----------------------------------------------------------
+
+COLOUR_BINS = 16
+
+
+def colour_index(ycc: np.ndarray) -> np.ndarray:
+    q = (ycc >> 4).astype(np.int32)
+    return (q[..., 0] << 8) | (q[..., 1] << 4) | q[..., 2]
+
+
+def histogram(index: np.ndarray, where: np.ndarray) -> np.ndarray | None:
+    """Smoothed, floored colour distribution of ``where`` (float32 [4096]), None if too few pixels."""
+    if int(np.count_nonzero(where)) < 16:
+        return None
+    n = COLOUR_BINS
+    cube = np.bincount(index[where], minlength=n**3).astype(np.float32).reshape(n, n, n)
+    for ax in range(3):
+        cube = convolve1d(cube, _KERNEL, axis=ax, mode="nearest")
+    h = cube.ravel()
+    h += 1e-3 * h.sum() / h.size
+    return h / h.sum()
+
+
+@dataclass
+class ColourModel:
+    """Object-vs-rest colour log-odds: the keyframe's foreground always counts half (anchor against drift)."""
+
+    key_fg: np.ndarray
+    fg: np.ndarray
+    bg: np.ndarray
+
+    @classmethod
+    def from_mask(cls, index: np.ndarray, mask: np.ndarray) -> ColourModel | None:
+        fg = histogram(index, mask)
+        bg = histogram(index, ~(cv2.dilate(mask.astype(np.uint8), disk(2)) > 0))
+        if fg is None or bg is None:
+            return None
+        return cls(key_fg=fg, fg=fg, bg=bg)
+
+    def update(self, index: np.ndarray, mask: np.ndarray, rate: float) -> None:
+        m8 = mask.astype(np.uint8)
+        fg = histogram(index, cv2.erode(m8, disk(1)) > 0)
+        bg = histogram(index, ~(cv2.dilate(m8, disk(3)) > 0))
+        if fg is not None:
+            self.fg = 0.5 * self.key_fg + 0.5 * ((1 - rate) * self.fg + rate * fg)
+        if bg is not None:
+            self.bg = (1 - rate) * self.bg + rate * bg
+
+    def log_odds(self) -> np.ndarray:
+        """Per colour bin, clipped to [-4, 4] (the table ``classic_ops.recover_mask`` seeds GrabCut with)."""
+        return np.clip(np.log(self.fg) - np.log(self.bg), -4.0, 4.0).astype(np.float32)
+
+
+# -- fusion and smoothing ----------------------------------------------------
+
+
+def location_logit(warped: np.ndarray, sigma: float, flow_err: np.ndarray | None) -> np.ndarray:
+    """Signed distance to the warped boundary over its uncertainty, clipped to [-6, 6]."""
+    sd = signed_distance(warped > 0.5)
+    unc = np.full(sd.shape, float(sigma), np.float32)
+    if flow_err is not None:
+        unc += flow_err
+    return np.clip(sd / unc, -6.0, 6.0)
+
+
+def edge_weights(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contrast-sensitive weights to the right and lower neighbour, exp(-|dI|^2 / (2 <|dI|^2>))."""
+    im = image.astype(np.float32)
+    dx = ((im[:, 1:] - im[:, :-1]) ** 2).sum(axis=2)
+    dy = ((im[1:] - im[:-1]) ** 2).sum(axis=2)
+    beta = 1.0 / (2.0 * max(1e-3, float((dx.mean() + dy.mean()) / 2)))
+    return np.exp(-beta * dx), np.exp(-beta * dy)
+
+
+def mean_field(
+    unary: np.ndarray, wx: np.ndarray, wy: np.ndarray, strength: float, iterations: int
+) -> np.ndarray:
+    """Approximate posterior of a binary CRF: q_i = sigmoid(u_i + s * sum_j w_ij (2 q_j - 1))."""
+    q = 1.0 / (1.0 + np.exp(-unary))
+    for _ in range(iterations):
+        s = 2.0 * q - 1.0
+        msg = np.zeros_like(unary)
+        msg[:, :-1] += wx * s[:, 1:]
+        msg[:, 1:] += wx * s[:, :-1]
+        msg[:-1] += wy * s[1:]
+        msg[1:] += wy * s[:-1]
+        q = 1.0 / (1.0 + np.exp(-(unary + strength * msg)))
+    return q
+
+
+def crop_box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
+    h, w = mask.shape
+    return (
+        slice(max(0, ys.min() - margin), min(h, ys.max() + 1 + margin)),
+        slice(max(0, xs.min() - margin), min(w, xs.max() + 1 + margin)),
+    )
+
+
+def fill_holes(mask: np.ndarray, max_fraction: float = 0.02) -> np.ndarray:
+    """Fill background holes smaller than ``max_fraction`` of the mask's area."""
+    inv = (~mask).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    if n <= 2:
+        return mask
+    h, w = mask.shape
+    x, y, bw, bh, a = (stats[:, i] for i in range(5))
+    touches = (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
+    fill = ~touches & (a < max_fraction * max(1, int(mask.sum())))
+    fill[0] = False
+    return mask | fill[lab]
