@@ -28,6 +28,7 @@ pixel.  Work happens at a working resolution (longest side ``max_side``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, ValidationError
@@ -44,7 +45,7 @@ VERSION = 1
 class BilateralOptions(PluginOptions):
     """Options of the bilateral backend (config ``options:``); defaults chosen on the shared data (BENCHMARKS.md)."""
 
-    flow: str = Field("medium", pattern="^(ultrafast|fast|medium)$")
+    flow: Literal["ultrafast", "fast", "medium"] = "medium"
     """DIS optical-flow preset."""
     max_side: int = Field(480, ge=0)
     """Working resolution: longest side in pixels (0 = full size)."""
