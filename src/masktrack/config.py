@@ -114,7 +114,7 @@ class SessionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    backend: str = "classic"
+    backend: str = "bilateral"
     options: dict[str, Any] = Field(default_factory=dict)
     objects: list[str | InlineObject] = Field(default_factory=list)
     text: TextPromptConfig | None = None

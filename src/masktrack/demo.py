@@ -6,7 +6,7 @@ Stages (each one resumable; a second run reuses everything and says so)::
     prompts    OUT/<cam>.yaml + OUT/prompts/<cam>.json, clicks derived from GT masks
                (``--prompts kinematics``: no prompt files, zero clicks; the sessions' prompts are
                rendered from the robot's URDF + joint states in OUT/scene/robot/)
-    segment    sessions `arm` and `gripper` per camera (classic backend)      -> OUT/out/<cam>/sessions/
+    segment    sessions `arm` and `gripper` per camera (bilateral backend)    -> OUT/out/<cam>/sessions/
     compose    arm_only = dilate(arm, 15) - dilate(gripper, 15)              -> OUT/out/<cam>/composed/
     previews   contact sheets per session and composed output                -> OUT/out/<cam>/previews/
     instances  scene instances arm, gripper, arm_only from the outputs       -> OUT/scene/instances/
@@ -407,7 +407,7 @@ def run_demo(
     out: str | Path = "masktrack-demo",
     *,
     config: SynthConfig | None = None,
-    backend: str = "classic",
+    backend: str = "bilateral",
     backend_options: dict[str, Any] | None = None,
     force: bool = False,
     progress: Callable[[Stage], None] | bool | None = None,

@@ -511,14 +511,14 @@ def test_failing_or_missing_backend_is_a_message_not_a_crash(
 
 
 def test_default_backend_preview(client):
-    """Without a config the preview uses the weight-free default backend ("classic")."""
+    """Without a config the preview uses the weight-free default backend ("bilateral")."""
     from masktrack.errors import BackendError
     from masktrack.segment.registry import backend_class
 
     try:
-        backend_class("classic")
+        backend_class("bilateral")
     except BackendError:
-        pytest.skip("the classic backend is not available in this checkout yet")
+        pytest.skip("the bilateral backend is not available in this checkout yet")
     r = client.post("/api/preview", json={"object": "cup", "frame": 3, "points": [[30, 35]], "labels": [1]})
     assert r.status_code == 200, r.text
     m = np.asarray(Image.open(io.BytesIO(r.content)))[..., 3] > 0

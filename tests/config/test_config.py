@@ -57,7 +57,7 @@ sessions:
         )
     )
     s = cfg.sessions[0]
-    assert s.text.text == "red things" and s.text.frame == 0 and s.backend == "classic"
+    assert s.text.text == "red things" and s.text.frame == 0 and s.backend == "bilateral"
     b = s.objects[1]
     assert isinstance(b, InlineObject) and b.id == 7 and b.keyframes[1].mask == str(tmp_path / "m.png")
     assert cfg.video == tmp_path / "v.mp4" and cfg.prompts is None

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--backend",
-    default="classic",
+    default="bilateral",
     show_default=True,
     help="Segmentation backend of both sessions (see `masktrack backends`); checked before anything is made.",
 )
@@ -85,7 +85,7 @@ def demo(
 
     \b
     Stages: generate -> prompts (clicks derived from ground truth) -> segment
-    (sessions `arm` and `gripper`, classic backend, per camera) -> compose
+    (sessions `arm` and `gripper`, bilateral backend, per camera) -> compose
     (arm_only) -> previews -> scene instances -> flow tracking -> Rerun
     recordings -> evaluation vs ground truth (J&F, 3D track error).
     Every stage resumes: a second run reuses everything and says so.

@@ -57,7 +57,7 @@ class BilateralOptions(PluginOptions):
     """Weight of the bilateral-grid log-odds."""
     balance: float = Field(0.15, ge=0, le=1)
     """How far the bilateral grid's object/background counts are brought to equal priors (0: not, 1: fully)."""
-    w_colour: float = Field(0.5, ge=0)
+    w_colour: float = Field(1.0, ge=0)
     """Weight of the global colour log-odds."""
     smooth: float = Field(1.0, ge=0)
     """Strength of the contrast-sensitive pairwise term."""
@@ -198,7 +198,7 @@ class BilateralSession(ClassicSession):
             unary += o.w_bilateral * slice_logit(grid, ycc[crop], xs, ys)
         app = self._appearance.get(name)
         if o.w_colour > 0 and app is not None:
-            unary += o.w_colour * app.log_odds()[cidx[crop]]  # type: ignore[attr-defined]
+            unary += o.w_colour * app.log_odds()[cidx[crop]]
         wx, wy = edge_weights(ycc[crop])
         q_crop = mean_field(unary, wx, wy, o.smooth, o.mf_iterations)
         q = np.zeros(self._size, np.float32)
@@ -236,7 +236,7 @@ class BilateralSession(ClassicSession):
         else:
             tr["area"] = 0.8 * tr["area"] + 0.2 * area
             if app is not None:
-                app.update(cidx, m, self.opts.colour_rate)  # type: ignore[attr-defined]
+                app.update(cidx, m, self.opts.colour_rate)
         tr["box"], tr["lost"] = mask_box(m), 0
         tr["velocity"] = 0.5 * tr["velocity"] + 0.5 * motion
         return m
@@ -268,7 +268,7 @@ class BilateralSession(ClassicSession):
         pad = 0.15 + 0.15 * tr["lost"]
         bw, bh = x1 - x0, y1 - y0
         box = (int(x0 - pad * bw), int(y0 - pad * bh), int(x1 + pad * bw), int(y1 + pad * bh))
-        cand = recover_mask(bgr, cidx, m, app, box)  # type: ignore[arg-type]
+        cand = recover_mask(bgr, cidx, m, app, box)
         thr = o.recover
         if cand is not None and thr * tr["area"] <= cand.sum() <= tr["area"] / thr:
             tr["box"], tr["lost"] = mask_box(cand), 0

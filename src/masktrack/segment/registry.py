@@ -45,7 +45,7 @@ _REQUIRES: dict[str, tuple[tuple[str, ...], str]] = {
 # Which built-ins take text prompts, known without importing them.
 _TEXT: set[str] = {"sam3"}
 
-DEFAULT_BACKEND = "classic"
+DEFAULT_BACKEND = "bilateral"  # weight-free, CPU; `classic` stays available by name
 
 __all__ = [
     "DEFAULT_BACKEND",
