@@ -34,7 +34,7 @@ def preflight_sessions(
         if not isinstance(s, dict):
             continue
         loc = f"pipeline.sessions[{i}:{s.get('name', '?')}]"
-        name = s.get("backend", "classic")
+        name = s.get("backend", "bilateral")  # SessionConfig's default
         if name not in known_set:
             continue
         missing, how = missing_requirements(name)
