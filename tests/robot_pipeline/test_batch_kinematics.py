@@ -86,9 +86,11 @@ def test_batch_with_zero_prompt_files(tmp_path: Path) -> None:
         pred = MaskStore(tmp_path / "out" / scene / "cam0_front").session("arm").read_object("arm")
         assert gt.any() and pred.any()
         assert np.mean([iou(p, g) for p, g in zip(pred, gt, strict=True)]) > 0.95
-    # scene_3 fell back to its prompt file (classic backend from a box)
+    # scene_3 fell back to its prompt file (the default weight-free backend from a box)
+    from masktrack.segment.registry import DEFAULT_BACKEND
+
     fb = MaskStore(tmp_path / "out" / "scene_3" / "cam0_front").session("arm")
-    assert fb.require_manifest().backend == "classic" and fb.read_object("arm").any()
+    assert fb.require_manifest().backend == DEFAULT_BACKEND and fb.read_object("arm").any()
     # a re-run reuses everything; changing one scene's joint states re-runs only its units
     again = run_batch(load_job(tmp_path / "job.yaml"), tmp_path / "out", workers=1)
     assert again.count("reused") == 6 and again.count("skipped") == 2
