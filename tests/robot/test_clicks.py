@@ -147,3 +147,50 @@ def test_read_clicks_reports_every_problem(tmp_path):
     cf = read_clicks(p, m, camera_ids=["front"], num_frames=30)
     assert cf.clicks[0].point == pytest.approx((0, 0, 0.1034))
     assert cf.fit_joint_offsets == ["panda_joint4"]
+
+
+@needs_panda
+def test_scene_import_with_base_clicks(tmp_path, capsys):
+    from masktrack.cli.main import main
+    from masktrack.io.scene import load_scene
+
+    rng = np.random.default_rng(6)
+    m, names, q, B, extrs = _scene(rng)
+    T, H, W = len(q), 12, 16
+    cams = ["front", "left"]
+    npz = tmp_path / "ep.npz"
+    np.savez(
+        npz,
+        rgbs=np.zeros((2, T, 3, H, W), np.uint8),
+        depths=np.ones((2, T, 1, H, W), np.float32),
+        intrs=np.broadcast_to(K.astype(np.float32), (2, T, 3, 3)),
+        extrs=np.stack([np.broadcast_to(extrs[c][:3].astype(np.float32), (T, 3, 4)) for c in cams]),
+        camera_ids=np.array(cams),
+        joint_positions=q.astype(np.float32),
+        gripper_joint_positions=np.full((T, 2), 0.03, np.float32),
+    )
+    clicks = _clicks(m, names, q, B, extrs, SPEC, rng)
+    f = tmp_path / "clicks.json"
+    rows = [
+        {"camera": c.camera, "frame": c.frame, "uv": list(c.uv), "link": c.link, "point": list(c.point)}
+        for c in clicks
+    ]
+    f.write_text(json.dumps({"clicks": rows}))
+    out = tmp_path / "scene"
+    args = ["scene", "import", str(npz), str(out), "--robot-model", "panda", "--no-robot-refine"]
+    rc = main([*args, "--robot-base-clicks", str(f)])
+    assert rc == 0, capsys.readouterr().err
+    assert "base fitted to 8 clicks" in capsys.readouterr().out
+    r = load_scene(out).robot
+    assert r is not None and r.source["base_fit"]["residual_px"] < 1.5
+    assert np.linalg.norm(r.base_pose[:3, 3] - B[:3, 3]) < 0.005 and _angle_deg(r.base_pose, B) < 0.5
+    # three clicks: one line naming the file, exit 2, nothing written
+    f.write_text(json.dumps({"clicks": rows[:3]}))
+    out2 = tmp_path / "scene2"
+    rc = main(
+        ["scene", "import", str(npz), str(out2), "--robot-model", "panda", "--robot-base-clicks", str(f)]
+    )
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert str(f) in err and "cannot determine the base pose" in err
+    assert not (out2 / "scene.json").exists()

@@ -74,6 +74,14 @@ def scene() -> None:
     help="Without --robot-base: the end-effector pose track [T,4,4] the base pose is fitted to.",
 )
 @click.option(
+    "--robot-base-clicks",
+    default=None,
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Without --robot-base: fit the base pose (and named joint offsets) to robot points clicked in a few "
+    'frames (JSON: {"clicks": [{camera, frame, uv, link, point}]}, see README).',
+)
+@click.option(
     "--robot-ee-link", default=None, metavar="LINK", help="The link --robot-ee follows (Panda: panda_hand)."
 )
 @click.option(
@@ -103,6 +111,7 @@ def scene_import(
     robot_base: str | None,
     robot_ee: str,
     robot_ee_link: str | None,
+    robot_base_clicks: Path | None,
     robot_mounts: tuple[str, ...],
     robot_refine: bool,
 ) -> None:
@@ -132,6 +141,7 @@ def scene_import(
             ee_link=robot_ee_link,
             mounts=_pairs(robot_mounts, "--robot-mount"),
             refine=robot_refine,
+            base_clicks=str(robot_base_clicks) if robot_base_clicks is not None else None,
         )
         robot = functools.partial(read_npz_robot, spec=spec)
 
@@ -155,7 +165,13 @@ def scene_import(
         fit = sc.robot.source.get("base_fit")
         click.echo(
             f"robot {sc.robot.model}: {len(sc.robot.joint_names)} joints"
-            + (f", base fitted to {fit['ee_key']} ({fit['residual_mm']:.1f} mm)" if fit else "")
+            + (
+                f", base fitted to {fit['clicks']} clicks ({fit['residual_px']:.2f} px RMS, max {fit['max_px']:.1f} px)"
+                if fit and "residual_px" in fit
+                else f", base fitted to {fit['ee_key']} ({fit['residual_mm']:.1f} mm)"
+                if fit
+                else ""
+            )
             + (
                 ", joint offsets "
                 + ", ".join(f"{k} {v:+.4f}" for k, v in sc.robot.joint_offsets.items() if abs(v) >= 5e-5)

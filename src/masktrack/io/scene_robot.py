@@ -426,6 +426,8 @@ class RobotImport:
     end-effector pose track ``ee`` (RLBench: ``gripper_matrix``) together
     with constant joint offsets.  ``mounts`` maps a camera id to the link it
     rides on; its camera-from-link pose is fitted from the NPZ's extrinsics.
+    ``base_clicks`` (a JSON click file, see :mod:`masktrack.robot.clicks`)
+    fits the base pose to clicked robot points instead of ``ee``.
     With ``refine``, depth decides what poses cannot: the robot's height
     (every static camera votes) and each camera's small extrinsics error
     (ICP of the rendered robot onto its depth); each camera's rendered vs
@@ -440,3 +442,6 @@ class RobotImport:
     ee_link: str | None = None
     mounts: dict[str, str] = field(default_factory=dict)
     refine: bool = True  # robot height from all static cameras' depth, then per-camera ICP corrections
+    base_clicks: str | None = (
+        None  # a click file (masktrack.robot.clicks): base pose fitted to clicked robot points
+    )

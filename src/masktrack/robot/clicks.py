@@ -183,6 +183,12 @@ def read_clicks(
     return ClickFile(out, list(offs))
 
 
+def _at(a: np.ndarray, frame: int) -> np.ndarray:
+    """A camera's matrix at a frame: [3,3]/[4,4] as is, [T,3,3]/[T,4,4] indexed."""
+    a = np.asarray(a, np.float64)
+    return a if a.ndim == 2 else a[frame]
+
+
 def _rays(clicks: list[RobotClick], Ks: np.ndarray) -> np.ndarray:
     uv1 = np.array([[c.uv[0], c.uv[1], 1.0] for c in clicks])
     d = np.einsum("nij,nj->ni", np.linalg.inv(Ks), uv1)
@@ -214,8 +220,8 @@ def fit_base_from_clicks(
 ) -> ClickFit:
     """World-from-base pose (+ the named joints' constant offsets) that reprojects the clicked points onto the clicks.
 
-    ``intrs``: camera id -> K [3,3]; ``extrs``: camera id -> world-to-camera
-    [4,4] or [T,4,4] (a wrist camera's per-frame extrinsics).  Raises
+    ``intrs``: camera id -> K [3,3] or [T,3,3]; ``extrs``: camera id ->
+    world-to-camera [4,4] or [T,4,4] (a wrist camera's per-frame extrinsics).  Raises
     :class:`ClickFitError` (one line) when the clicks cannot determine the
     unknowns: fewer than 2 equations per unknown + 2 spare, or a solution whose
     1-px-noise uncertainty exceeds ``MAX_STD_MM`` / ``MAX_STD_DEG`` /
@@ -241,13 +247,8 @@ def fit_base_from_clicks(
     uframes, inv = np.unique(frames, return_inverse=True)
     links = sorted({c.link for c in clicks})
     P = np.array([[*c.point, 1.0] for c in clicks])  # [N,4] in link frames
-    Ks = np.stack([np.asarray(intrs[c.camera], np.float64) for c in clicks])
-    E = np.stack(
-        [
-            (lambda e: e if e.ndim == 2 else e[c.frame])(np.asarray(extrs[c.camera], np.float64))
-            for c in clicks
-        ]
-    )
+    Ks = np.stack([_at(intrs[c.camera], c.frame) for c in clicks])
+    E = np.stack([_at(extrs[c.camera], c.frame) for c in clicks])
     uv = np.array([c.uv for c in clicks])
     oi = [jn.index(o) if o in jn else -1 for o in offs]
     if any(i < 0 for i in oi):

@@ -146,20 +146,47 @@ def read_npz_robot(
                 Problem(spec.base, p.message)
                 for p in _pose_problems(base, spec.base, num_frames=num_frames, per_frame_ok=True)
             ]
+    elif spec.base_clicks is not None:
+        pass  # read below, its problems reported with the file's name
     elif spec.ee is None or spec.ee not in npz:
         probs.append(
             Problem(
                 "--robot-base",
-                "no base pose: name its key (--robot-base KEY), or an end-effector pose track "
-                f"(--robot-ee KEY{'; ' + repr(spec.ee) + ' is not in the file' if spec.ee else ''}) to fit it",
+                "no base pose: name its key (--robot-base KEY), clicked robot points (--robot-base-clicks FILE)"
+                f", or an end-effector pose track (--robot-ee KEY{'; ' + repr(spec.ee) + ' is not in the file' if spec.ee else ''}) to fit it",
             )
         )
     if probs:
         raise SceneError(f"{len(probs)} problem(s) in the robot state", path=where, problems=probs)
+    clicks = None
+    if base is None and spec.base_clicks is not None:
+        from masktrack.robot.clicks import read_clicks
+
+        clicks = read_clicks(spec.base_clicks, model, camera_ids=camera_ids, num_frames=num_frames)
     assert q is not None and names is not None
     source: dict[str, Any] = {"kind": "npz", "joints": list(spec.joints), "model": spec.model}
     offsets: dict[str, float] = {}
-    if base is None:
+    if base is None and clicks is not None:
+        from masktrack.robot.calibrate import CalibrationError
+        from masktrack.robot.clicks import fit_base_from_clicks
+
+        if intrs is None:  # pragma: no cover - import_npz always passes them
+            raise SceneError("clicks need the cameras' intrinsics", path=spec.base_clicks)
+        try:
+            cfit = fit_base_from_clicks(
+                model,
+                names,
+                q,
+                clicks.clicks,
+                {cid: np.asarray(intrs[c], np.float64) for c, cid in enumerate(camera_ids)},
+                {cid: as_pose4(extrs[c]) for c, cid in enumerate(camera_ids)},
+                fit_joint_offsets=clicks.fit_joint_offsets,
+            )
+        except CalibrationError as e:
+            raise SceneError(e.message, path=spec.base_clicks, field="clicks") from None
+        base, offsets = cfit.base_pose, {k: v for k, v in cfit.joint_offsets.items()}
+        source["base_fit"] = {"clicks_file": str(Path(spec.base_clicks).resolve()), **cfit.to_dict()}
+    elif base is None:
         from masktrack.robot.calibrate import fit_base_from_ee
 
         ee = as_pose4(npz.get(spec.ee))
