@@ -185,7 +185,7 @@ def read_npz_robot(
         except CalibrationError as e:
             raise SceneError(e.message, path=spec.base_clicks, field="clicks") from None
         base, offsets = cfit.base_pose, {k: v for k, v in cfit.joint_offsets.items()}
-        source["base_fit"] = {"clicks_file": str(Path(spec.base_clicks).resolve()), **cfit.to_dict()}
+        source["base_fit"] = {"clicks_file": str(Path(str(spec.base_clicks)).resolve()), **cfit.to_dict()}
     elif base is None:
         from masktrack.robot.calibrate import fit_base_from_ee
 
