@@ -327,20 +327,31 @@ def pipeline_config(
 
 
 def kinematic_pipeline_config(
-    camera_id: str, backend: str, backend_options: dict[str, Any] | None = None
+    camera_id: str, backend: str | None, backend_options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The demo's job with zero clicks: each session's object is a link group of the scene's robot."""
+    """The demo's job with zero clicks: each session's object is a link group of the scene's robot.
+
+    Without a backend the sessions run in ``prior`` mode (the weight-free ``kinematic`` backend: the
+    rendered mask on every frame, snapped to image edges, occluders removed by depth): the
+    zero-click path that keeps the arm off the pushed box.  Propagating rendered prompts with a
+    generic tracker (``prompt`` mode) is what a named backend (sam2, sam3, bilateral, ...) gets.
+    """
     opts = {"options": dict(backend_options)} if backend_options else {}
     groups = {"arm": "arm", "gripper": "gripper"}
+    sessions: list[dict[str, Any]] = []
+    for s in SESSIONS:
+        if backend is None:
+            sessions.append({"name": s, "kinematics": {"mode": "prior", "objects": {s: groups[s]}}})
+        else:
+            sessions.append(
+                {"name": s, "backend": backend, **opts, "kinematics": {"objects": {s: groups[s]}}}
+            )
     return {
         "version": 1,
         "video": f"frames/{camera_id}",
         "output": f"out/{camera_id}",
         "robot": {"scene": "scene", "camera": camera_id},
-        "sessions": [
-            {"name": s, "backend": backend, **opts, "kinematics": {"objects": {s: groups[s]}}}
-            for s in SESSIONS
-        ],
+        "sessions": sessions,
         "compose": dict(COMPOSE),
     }
 
@@ -407,7 +418,7 @@ def run_demo(
     out: str | Path = "masktrack-demo",
     *,
     config: SynthConfig | None = None,
-    backend: str = "bilateral",
+    backend: str | None = None,
     backend_options: dict[str, Any] | None = None,
     force: bool = False,
     progress: Callable[[Stage], None] | bool | None = None,
@@ -417,7 +428,7 @@ def run_demo(
 
     Every stage is skipped when its inputs are unchanged (``force`` redoes
     all).  ``backend`` (with ``backend_options``, e.g. a checkpoint) is the segmentation backend of
-    both sessions; it is loaded once before anything is generated, so a missing checkpoint or
+    both sessions (default: the registry's default for clicks, the ``kinematic`` prior for kinematics); it is loaded once before anything is generated, so a missing checkpoint or
     package is reported first, not after the scene is rendered.
     ``progress`` is called with each :class:`Stage` as it finishes.
     ``prompts``: ``"clicks"`` derives clicks from the GT masks (what a person
@@ -435,7 +446,12 @@ def run_demo(
     from masktrack.io.scene import load_scene
     from masktrack.masks.store import MaskStore
 
-    _check_backend(backend, backend_options)
+    if backend is None and prompts == "clicks":
+        from masktrack.segment.registry import DEFAULT_BACKEND
+
+        backend = DEFAULT_BACKEND
+    if backend is not None:  # the kinematic prior needs no package or checkpoint
+        _check_backend(backend, backend_options)
     t_all = time.perf_counter()
     cfg = config or SynthConfig()
     out = Path(out)
@@ -481,7 +497,7 @@ def run_demo(
         )
         text = (
             "# masktrack demo job (generated): arm and gripper sessions, arm_only composition\n"
-            + yaml.safe_dump(pipeline_config(cid, backend, backend_options), sort_keys=False)
+            + yaml.safe_dump(pipeline_config(cid, backend or "bilateral", backend_options), sort_keys=False)
         )
         written += _write_if_changed(cfg_paths[cid], text, force=force)
     st.add(

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--backend",
-    default="bilateral",
-    show_default=True,
-    help="Segmentation backend of both sessions (see `masktrack backends`); checked before anything is made.",
+    default=None,
+    help="Segmentation backend of both sessions (see `masktrack backends`; default: bilateral, or with"
+    " --prompts kinematics the weight-free kinematic prior); checked before anything is made.",
 )
 @click.option(
     "--checkpoint",
@@ -74,7 +74,7 @@ def demo(
     size: str | None,
     cameras: int | None,
     seed: int,
-    backend: str,
+    backend: str | None,
     checkpoint: Path | None,
     backend_opts: tuple[str, ...],
     prompt_source: str,
