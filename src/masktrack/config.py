@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from masktrack.errors import ConfigError, Problem
+from masktrack.errors import ConfigError, pydantic_problems
 from masktrack.prompts.model import Keyframe
 
 Direction = Literal["both", "forward", "backward"]
@@ -236,11 +236,7 @@ def parse_config(data: Any, *, path: Path | None = None, base: Path | None = Non
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as e:
-        probs = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            probs.append(Problem(loc, err["msg"]))
-        raise ConfigError("invalid config", path=path, problems=probs) from None
+        raise ConfigError("invalid config", path=path, problems=pydantic_problems(e)) from None
     base = base or (path.parent if path else Path.cwd())
     cfg.video = _resolve(base, cfg.video)  # type: ignore[assignment]
     cfg.output = _resolve(base, cfg.output)  # type: ignore[assignment]

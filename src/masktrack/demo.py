@@ -443,7 +443,6 @@ def run_demo(
 
     from masktrack.config import load_config
     from masktrack.io.instances import load_instance
-    from masktrack.io.scene import load_scene
     from masktrack.masks.store import MaskStore
 
     if backend is None and prompts == "clicks":
@@ -557,50 +556,40 @@ def run_demo(
         save_manifest()
         st.add("previews", f"{cid}", status, time.perf_counter() - t0, "contact sheets")
 
-    # 6. scene instances from the outputs
-    from masktrack.masks.instances import instances_from_outputs
+    # 6-8. scene instances from the outputs, tracking, Rerun recordings (the batch scene unit's stage)
+    from masktrack.batch.unit import run_track_stage
 
-    t0 = time.perf_counter()
     refs = {s: f"{s}.{s}" for s in SESSIONS} | {n: f"composed:{n}" for n in COMPOSE}
     ikey = hash_json(keys)
-    from masktrack.io.instances import list_instances
-
-    have = list_instances(syn.scene_path)
-    if not force and manifest.get("instances") == ikey and all(n in have for n in refs):
-        status = "reused"
-    else:
-        instances_from_outputs(syn.scene_path, {cid: job.output for cid, job in jobs.items()}, refs)
-        status = "computed"
+    t0 = time.perf_counter()
+    ts = run_track_stage(
+        syn.scene_path,
+        {cid: job.output for cid, job in jobs.items()},
+        refs,
+        out / "tracks",
+        tracked=TRACKED,
+        tracker="flow",
+        rerun=True,
+        force=force,
+        instances_current=manifest.get("instances") == ikey,
+    )
     new_manifest["instances"] = ikey
     save_manifest()
-    st.add("instances", ", ".join(refs), status, time.perf_counter() - t0)
-
-    # 7. tracking
-    from masktrack.track.pipeline import run_tracking
-
-    t0 = time.perf_counter()
-    trep = run_tracking(
-        syn.scene_path, out / "tracks", tracker="flow", instances=list(TRACKED), force=force, progress=False
-    )
-    for ir in trep.instances:
+    st.add("instances", ", ".join(refs), str(ts.instances), ts.instances_seconds)
+    for ir in ts.tracking.instances:
         st.add(
             "track",
             ir.name,
             str(ir.status),
-            ir.seconds if ir.status != "reused" else time.perf_counter() - t0,
+            ir.seconds if ir.status != "reused" else ts.tracking_seconds,
             f"{ir.num_queries} queries, {100 * ir.visible_fraction:.0f}% visible",
         )
-
-    # 8. Rerun recordings
+    rec = ts.recording
+    st.add("rerun", str(Path(rec.combined).relative_to(out)), str(rec.status), ts.recording_seconds)
     from masktrack.track.base import Tracks
-    from masktrack.viz.rerun import write_recordings
 
-    t0 = time.perf_counter()
-    scene = load_scene(syn.scene_path)
     tracks = {n: Tracks.load(out / "tracks" / n / "tracks.npz") for n in TRACKED}
     insts = {n: load_instance(syn.scene_path, n) for n in refs}
-    rec = write_recordings(scene, tracks, out / "tracks", instances=insts, force=force)
-    st.add("rerun", str(Path(rec.combined).relative_to(out)), str(rec.status), time.perf_counter() - t0)
 
     # 9. evaluation
     t0 = time.perf_counter()

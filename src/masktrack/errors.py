@@ -8,9 +8,11 @@ exceptions with tracebacks.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,27 @@ def environment_error(e: OSError) -> MasktrackError:
     path = e.filename if e.filename is not None else None
     cls = MasktrackError if name in _INPUT_ERRNOS else EnvironmentProblem
     return cls(hint, path=path)
+
+
+def location(loc: Iterable[str | int], prefix: str = "") -> str:
+    """A validation location in the one format of every problem: ``sessions[0].objects[1].name``.
+
+    List indices in brackets, field names dotted; ``prefix`` (``options``, ``pipeline``) goes first.
+    """
+    out = prefix
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out.lstrip(".")
+
+
+def pydantic_problems(
+    e: Any, prefix: str = "", message: Callable[[dict[str, Any]], str] | None = None
+) -> list[Problem]:
+    """One :class:`Problem` per error of a pydantic ``ValidationError`` (duck-typed: no pydantic import).
+
+    The one place that turns pydantic errors into problems, so every file format and option model
+    names its fields the same way; ``message`` rewrites an error's text (default: pydantic's).
+    """
+    return [
+        Problem(location(err["loc"], prefix), message(err) if message else err["msg"]) for err in e.errors()
+    ]

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Strict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
-from masktrack.errors import BackendError, Problem
+from masktrack.errors import BackendError, Problem, pydantic_problems
 
 PLUGINS_ENV = "MASKTRACK_PLUGINS"
 _PLUGINS_LOADED: set[str] = set()
@@ -131,16 +131,14 @@ def option_problems(options_model: type[BaseModel], options: Mapping[str, Any]) 
     try:
         options_model.model_validate(dict(options))
     except ValidationError as e:
-        problems = []
         known = ", ".join(options_model.model_fields)
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"])
+
+        def message(err: dict[str, Any]) -> str:
             if err["type"] == "extra_forbidden":
-                msg = f"unknown option (options: {known})"
-            else:
-                msg = f"{err['msg'][0].lower()}{err['msg'][1:]}, got {err.get('input')!r}"
-            problems.append(Problem(f"options.{loc}", msg))
-        return problems
+                return f"unknown option (options: {known})"
+            return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {err.get('input')!r}"
+
+        return pydantic_problems(e, "options", message)
     return []
 
 

@@ -75,10 +75,10 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
     [
         (
             "video: v\noutput: o\nsessions: [{name: s, objects: [a], direction: sideways}]\n",
-            "sessions.0.direction",
+            "sessions[0].direction",
         ),
-        ("video: v\noutput: o\nsessions: [{name: s, objects: []}]\n", "sessions.0.objects"),
-        ("video: v\noutput: o\nsessions: [{name: s, objects: [a], colour: red}]\n", "sessions.0.colour"),
+        ("video: v\noutput: o\nsessions: [{name: s, objects: []}]\n", "sessions[0].objects"),
+        ("video: v\noutput: o\nsessions: [{name: s, objects: [a], colour: red}]\n", "sessions[0].colour"),
         ("video: v\nsessions: [{name: s, objects: [a]}]\n", "output"),
         (
             "video: v\noutput: o\nsessions: [{name: s, objects: [a]}, {name: s, objects: [b]}]\n",

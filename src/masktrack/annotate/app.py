@@ -40,7 +40,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from masktrack.annotate.checks import side_warnings
 from masktrack.config import PipelineConfig, load_config
-from masktrack.errors import MasktrackError, Problem, PromptError
+from masktrack.errors import MasktrackError, Problem, PromptError, pydantic_problems
 from masktrack.io.atomic import atomic_write_bytes
 from masktrack.io.lock import FolderLockedError, output_lock
 from masktrack.io.video import VideoSource, open_video
@@ -89,15 +89,6 @@ def _error(status: int, detail: str, problems: Sequence[Problem] = (), **extra: 
         **extra,
     }
     return JSONResponse(body, status_code=status)
-
-
-def _pydantic_problems(e: ValidationError) -> list[Problem]:
-    return [
-        Problem(
-            "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip("."), err["msg"]
-        )
-        for err in e.errors()
-    ]
 
 
 def _revision(data: bytes | None) -> str:
@@ -540,7 +531,7 @@ def create_app(
         try:
             pf = PromptFile.model_validate(body)
         except ValidationError as e:
-            return _error(422, "invalid prompts", _pydantic_problems(e))
+            return _error(422, "invalid prompts", pydantic_problems(e))
         probs = pf.problems(num_frames=src.num_frames, size=src.size)
         foreign = [
             Problem(
@@ -585,7 +576,7 @@ def create_app(
         try:
             req = PreviewRequest.model_validate(doc)
         except ValidationError as e:
-            return _error(422, "invalid preview request", _pydantic_problems(e))
+            return _error(422, "invalid preview request", pydantic_problems(e))
         try:
             kf_obj = ObjectPrompts.model_validate(
                 {
@@ -597,7 +588,7 @@ def create_app(
                 }
             )
         except ValidationError as e:
-            return _error(422, "invalid preview request", _pydantic_problems(e))
+            return _error(422, "invalid preview request", pydantic_problems(e))
         probs = PromptFile(objects=[kf_obj]).problems(num_frames=src.num_frames, size=src.size)
         if probs:
             return _error(422, "invalid prompts", probs)

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from masktrack.errors import ConfigError, Problem
+from masktrack.errors import ConfigError, Problem, pydantic_problems
 
 Stage = Literal["segment", "compose", "track"]
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -175,8 +175,7 @@ def load_job(path: str | Path) -> JobConfig:
     try:
         job = JobConfig.model_validate(data)
     except ValidationError as e:
-        probs = [Problem(".".join(str(p) for p in err["loc"]), err["msg"]) for err in e.errors()]
-        raise ConfigError("invalid job file", path=path, problems=probs) from None
+        raise ConfigError("invalid job file", path=path, problems=pydantic_problems(e)) from None
     if not job.root.is_absolute():
         job.root = (path.parent / job.root).resolve()
     job.source = path
@@ -197,9 +196,7 @@ def check_pipeline(pipeline: dict[str, Any], *, base: Path | None = None) -> lis
     try:
         cfg = PipelineConfig.model_validate({**pipeline, "video": "unit", "output": "unit"})
     except ValidationError as e:
-        return [
-            Problem(".".join(["pipeline", *(str(p) for p in err["loc"])]), err["msg"]) for err in e.errors()
-        ]
+        return pydantic_problems(e, "pipeline")
     probs = []
     known = set(available_backends())
     for i, s in enumerate(cfg.sessions):

@@ -227,30 +227,98 @@ def _run_stages(
         result.stages.update(done.statuses())
 
 
-def _run_track(unit: SceneUnit, track: dict[str, Any], result: UnitResult) -> None:
-    """Instances from the scene's camera outputs, then per-instance 3D tracks (both resumable)."""
+@dataclass
+class TrackStage:
+    """What the per-scene track stage did (the currency of a batch scene unit and of the demo)."""
+
+    instances: Status  # scene instances from the cameras' outputs: computed, or reused (caller's key)
+    instances_seconds: float
+    tracking: Any  # masktrack.track.pipeline.TrackingReport
+    tracking_seconds: float
+    recording: Any = None  # masktrack.viz.rerun.RecordingPaths, when recordings were asked for
+    recording_seconds: float = 0.0
+
+    @property
+    def status(self) -> Status:
+        return Status.COMPUTED if self.tracking.tracked else Status.REUSED
+
+
+def run_track_stage(
+    scene_path: str | Path,
+    outputs: dict[str, Any],
+    refs: dict[str, str],
+    out_dir: str | Path,
+    *,
+    tracked: Sequence[str] | None = None,
+    tracker: str = "flow",
+    tracker_options: dict[str, Any] | None = None,
+    query: dict[str, Any] | None = None,
+    rerun: bool = False,
+    force: bool = False,
+    instances_current: bool = False,
+) -> TrackStage:
+    """Scene instances from the cameras' outputs, then per-instance 3D tracks, then (``rerun``) recordings.
+
+    The stage sequence of a batch scene unit; the demo runs its scene through this function too.
+    ``outputs``: camera id -> output folder; ``refs``: instance name -> ``session.object`` or
+    ``composed:name``; ``tracked`` (default: all of ``refs``) are the instances tracked, while the
+    recordings show every instance of ``refs``.  ``instances_current``: the caller's key says the
+    outputs are unchanged since the instances were built, so they are reused when all exist.
+    Tracking and recordings are resumable through their own manifests (``force`` recomputes).
+    """
+    from masktrack.io.instances import list_instances
     from masktrack.masks.instances import instances_from_outputs
     from masktrack.track.pipeline import run_tracking
     from masktrack.track.queries import QueryOptions
 
-    instances_from_outputs(unit.scene_path, unit.outputs, track["instances"])
-    query = dict(track.get("query") or {})
-    if isinstance(query.get("cameras"), list):
-        query["cameras"] = tuple(query["cameras"])
+    scene_path = Path(scene_path)
+    t0 = time.perf_counter()
+    if not force and instances_current and all(n in list_instances(scene_path) for n in refs):
+        inst_status = Status.REUSED
+    else:
+        instances_from_outputs(scene_path, outputs, refs)
+        inst_status = Status.COMPUTED
+    inst_seconds = time.perf_counter() - t0
+    q = dict(query or {})
+    if isinstance(q.get("cameras"), list):
+        q["cameras"] = tuple(q["cameras"])
+    names = list(refs if tracked is None else tracked)
+    t0 = time.perf_counter()
     report = run_tracking(
-        unit.scene_path,
-        unit.output,
-        tracker=track.get("tracker", "flow"),
-        tracker_options=track.get("options") or {},
-        instances=list(track["instances"]),
-        query_options=QueryOptions(**query),
+        scene_path,
+        out_dir,
+        tracker=tracker,
+        tracker_options=tracker_options or {},
+        instances=names,
+        query_options=QueryOptions(**q),
+        force=force,
         progress=False,
     )
-    if track.get("rerun"):
-        from masktrack.viz.recordings import record_tracking
+    done = TrackStage(inst_status, inst_seconds, report, time.perf_counter() - t0)
+    if rerun:
+        from masktrack.viz.recordings import recording_report
 
-        record_tracking(unit.scene_path, unit.output, [r.name for r in report.instances])
-    result.stages["track"] = Status.COMPUTED if report.tracked else Status.REUSED
+        t0 = time.perf_counter()
+        done.recording = recording_report(
+            scene_path, out_dir, [r.name for r in report.instances], force=force, shown=list(refs)
+        )
+        done.recording_seconds = time.perf_counter() - t0
+    return done
+
+
+def _run_track(unit: SceneUnit, track: dict[str, Any], result: UnitResult) -> None:
+    """Instances from the scene's camera outputs, then per-instance 3D tracks (both resumable)."""
+    done = run_track_stage(
+        unit.scene_path,
+        unit.outputs,
+        track["instances"],
+        unit.output,
+        tracker=track.get("tracker", "flow"),
+        tracker_options=track.get("options"),
+        query=track.get("query"),
+        rerun=bool(track.get("rerun")),
+    )
+    result.stages["track"] = done.status
 
 
 def _compose_status(report: Any) -> Status:

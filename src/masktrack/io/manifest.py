@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -162,7 +162,20 @@ def is_current(root: str | os.PathLike[str], manifest: Manifest | None, key: str
     )
 
 
-def begin(path: str | os.PathLike[str], manifest: Manifest) -> Manifest:
+def is_complete(manifest: BaseModel | Mapping[str, Any] | None) -> bool:
+    """Whether a manifest is marked complete: a typed one, or a decoded dict (a stage's own or one of
+    the previous layout).  The one reader of the flag, as :func:`begin`/:func:`finish` are its writers."""
+    if manifest is None:
+        return False
+    if isinstance(manifest, Mapping):
+        return bool(manifest.get("complete"))
+    return bool(getattr(manifest, "complete", False))
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def begin(path: str | os.PathLike[str], manifest: _M) -> _M:
     """Mark the output as being (re)computed: written before any output file."""
     m = manifest.model_copy(update={"complete": False})
     atomic_write_json(path, m.model_dump(mode="json"))
@@ -170,9 +183,19 @@ def begin(path: str | os.PathLike[str], manifest: Manifest) -> Manifest:
 
 
 def finish(
-    path: str | os.PathLike[str], manifest: Manifest, outputs: Mapping[str, OutputEntry], **fields: Any
-) -> Manifest:
+    path: str | os.PathLike[str], manifest: _M, outputs: Mapping[str, OutputEntry], **fields: Any
+) -> _M:
     """Record the outputs' entries and mark the manifest complete: the last write of a stage."""
     m = manifest.model_copy(update={"outputs": dict(outputs), "complete": True, **fields})
     atomic_write_json(path, m.model_dump(mode="json"))
     return m
+
+
+def begin_fields(path: str | os.PathLike[str], fields: Mapping[str, Any]) -> None:
+    """:func:`begin` for a stage that keeps its manifest as a plain dict (fields in their order)."""
+    atomic_write_json(path, {**fields, "complete": False})
+
+
+def finish_fields(path: str | os.PathLike[str], fields: Mapping[str, Any]) -> None:
+    """:func:`finish` for a stage that keeps its manifest as a plain dict (outputs among ``fields``)."""
+    atomic_write_json(path, {**fields, "complete": True})

@@ -43,10 +43,12 @@ from masktrack.io.manifest import (
     OutputEntry,
     Status,
     begin,
+    begin_fields,
     damaged_outputs,
     entry_for,
     entry_for_bytes,
     finish,
+    is_complete,
     legacy_layout,
     read_manifest,
 )
@@ -163,7 +165,7 @@ class ComposedStore:
             raise StoreError(
                 f"no composed output {self.name!r} (run `masktrack compose` first)", path=self.manifest_path
             )
-        if not m.get("complete"):
+        if not is_complete(m):
             raise StoreError(
                 f"composed output {self.name!r} is incomplete (interrupted run); rerun `masktrack compose`",
                 path=self.manifest_path,
@@ -213,7 +215,7 @@ def composed_outputs(output: str | Path) -> list[str]:
         if p.name == "summary.json":
             continue
         m = ComposedStore(output, p.stem).manifest()
-        if m is not None and m.get("complete"):
+        if is_complete(m):
             names.append(p.stem)
     return names
 
@@ -370,9 +372,7 @@ def _start(cs: ComposedStore, base: dict[str, Any], force: bool) -> bool:
     """Prepare the folder for ``base['key']``; True if existing frames may be kept."""
     old = cs.manifest()
     if not force and old is not None and old.get("key") == base["key"]:
-        atomic_write_json(
-            cs.manifest_path, {**old, **base, "complete": False}
-        )  # verified below, then claimed
+        begin_fields(cs.manifest_path, {**old, **base})  # verified below, then claimed
         return True
     # Invalidate first, delete second, claim third: frames on disk always match the manifest's key.
     begin(cs.manifest_path, Manifest.model_validate({**base, "key": None}))
@@ -481,7 +481,7 @@ def compose_output(
     legacy_read = False
     if old is None and not force and legacy_layout(cs.manifest_path):
         legacy = cs.manifest() or {}
-        legacy_read = legacy.get("key") == key and bool(legacy.get("complete"))
+        legacy_read = legacy.get("key") == key and is_complete(legacy)
     # Frames of a complete manifest with our key: trusted only if their size and hash verify.
     known: dict[int, tuple[int, dict[str, OutputEntry]]] = {}
     repaired: list[int] = []
@@ -489,7 +489,7 @@ def compose_output(
         not force
         and old is not None
         and old.key == key
-        and old.complete
+        and is_complete(old)
         and (getattr(old, "packed", False) or not packed)
     ):
         px = (getattr(old, "stats", None) or {}).get("pixels", [])

@@ -43,8 +43,11 @@ from masktrack.io.manifest import (
     MANIFEST_FORMAT,
     TOOL_VERSION,
     OutputEntry,
+    begin,
     entry_for,
     entry_for_bytes,
+    finish,
+    is_complete,
     verify_entry,
 )
 
@@ -200,7 +203,7 @@ class SessionStore:
             raise StoreError(
                 f"no masks for session {self.name!r} (run `masktrack segment` first)", path=self.manifest_path
             )
-        if not m.complete:
+        if not is_complete(m):
             raise StoreError(
                 f"masks of session {self.name!r} are incomplete (interrupted run); rerun `masktrack segment`",
                 path=self.manifest_path,
@@ -213,7 +216,7 @@ class SessionStore:
     def is_complete(self, key: str) -> bool:
         """True if the stored masks are complete, computed for ``key``, and all frame files are readable."""
         m = self.manifest()
-        if m is None or not m.complete or m.key != key:
+        if m is None or not is_complete(m) or m.key != key:
             return False
         return self.verify(m) == []
 
@@ -243,7 +246,7 @@ class SessionStore:
                 decode_frame(self.frame_path(f), m.width)
             except (StoreError, OSError):
                 bad.append(f)
-        if not bad and m.complete:
+        if not bad and is_complete(m):
             outputs = {self.frame_name(f): entry_for(self.frame_path(f)) for f in range(m.num_frames)}
             up = m.model_copy(update={"outputs": outputs, "version": MANIFEST_VERSION})
             atomic_write_json(self.manifest_path, up.model_dump(mode="json"))
@@ -252,9 +255,8 @@ class SessionStore:
     # -- writing ----------------------------------------------------------
     def begin(self, manifest: SessionManifest) -> None:
         """Start (re)computing: mark incomplete first, then drop old frames."""
-        manifest = manifest.model_copy(update={"complete": False})
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.manifest_path, manifest.model_dump(mode="json"))
+        begin(self.manifest_path, manifest)
         if self.frames_dir.exists():
             shutil.rmtree(self.frames_dir)
         self.frames_dir.mkdir(parents=True)
@@ -288,8 +290,7 @@ class SessionStore:
             name = self.frame_name(f)
             entry = self._entries.get(name)
             outputs[name] = entry if entry is not None else entry_for(self.frame_path(f))
-        m = manifest.model_copy(update={"complete": True, "stats": stats, "outputs": outputs})
-        atomic_write_json(self.manifest_path, m.model_dump(mode="json"))
+        finish(self.manifest_path, manifest, outputs, stats=stats)
 
     # -- reading ----------------------------------------------------------
     def read_frame(self, frame: int, manifest: SessionManifest | None = None) -> dict[str, np.ndarray]:

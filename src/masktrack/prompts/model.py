@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictInt, ValidationError, field_validator
 
-from masktrack.errors import Problem, PromptError
+from masktrack.errors import Problem, PromptError, pydantic_problems
 from masktrack.io.atomic import atomic_write_json
 
 PROMPT_FORMAT: Final = "masktrack.prompts"
@@ -248,7 +248,7 @@ def parse_prompts(
         try:
             return PromptFile.model_validate(data)
         except ValidationError as e:
-            raise PromptError("invalid prompt file", path=path, problems=_pydantic_problems(e)) from None
+            raise PromptError("invalid prompt file", path=path, problems=pydantic_problems(e)) from None
     from masktrack.prompts.legacy import is_legacy, parse_legacy
 
     if is_legacy(data):
@@ -296,11 +296,3 @@ def prompt_schema() -> dict:
 def save_prompts(prompts: PromptFile, path: str | Path) -> None:
     """Write atomically in the v1 format."""
     atomic_write_json(path, prompts.model_dump(mode="json", exclude_none=True))
-
-
-def _pydantic_problems(e: ValidationError) -> list[Problem]:
-    out = []
-    for err in e.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-        out.append(Problem(loc, err["msg"]))
-    return out

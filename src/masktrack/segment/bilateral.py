@@ -33,7 +33,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, ValidationError
 
-from masktrack.errors import BackendError
+from masktrack.errors import BackendError, pydantic_problems
 from masktrack.io.video import VideoSource
 from masktrack.plugins import PluginOptions
 from masktrack.segment.base import Backend, SessionObject
@@ -85,9 +85,7 @@ class BilateralBackend(Backend):
         try:
             self.options = BilateralOptions(**options)  # type: ignore[arg-type]
         except ValidationError as e:
-            problems = "; ".join(
-                f"options.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
-            )
+            problems = "; ".join(str(p) for p in pydantic_problems(e, "options"))
             raise BackendError(f"bad options for backend 'bilateral': {problems}", field="options") from None
 
     def open_session(self, video: VideoSource, objects: Sequence[SessionObject]) -> BilateralSession:

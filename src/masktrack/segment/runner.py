@@ -64,7 +64,7 @@ import numpy as np
 from masktrack.config import InlineObject, PipelineConfig, SessionConfig
 from masktrack.errors import BackendError, ConfigError, Problem, PromptError
 from masktrack.io.atomic import hash_file, hash_json
-from masktrack.io.manifest import Status
+from masktrack.io.manifest import Status, is_complete
 from masktrack.io.video import VideoSource, open_video
 from masktrack.masks.store import MaskStore, SessionManifest, SessionStore, StoredObject
 from masktrack.prompts.model import Keyframe, ObjectPrompts, PromptFile, default_color, load_prompts
@@ -469,7 +469,7 @@ def run_resolved(
     key = session_key(rs, video, backend)
     damaged: list[int] = []
     old = None if force else store.manifest()
-    if old is not None and old.complete and old.key == key:
+    if old is not None and is_complete(old) and old.key == key:
         damaged = store.verify(old)
         if not damaged:
             return reused_report(rs, old, store.path)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from masktrack.io.atomic import atomic_path, atomic_write_json, hash_json
-from masktrack.io.manifest import TOOL_VERSION, OutputEntry, Status, entry_for, verify_entry
+from masktrack.io.manifest import TOOL_VERSION, OutputEntry, Status, entry_for, finish_fields, verify_entry
 from masktrack.synth import render as R
 from masktrack.synth.scene import (
     BOX,
@@ -444,7 +444,7 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, force: bool = False) -> S
         for p in sorted((root / sub).rglob("*"))
         if p.is_file() and not p.name.startswith(".")
     }
-    atomic_write_json(
+    finish_fields(
         root / "synth.json",
         {
             "format": "masktrack.synth",
@@ -456,7 +456,6 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, force: bool = False) -> S
             "camera_ids": r.camera_ids,
             "instances": names,
             "outputs": outputs,
-            "complete": True,
         },
     )
     return SynthScene(

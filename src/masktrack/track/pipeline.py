@@ -43,6 +43,7 @@ from masktrack.io.manifest import (
     damaged_outputs,
     entry_for,
     finish,
+    is_complete,
     legacy_layout,
     read_manifest,
 )
@@ -154,13 +155,13 @@ def _check_stored(folder: Path, key: str) -> tuple[bool, bool]:
             return False, False
         # previous layout (no hashes): load both files; if they load, record their hashes in place
         meta = json.loads(path.read_text(encoding="utf-8"))
-        if not meta.get("complete") or meta.get("key") != key:
+        if not is_complete(meta) or meta.get("key") != key:
             return False, False
         if not _loads(folder):
             return False, True
         atomic_write_json(path, {**meta, **_manifest_fields(folder)})
         return True, False
-    if not m.complete or m.key != key:
+    if not is_complete(m) or m.key != key:
         return False, False
     ok = set(OUTPUTS) <= set(m.outputs) and not damaged_outputs(folder, m, OUTPUTS)
     return ok, not ok

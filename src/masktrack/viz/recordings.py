@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from masktrack.errors import BackendError
 from masktrack.io.instances import load_instance
@@ -15,9 +16,30 @@ from masktrack.io.scene import load_scene
 
 
 def record_tracking(
-    scene_path: str | Path, out_dir: str | Path, names: Sequence[str], *, force: bool = False
+    scene_path: str | Path,
+    out_dir: str | Path,
+    names: Sequence[str],
+    *,
+    force: bool = False,
+    shown: Sequence[str] | None = None,
 ) -> Path:
     """Write ``out_dir/rerun/`` for the tracked instances ``names``; returns the merged recording."""
+    return Path(recording_report(scene_path, out_dir, names, force=force, shown=shown).combined)
+
+
+def recording_report(
+    scene_path: str | Path,
+    out_dir: str | Path,
+    names: Sequence[str],
+    *,
+    force: bool = False,
+    shown: Sequence[str] | None = None,
+) -> Any:
+    """:func:`record_tracking` returning the writer's report (paths and whether it was reused).
+
+    ``shown`` are the instances whose masks the recording shows (default ``names``); an untracked
+    one (the demo's composed ``arm_only``) is shown as masks only.
+    """
     try:
         from masktrack.viz.rerun import write_recordings
     except ImportError as e:
@@ -27,5 +49,5 @@ def record_tracking(
     scene_path, out_dir = Path(scene_path), Path(out_dir)
     scene = load_scene(scene_path)
     tracks = {n: Tracks.load(out_dir / n / "tracks.npz") for n in names}
-    instances = {n: load_instance(scene_path, n) for n in names}
-    return Path(write_recordings(scene, tracks, out_dir, instances=instances, force=force).combined)
+    instances = {n: load_instance(scene_path, n) for n in (names if shown is None else shown)}
+    return write_recordings(scene, tracks, out_dir, instances=instances, force=force)
