@@ -70,7 +70,14 @@ def _start_view(folder: Path, port: int, grpc: int) -> tuple[subprocess.Popen, s
 def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)
-        proc.wait(timeout=15)
+        try:
+            proc.wait(timeout=40)  # the server gets 5 s for SIGTERM, then SIGKILL; a loaded CI box is slow
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            raise AssertionError(
+                f"`masktrack view --web` did not exit on signal {sig}; stderr: {err[-2000:]}"
+            )
 
 
 def _colourful(png: bytes) -> float:
