@@ -77,7 +77,7 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
             _, err = proc.communicate(timeout=10)
             raise AssertionError(
                 f"`masktrack view --web` did not exit on signal {sig}; stderr: {err[-2000:]}"
-            )
+            ) from None
 
 
 def _colourful(png: bytes) -> float:
