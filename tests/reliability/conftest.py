@@ -24,6 +24,29 @@ BATCH_DIR = Path(__file__).parent.parent / "batch"
 HERE = Path(__file__).parent
 
 
+def make_workspace(root: Path, synth_dataset: Path) -> dict[str, Path]:
+    """frames/, prompts.json, job.yaml (one classic `arm` session + a `wide` composition) and scene/
+    (with instances) under ROOT, copied from the first camera of the synthetic dataset's first scene."""
+    import shutil
+
+    import yaml
+
+    src = synth_dataset / "pick_cube/train/scene_0"
+    cam = sorted(src.glob("cam*"))[0]
+    shutil.copytree(cam / "color", root / "frames")
+    shutil.copy(cam / "prompts.json", root / "prompts.json")
+    shutil.copytree(src / "scene", root / "scene")
+    cfg = {
+        "video": "frames",
+        "output": "out",
+        "prompts": "prompts.json",
+        "sessions": [{"name": "arm", "backend": "classic", "objects": ["arm"]}],
+        "compose": {"wide": "dilate(arm, 3)"},
+    }
+    (root / "job.yaml").write_text(yaml.safe_dump(cfg))
+    return {"root": root, "cfg": root / "job.yaml", "scene": root / "scene"}
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120):
     """``python -m masktrack ARGS`` in a subprocess: (exit code, stdout, stderr)."""
     e = dict(os.environ)

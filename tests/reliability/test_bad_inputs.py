@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import run_cli, snapshot, write_job
+from .conftest import make_workspace, run_cli, snapshot, write_job
 
 BOMB = "".join(
     f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
@@ -29,25 +28,7 @@ BOMB = "".join(
 @pytest.fixture()
 def ws(tmp_path, synth_dataset) -> dict[str, Path]:
     """A workspace: frames/, prompts.json, job.yaml (segment + compose), scene/ (with instances), out/ absent."""
-    src = synth_dataset / "pick_cube/train/scene_0"
-    cam = sorted(src.glob("cam*"))[0]
-    shutil.copytree(cam / "color", tmp_path / "frames")
-    shutil.copy(cam / "prompts.json", tmp_path / "prompts.json")
-    shutil.copytree(src / "scene", tmp_path / "scene")
-    cfg = {
-        "video": "frames",
-        "output": "out",
-        "prompts": "prompts.json",
-        "sessions": [{"name": "arm", "backend": "classic", "objects": ["arm"]}],
-        "compose": {"wide": "dilate(arm, 3)"},
-    }
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
-    return {
-        "root": tmp_path,
-        "cfg": tmp_path / "job.yaml",
-        "scene": tmp_path / "scene",
-        "dataset": synth_dataset,
-    }
+    return {**make_workspace(tmp_path, synth_dataset), "dataset": synth_dataset}
 
 
 def _edit_cfg(ws, **changes):

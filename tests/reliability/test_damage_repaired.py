@@ -9,38 +9,18 @@ says ``repaired``, and the outputs are byte-identical to the undisturbed ones
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from .conftest import run_cli
+from .conftest import make_workspace, run_cli
 
 
 @pytest.fixture()
 def done(tmp_path, synth_dataset) -> dict[str, Path]:
     """A workspace after segment + compose + track, all exit 0."""
-    src = synth_dataset / "pick_cube/train/scene_0"
-    cam = sorted(src.glob("cam*"))[0]
-    shutil.copytree(cam / "color", tmp_path / "frames")
-    shutil.copy(cam / "prompts.json", tmp_path / "prompts.json")
-    shutil.copytree(src / "scene", tmp_path / "scene")
-    cfg = {
-        "video": "frames",
-        "output": "out",
-        "prompts": "prompts.json",
-        "sessions": [{"name": "arm", "backend": "classic", "objects": ["arm"]}],
-        "compose": {"wide": "dilate(arm, 3)"},
-    }
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
-    ws = {
-        "root": tmp_path,
-        "cfg": tmp_path / "job.yaml",
-        "scene": tmp_path / "scene",
-        "tracks": tmp_path / "tracks",
-    }
+    ws = {**make_workspace(tmp_path, synth_dataset), "tracks": tmp_path / "tracks"}
     for args in _commands(ws).values():
         rc, _, err = run_cli(*args, cwd=tmp_path)
         assert rc == 0, err
