@@ -235,30 +235,7 @@ def track_instance(
     )
 
 
-def run_tracking(scene_path: str | Path, out_dir: str | Path, **kwargs: Any) -> TrackingReport:
-    """Track every selected instance of the scene independently into ``out_dir`` (resumable).
-
-    Everything the run reads (scene, every selected instance, the tracker) is
-    checked before the output folder is created; the folder's writer lock
-    (:mod:`masktrack.io.lock`) is held while writing.  Options: see :func:`_run_tracking`.
-    """
-    scene_path, out_dir = Path(scene_path), Path(out_dir)
-    scene = load_scene(scene_path)
-    for name in select_instances(scene_path, kwargs.get("instances", "all")):
-        inst = load_instance(scene_path, name)
-        if tuple(inst.shape) != (scene.num_cameras, scene.num_frames, *scene.size):
-            raise SceneError(
-                f"instance shape {tuple(inst.shape)} does not match the scene",
-                path=inst.folder,
-                field="shape",
-            )
-    get_tracker(kwargs.get("tracker", "flow"), **(kwargs.get("tracker_options") or {}))
-    with output_lock(out_dir, "track"):
-        clean_temp_files(out_dir)  # a killed run's tracking.json temp file (we hold the lock)
-        return _run_tracking(scene_path, out_dir, **kwargs)
-
-
-def _run_tracking(
+def run_tracking(
     scene_path: str | Path,
     out_dir: str | Path,
     *,
@@ -272,27 +249,51 @@ def _run_tracking(
 ) -> TrackingReport:
     """Track every selected instance of the scene independently into ``out_dir`` (resumable).
 
-    ``progress`` receives one line per instance as it starts and ends (the CLI prints them).
-    Rerun recordings are the caller's choice (:func:`masktrack.viz.recordings.record_tracking`):
-    tracking never imports a viewer.
+    Everything the run reads (scene, every selected instance, the tracker) is loaded and
+    checked once, before the output folder is created; the folder's writer lock
+    (:mod:`masktrack.io.lock`) is held while writing.  ``progress`` receives one line per
+    instance as it starts and ends (the CLI prints them).  Rerun recordings are the caller's
+    choice (:func:`masktrack.viz.recordings.record_tracking`): tracking never imports a viewer.
     """
-    scene_path = Path(scene_path)
-    out_dir = Path(out_dir)
+    scene_path, out_dir = Path(scene_path), Path(out_dir)
     scene = load_scene(scene_path)
-    names = select_instances(scene_path, instances)
-    trk = get_tracker(tracker, **(tracker_options or {}))
-    fp_scene = scene_fingerprint(scene_path)
-    report = TrackingReport(str(out_dir), tracker)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    say: Callable[[str], None] = progress if callable(progress) else (lambda msg: None)
-    for i, name in enumerate(names, 1):
-        inst = load_instance(scene_path, name)
+    insts = [load_instance(scene_path, name) for name in select_instances(scene_path, instances)]
+    for inst in insts:
         if tuple(inst.shape) != (scene.num_cameras, scene.num_frames, *scene.size):
             raise SceneError(
                 f"instance shape {tuple(inst.shape)} does not match the scene",
                 path=inst.folder,
                 field="shape",
             )
+    trk = get_tracker(tracker, **(tracker_options or {}))
+    say: Callable[[str], None] = progress if callable(progress) else (lambda msg: None)
+    with output_lock(out_dir, "track"):
+        clean_temp_files(out_dir)  # a killed run's tracking.json temp file (we hold the lock)
+        return _track_instances(
+            scene_path, scene, insts, trk, tracker, out_dir, query_options, force, say, max_points_per_batch
+        )
+
+
+def _track_instances(
+    scene_path: Path,
+    scene: Any,
+    insts: list[Any],
+    trk: Any,
+    tracker: str,
+    out_dir: Path,
+    query_options: QueryOptions,
+    force: bool,
+    say: Callable[[str], None],
+    max_points_per_batch: int | None,
+) -> TrackingReport:
+    """The locked part of :func:`run_tracking`: each instance reused if its key and files verify,
+    else (re)tracked; then the run's summary ``tracking.json``."""
+    fp_scene = scene_fingerprint(scene_path)
+    report = TrackingReport(str(out_dir), tracker)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [inst.name for inst in insts]
+    for i, inst in enumerate(insts, 1):
+        name = inst.name
         provenance = {
             "scene": str(scene_path.resolve()),
             "scene_fingerprint": fp_scene,
