@@ -14,8 +14,14 @@ torch = pytest.importorskip("torch")
 from masktrack.segment.sam_compat import (  # noqa: E402
     disjoint_objects,
     install_random_detections,
+    localise_random_masks,
     match_random_detections_to_tracks,
 )
+
+ndimage = pytest.importorskip("scipy.ndimage")
+
+#: SAM3 0.1.4's ``fill_holes_in_mask_scores`` removes foreground islands up to this many pixels.
+SAM3_SPRINKLE_AREA = 16
 
 # SAM3 0.1.4's video model (model_builder): detection, new-object and association thresholds
 SCORE_THRESHOLD_DETECTION, NEW_DET_THRESH, ASSOC_IOU, TRK_ASSOC_IOU = 0.5, 0.7, 0.1, 0.5
@@ -39,6 +45,52 @@ def test_objects_decoded_together_are_disjoint_and_keep_their_magnitudes():
     assert torch.equal(out > 0, winner) and winner.any()
     one = masks[:1]
     assert disjoint_objects(one) is one
+    tie = torch.ones(2, 1, 2, 2)
+    assert torch.equal(
+        disjoint_objects(tie) > 0, torch.tensor([True, False]).view(2, 1, 1, 1).expand(2, 1, 2, 2)
+    )
+
+
+def _islands(on):
+    """Pixel counts of the 8-connected foreground islands of a boolean mask."""
+    labels, n = ndimage.label(on.numpy(), structure=[[1, 1, 1]] * 3)
+    return torch.bincount(torch.from_numpy(labels).flatten(), minlength=n + 1)[1:]
+
+
+class _NoiseDecoder:
+    """A stand-in for a random mask decoder: logits that are pixel noise around a large positive offset."""
+
+    def __init__(self, objects=2, side=288):
+        self.shape = (objects, 1, side, side)
+
+    def forward(self, seed):
+        g = torch.Generator().manual_seed(seed)
+        return (torch.randn(*self.shape, generator=g) + 4.0, "iou", "tokens")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_masks_become_solid_blobs_covering_about_a_quarter_that_hole_filling_keeps(seed):
+    decoder = _NoiseDecoder()
+    raw = decoder.forward(seed)[0]
+    assert (raw > 0).float().mean() > 0.95  # the problem: every object is nearly the whole frame
+    flat = raw.flatten(-2)
+    quartile = raw > (flat.mean(-1) + 0.674 * flat.std(-1))[..., None, None]
+    specks = _islands(quartile[0, 0])
+    assert (specks <= SAM3_SPRINKLE_AREA).sum() > 100  # shifting alone leaves specks hole filling erases
+
+    assert localise_random_masks(decoder)
+    masks, *rest = decoder.forward(seed)
+    assert rest == ["iou", "tokens"] and masks.shape == raw.shape and masks.dtype == raw.dtype
+    on = masks > 0
+    assert ((on.sum(0)) <= 1).all()  # disjoint objects
+    for k in range(on.shape[0]):
+        share = on[k].float().mean().item()
+        assert 0.1 < share < 0.3, share  # about the top quarter, less what the other object won
+        islands = _islands(on[k, 0])
+        kept = islands[islands > SAM3_SPRINKLE_AREA].sum()
+        assert kept >= 0.95 * on[k].sum(), (islands.tolist(), share)
+        assert len(islands) <= 20
+    assert not torch.equal(on[0], on[1])
 
 
 class _Model:

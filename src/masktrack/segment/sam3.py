@@ -56,8 +56,10 @@ made to behave like a model with objects, through SAM3's own code paths
   (:func:`~masktrack.segment.sam_compat.make_objects_present`), so clicked
   and detected objects are present on every frame (object pointers, memory
   of real masks, memory selection all run);
-* its mask logits are shifted per mask so that each covers about a quarter
-  of the frame instead of ~98% (:func:`~masktrack.segment.sam_compat.localise_random_masks`),
+* its mask logits are smoothed into blobs (a random decoder's logits are
+  pixel noise, whose specks SAM3's hole filling erases) and shifted per mask
+  so that each covers about a quarter of the frame instead of ~98%
+  (:func:`~masktrack.segment.sam_compat.localise_random_masks`),
   and the objects decoded together are made disjoint (each pixel stays on
   for the object with the highest logit,
   :func:`~masktrack.segment.sam_compat.disjoint_objects`), so that objects are
@@ -127,6 +129,7 @@ from masktrack.segment.sam_compat import (
     OBJECT_SCORE_BIAS,
     RANDOM_DETECTION_PROBS,
     RANDOM_MASK_SHARE,
+    RANDOM_MASK_SMOOTHING,
     install_random_detections,
     install_sam3_tracker_speedups,
     install_trunk_cache,
@@ -390,6 +393,7 @@ class Sam3Backend(SamBackend):
         return {
             "object_score_bias": OBJECT_SCORE_BIAS,
             "mask_share": RANDOM_MASK_SHARE,
+            "mask_smoothing": RANDOM_MASK_SMOOTHING,
             "detections": list(RANDOM_DETECTION_PROBS[: self.random_detections]),
             "objects_disjoint": True,
             "detections_follow_tracks": True,

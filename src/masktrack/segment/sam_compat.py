@@ -283,18 +283,29 @@ RANDOM_MASK_SHARE = 0.25
 
 
 def localise_random_masks(mask_decoder: Any) -> bool:
-    """Shift a random mask decoder's mask logits so that each mask covers about a quarter of the frame.
+    """Turn a random mask decoder's mask logits into solid blobs covering about a quarter of the frame.
 
     A random SAM3 tracker puts ~98% of the frame in every object's mask, so
     objects overlap completely: SAM3's non-overlap constraint and occlusion
     suppression then hide all but one object, and detection-to-track
-    association sees every track everywhere.  Subtracting each mask's
-    ``mean + 0.674 std`` (the upper quartile of a normal distribution) keeps
-    the logits' spatial pattern, which differs per object (prompt tokens,
-    object pointers, memory), and leaves about the top quarter on.  Element-
-    wise reductions only, so the step still replays as a CUDA graph.  It wraps
-    the built decoder (not a weight change): apply it again to a model loaded
-    from a checkpoint saved from a random one.
+    association sees every track everywhere.  Two steps fix that:
+
+    * the logits are smoothed (:func:`smooth_random_logits`): a random
+      decoder's logits are close to pixel noise, so their top quarter is
+      thousands of specks, and SAM3's post-processing
+      (``fill_holes_in_mask_scores`` removes foreground islands of up to 16
+      pixels) erases specks, leaving an empty mask after propagation; a
+      trained model's masks are a few connected regions, which the smoothed
+      logits resemble;
+    * each mask's ``mean + 0.674 std`` (the upper quartile of a normal
+      distribution) is subtracted, which keeps the spatial pattern, which
+      differs per object (prompt tokens, object pointers, memory), and
+      leaves about the top quarter on.
+
+    Fixed-shape pooling and element-wise reductions only, so the step still
+    replays as a CUDA graph.  It wraps the built decoder (not a weight
+    change): apply it again to a model loaded from a checkpoint saved from a
+    random one.
     """
     original = getattr(mask_decoder, "forward", None)
     if original is None:
@@ -302,7 +313,7 @@ def localise_random_masks(mask_decoder: Any) -> bool:
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         out = original(*args, **kwargs)
-        masks = out[0]
+        masks = smooth_random_logits(out[0])
         flat = masks.float().flatten(-2)
         shift = flat.mean(-1) + 0.674 * flat.std(-1)
         masks = masks - shift[..., None, None].to(masks.dtype)
@@ -312,12 +323,35 @@ def localise_random_masks(mask_decoder: Any) -> bool:
     return True
 
 
+#: Side of the box filter :func:`smooth_random_logits` applies, as a share of the mask's shorter side.
+RANDOM_MASK_SMOOTHING = 1 / 8
+
+
+def smooth_random_logits(masks: Any) -> Any:
+    """Mask logits ``(..., H, W)`` box-filtered twice with a side of 1/8 of the shorter side.
+
+    Two box filters approximate a Gaussian with a standard deviation of about
+    a tenth of the side, so the upper quartile of the result is a few blobs of
+    several hundred pixels each at SAM's 256/288-pixel low resolution, not a
+    field of single-pixel specks.  Borders average only the pixels inside the
+    frame.  The output has the input's shape and dtype.
+    """
+    import torch.nn.functional as F
+
+    h, w = int(masks.shape[-2]), int(masks.shape[-1])
+    k = max(3, int(min(h, w) * RANDOM_MASK_SMOOTHING) | 1)
+    x = masks.float().reshape(-1, 1, h, w)
+    for _ in range(2):
+        x = F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
+    return x.reshape(masks.shape).to(masks.dtype)
+
+
 def disjoint_objects(masks: Any) -> Any:
     """Mask logits ``(objects, channels, H, W)`` with each pixel positive for at most one object.
 
     A pixel where several objects' logits are positive stays positive only
     for the object with the highest logit; the others get the logit's
-    negative (same magnitude).  The objects a random tracker decodes in one
+    negative (same magnitude); of equal logits the first object's wins.  The objects a random tracker decodes in one
     batch share the frame's features, so their localised masks overlap
     heavily; a trained model separates distinct objects, and SAM3's
     association relies on that (a detection that overlaps two tracks makes
@@ -328,8 +362,9 @@ def disjoint_objects(masks: Any) -> Any:
 
     if masks.dim() != 4 or masks.shape[0] < 2:
         return masks
-    top = masks.amax(dim=0, keepdim=True)
-    return torch.where((masks > 0) & (masks < top), -masks, masks)
+    winner = masks.argmax(dim=0, keepdim=True)  # ties go to the first object
+    ids = torch.arange(masks.shape[0], device=masks.device).view(-1, 1, 1, 1)
+    return torch.where((masks > 0) & (ids != winner), -masks, masks)
 
 
 def _boxes_of(own: Any) -> tuple[Any, Any, Any, Any]:
