@@ -129,6 +129,71 @@ def test_spatialtracker_conversion(setup) -> None:
     assert np.median(np.linalg.norm(tr.tracks - _gt(poses, q), axis=2)[~before]) < 0.005
 
 
+def test_spatialtracker_keeps_every_query_in_order_and_takes_a_single_query(setup) -> None:
+    """SpatialTrackerV2 swaps low-confidence queries for others unless full_point=True, and fails on one query."""
+    scene, poses, q = setup
+    calls = []
+
+    class StrictPredictor:  # the real model's two traps, as seen running its code
+        def forward(self, video, depth, intrs, extrs, queries, **kw):
+            assert kw["full_point"] is True, "full_point=False reorders low-confidence queries"
+            assert len(queries) > 1, "a single query makes the real model's query filter fail"
+            calls.append(len(queries))
+            c = _camera_of(scene, video.permute(0, 2, 3, 1).round().to(torch.uint8).numpy())
+            tr2 = _oracle_2d(scene, poses, c, queries, one)
+            tr2 = np.concatenate([tr2, tr2[:, :1] + 50.0], axis=1)[:, : len(queries)]  # the copy goes astray
+            vis = torch.ones((tr2.shape[0], tr2.shape[1], 1))
+            return (None, intrs, None, None, None, torch.from_numpy(tr2).float(), vis, None, video)
+
+    one = q[:1]
+    tr = SpatialTrackerV2Tracker(model=StrictPredictor()).track(scene, one)
+    assert calls == [2] and tr.tracks.shape == (scene.num_frames, 1, 3)
+    after = np.arange(scene.num_frames) >= int(one[0, 0])
+    err = np.linalg.norm(tr.tracks[after, 0] - _gt(poses, one)[after, 0], axis=1)
+    assert err.size and np.median(err) < 0.005
+
+
+def test_spatialtracker_builds_random_weights_from_the_clones_config(tmp_path) -> None:
+    """pretrained=false: Predictor(args=<config/magic_infer_offline.yaml model section>); its to() returns None."""
+    import sys
+
+    pkg = tmp_path / "clone" / "models" / "SpaTrackV2" / "models"
+    pkg.mkdir(parents=True)
+    for d in (pkg.parents[1], pkg.parent, pkg):
+        (d / "__init__.py").write_text("")
+    (pkg / "predictor.py").write_text(
+        "class Predictor:\n"
+        "    def __init__(self, args=None):\n"
+        "        self.args, self.spatrack, self.device, self.training = args, type('S', (), {})(), None, True\n"
+        "    @classmethod\n"
+        "    def from_pretrained(cls, name):\n"
+        "        raise AssertionError('pretrained=false must not load weights')\n"
+        "    def to(self, device):\n"
+        "        self.device = device\n"
+        "    def eval(self):\n"
+        "        self.training = False\n"
+        "        return self\n"
+    )
+    (tmp_path / "clone" / "config").mkdir()
+    (tmp_path / "clone" / "config" / "magic_infer_offline.yaml").write_text(
+        "seed: 0\nmodel:\n  resolution: 336\n  Track_cfg: {s_wind: 500, overlap: 4}\n"
+    )
+    saved = {k: v for k, v in sys.modules.items() if k == "models" or k.startswith("models.")}
+    for k in saved:
+        del sys.modules[k]
+    try:
+        m = SpatialTrackerV2Tracker(code=str(tmp_path / "clone"), pretrained=False, device="cpu", track_num=9)
+        model = m.model()
+        assert model.args == {"resolution": 336, "Track_cfg": {"s_wind": 500, "overlap": 4}}
+        assert model.device == "cpu" and model.training is False and model.spatrack.track_num == 9
+        assert m.fingerprint()["weights"] == "random"
+    finally:
+        for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+        sys.path.remove(str(tmp_path / "clone"))
+
+
 def test_camera_to_world_inverts_extrinsics() -> None:
     rng = np.random.default_rng(0)
     qm, _ = np.linalg.qr(rng.normal(size=(3, 3)))

@@ -5,7 +5,10 @@ environment variable, and skips without it:
 
 * ``MASKTRACK_MVTRACKER_REPO``: a clone of ethz-vlg/mvtracker (torch.hub ``mvtracker`` entry);
 * ``MASKTRACK_COTRACKER_REPO``: a clone of facebookresearch/co-tracker (``cotracker3_offline``);
-* ``MASKTRACK_SPATIALTRACKER_CODE``: a clone of henry123-boy/SpaTrackerV2 (its ``Predictor``).
+* ``MASKTRACK_SPATIALTRACKER_CODE``: a clone of henry123-boy/SpaTrackerV2 (its ``Predictor``, built with
+  random weights from the clone's ``config/magic_infer_offline.yaml``: ``pretrained=false``); its imports
+  need utils3d (from git, a version with ``utils3d.torch.depth_edge``), kornia, pycolmap, pyceres,
+  decord, easydict, jaxtyping, flow_vis, scikit-learn, matplotlib, safetensors and huggingface_hub.
 
 They run on the RLBench episode (``../shared/data/rlbench``, or ``$MASKTRACK_SHARED/data``), queries at
 frame 5 on the gripper, tracked in batches of 64, and prove the plumbing,
@@ -155,5 +158,5 @@ def test_cotracker3_real_code_random_weights(rlbench_scene: Path, tmp_path: Path
 def test_spatialtracker_real_code_random_weights(rlbench_scene: Path, tmp_path: Path) -> None:
     code = _repo("MASKTRACK_SPATIALTRACKER_CODE")
     out = tmp_path / "tracks"
-    _, dt = _run(rlbench_scene, out, "spatialtracker", [f"code={code}", "device=cuda"])
+    _, dt = _run(rlbench_scene, out, "spatialtracker", [f"code={code}", "pretrained=false", "device=cuda"])
     _check(rlbench_scene, out, "spatialtracker", dt)

@@ -4,7 +4,9 @@ SpatialTrackerV2 is not a pip package: clone it and pass ``code=<clone>`` (it
 is put on ``sys.path`` and ``models.SpaTrackV2.models.predictor.Predictor`` is
 imported from it).  Weights come from ``Predictor.from_pretrained(weights)``
 (a Hugging Face id such as ``Yuxihenry/SpatialTrackerV2-Offline`` or a local
-folder).  Each camera's video is passed with its metric depth, intrinsics and
+folder); ``pretrained=false`` instead builds the model with random weights
+from the clone's own offline configuration (``config/magic_infer_offline.yaml``,
+its ``model`` section), for tests and benchmarks of the plumbing.  Each camera's video is passed with its metric depth, intrinsics and
 camera-to-world poses (``fixed_cam=True``: the scene's calibration is
 trusted), queries as ``(t, x, y)`` pixels.  Of its outputs only the 2D tracks
 and visibility are used and lifted with the scene's own depth and cameras
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,6 +50,7 @@ class SpatialTrackerV2Tracker(Tracker):
         *,
         code: str | None = None,
         weights: str = "Yuxihenry/SpatialTrackerV2-Offline",
+        pretrained: bool = True,
         device: str | None = "auto",
         iters: int = 4,
         track_num: int = 756,
@@ -59,12 +63,13 @@ class SpatialTrackerV2Tracker(Tracker):
             iters,
             track_num,
         )
+        self.pretrained = pretrained
         self._model = model
 
     def fingerprint(self) -> dict[str, Any]:
         return {
             "tracker": self.name,
-            "weights": self.weights,
+            "weights": self.weights if self.pretrained else "random",
             "iters": self.iters,
             "track_num": self.track_num,
         }
@@ -87,21 +92,39 @@ class SpatialTrackerV2Tracker(Tracker):
                     f"SpatialTrackerV2 code not found ({e}); clone henry123-boy/SpaTrackerV2 and pass -o code=PATH",
                     field="tracker",
                 ) from None
-            m = Predictor.from_pretrained(self.weights)
+            m = Predictor.from_pretrained(self.weights) if self.pretrained else self._random_model(Predictor)
             m.spatrack.track_num = self.track_num
             dev = (
                 self.device
                 if self.device not in (None, "auto")
                 else ("cuda" if torch.cuda.is_available() else "cpu")
             )
-            self._model = m.to(dev).eval()
+            m.to(dev)  # SpatialTrackerV2's Predictor.to moves its parts and returns None
+            m.eval()
+            self._model = m
         return self._model
+
+    def _random_model(self, predictor: Any) -> Any:
+        """The offline model with random weights, configured by the clone's own inference config."""
+        import yaml
+
+        cfg_path = Path(self.code or ".") / "config" / "magic_infer_offline.yaml"
+        try:
+            cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))["model"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError) as e:
+            raise BackendError(
+                f"{cfg_path}: cannot read the model configuration for pretrained=false ({e})", field="code"
+            ) from None
+        return predictor(args=cfg)
 
     def _runner(self, scene: Scene) -> Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         def run(c: int, frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             import torch
 
             model = self.model()
+            n = len(queries)
+            if n == 1:  # its query filter squeezes a single query's score to a scalar and fails
+                queries = np.concatenate([queries, queries])
             video = torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float()
             depth = np.asarray(scene.depths[c], np.float32)
             with torch.no_grad():
@@ -112,7 +135,10 @@ class SpatialTrackerV2Tracker(Tracker):
                     extrs=camera_to_world(scene.extrs[c]).astype(np.float32),
                     queries=np.asarray(queries, np.float32),
                     fps=1,
-                    full_point=False,
+                    # full_point=False replaces each query whose depth confidence is low (no depth,
+                    # a depth edge) by a random other query: the outputs would no longer be in
+                    # query order.  True keeps every query where it was asked.
+                    full_point=True,
                     iters_track=self.iters,
                     query_no_BA=True,
                     fixed_cam=True,
@@ -126,7 +152,7 @@ class SpatialTrackerV2Tracker(Tracker):
             vis = np.asarray(vis.float().cpu() if hasattr(vis, "cpu") else vis)
             if vis.ndim == 3:
                 vis = vis[..., 0]
-            return track2d, vis > 0.5
+            return track2d[:, :n], vis[:, :n] > 0.5
 
         return run
 
