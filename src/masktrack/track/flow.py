@@ -30,6 +30,11 @@ Per frame step ``f -> f+1``, for every active query (``t <= f``):
    the rigidity step carries the others.
 3. **Lift.** Depth at the tracked pixel (bilinear between pixel centres;
    across a depth discontinuity the nearest pixel's depth, never a blend).
+   A measurement whose depth is more than ``depth_gate_m`` plus the
+   point's last step away from the predicted point's depth is dropped: a
+   track a fraction of a pixel off a thin part lands on the silhouette and
+   lifts onto the background (on RLBench's 128 px external views, 15 cm to
+   2.7 m behind the gripper) - the mask cannot tell, the depth can.
 4. **Fuse.** Robust median of the per-camera 3D estimates; estimates farther
    than ``fuse_outlier_m`` from the median are dropped, the rest averaged
    by precision ``(focal / depth)^2``: a close view's pixel is a smaller step
@@ -59,6 +64,16 @@ Per frame step ``f -> f+1``, for every active query (``t <= f``):
    carries points through frames where no camera sees them.  ``rigidity``
    blends the rigid prediction with the point's own fused measurement
    (1 = rigid prediction only).
+   The robust scale of each measurement also counts its expected error,
+   ``rigid_noise_px`` pixels of its own view (1 px of a far external view
+   is 4-9 mm, beyond ``rigid_scale_m``).  And every anchor whose
+   neighbourhood does not reject the *whole instance's* robust rigid fit
+   by ``rigid_whole_nats`` of evidence takes that fit instead of its local
+   one (``rigid_whole``; :func:`masktrack.track.rigid.prefer_whole`): a
+   local fit's six degrees of freedom follow a small cluster of wrong
+   measurements, and the points it carries - often the majority no camera
+   measures - go with it; parts that really move on their own reject the
+   whole-instance motion with every measurement they have.
 
 Visibility at ``f`` is "at least one camera sees the point" (step 1).  Frames
 before a query's ``t`` are NaN and not visible.
@@ -119,6 +134,11 @@ class FlowOptions:
     )
     rigid_support: int = 0  # > 0: robust iterations widen each anchor's scale to this many measurements (rigid.fit_kernel); helps rigid instances seen coarsely, hurts articulated ones
     origin_anchor: bool = True  # track from each camera's first keyframe before its latest one (no drift where the appearance still matches)
+    anchor_levels: int = 0  # pyramid levels of keyframe/origin tracks: they start at the prediction and are gated to anchor_gate_px, so need no coarse search
+    depth_gate_m: float = 0.03  # drop a measurement whose depth is this far from the predicted point's depth (0 = off)
+    rigid_noise_px: float = 1.0  # expected tracking error (px): widens the rigid fit's robust scale by each measurement's pixel size
+    rigid_whole: bool = True  # anchors whose neighbourhood does not reject the whole instance's rigid fit take it (kernel mode)
+    rigid_whole_nats: float = 3.0  # evidence (Cauchy log-likelihood, kernel-weighted) a local fit needs to beat the whole-instance fit
 
 
 # `-o key=value` / batch `track.options` as a typed model (masktrack.plugins): FlowOptions' names and
@@ -149,6 +169,10 @@ FLOW_OPTIONS = options_from_dataclass(
     margin_px=Field(ge=0),
     rigid_reference=Literal["query", "frame"],
     rigid_support=Field(ge=0),
+    anchor_levels=Field(ge=0),
+    depth_gate_m=Field(ge=0),
+    rigid_noise_px=Field(ge=0),
+    rigid_whole_nats=Field(ge=0),
 )
 
 
@@ -331,6 +355,8 @@ class _Step:
     uv: np.ndarray  # [C, A, 2] its pixels at f
     pred: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))  # [A, 3] predicted at f+1
     guess: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 2)))  # [C, A, 2] predicted pixels
+    zpred: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # [C, A] predicted depths there
+    speed: np.ndarray = field(default_factory=lambda: np.empty(0))  # [A] length of the last step (m)
 
 
 class FlowTracker(Tracker):
@@ -343,16 +369,24 @@ class FlowTracker(Tracker):
         self.options = FlowOptions(**options)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"tracker": self.name, "version": 4, **asdict(self.options)}
+        return {"tracker": self.name, "version": 5, **asdict(self.options)}
 
     def _flow(
-        self, a: _Frame, b: _Frame, c: int, p0: np.ndarray, guess: np.ndarray, check: bool = True
+        self,
+        a: _Frame,
+        b: _Frame,
+        c: int,
+        p0: np.ndarray,
+        guess: np.ndarray,
+        check: bool = True,
+        levels: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Track pixels p0 [n, 2] of camera c from frame a to b; returns (p1 [n, 2], ok [n]).
 
         ``check``: ok also requires the backward track to return within
         ``fb_max_px`` (otherwise only the forward status).  Both directions
         run on the same pair of images over the instance's region of interest.
+        ``levels``: pyramid levels (default ``options.levels``).
         """
         import cv2
 
@@ -373,7 +407,7 @@ class FlowTracker(Tracker):
         crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, opts.iters, 0.01)
         lk = dict(
             winSize=(opts.win, opts.win),
-            maxLevel=opts.levels,
+            maxLevel=opts.levels if levels is None else levels,
             criteria=crit,
             flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
         )
@@ -410,6 +444,13 @@ class FlowTracker(Tracker):
         ``origin`` (the camera's first keyframe and its pixels) is tried
         before the keyframe: where the appearance still matches, the track
         has no drift at all since then.
+        Anchor tracks run on ``anchor_levels`` pyramid levels (0: the full
+        image only): they start at the prediction and only results within
+        ``anchor_gate_px`` of it are kept, so a coarse search has nothing to
+        find - and on an instance's small region of interest it does harm:
+        a 60 px high box is 7 px at level 3, where the window sees mostly
+        the flattened background and LK runs off (on the RLBench gripper
+        almost every origin/keyframe track failed from ~10 frames on).
         Returns (pixels [n, 2], ok [n]).
         """
         opts = self.options
@@ -424,7 +465,7 @@ class FlowTracker(Tracker):
             sel = np.flatnonzero(np.isfinite(anchors[:, 0]) & ~used)
             if sel.size:
                 start = guess[sel]
-                pa, oka = self._flow(k, nxt, c, anchors[sel], start)
+                pa, oka = self._flow(k, nxt, c, anchors[sel], start, levels=opts.anchor_levels)
                 use = oka & (np.linalg.norm(pa - start, axis=1) <= opts.anchor_gate_px)
                 p1[sel[use]] = pa[use]
                 ok[sel[use]] = True
@@ -499,8 +540,10 @@ class FlowTracker(Tracker):
     def _predict(self, st: _State, step: _Step, nxt: _Frame) -> None:
         """Constant-velocity prediction (world) for the LK start and for points no camera measures."""
         prev = st.Xprev[step.active]
-        step.pred = step.X + np.where(np.isfinite(prev), step.X - prev, 0.0)
-        step.guess, _ = project_cameras(step.pred, nxt.K, nxt.E)
+        vel = np.where(np.isfinite(prev), step.X - prev, 0.0)
+        step.pred = step.X + vel
+        step.speed = np.linalg.norm(vel, axis=1)
+        step.guess, step.zpred = project_cameras(step.pred, nxt.K, nxt.E)
 
     def _keyframe(self, st: _State, step: _Step, cur: _Frame) -> None:
         """Per camera: every ``keyframe_every`` frames, ``cur`` becomes the keyframe its points are re-anchored to."""
@@ -555,6 +598,9 @@ class FlowTracker(Tracker):
             cam, idx, p1 = cam[ok], idx[ok], p1[ok]
             d = sample_depth(nxt.depth, p1, cam=cam)
             good = d > 0
+            if opts.depth_gate_m > 0:  # a pixel next to the silhouette that lifts onto the background
+                gate = opts.depth_gate_m + step.speed[idx]  # the prediction is off by about its last step
+                good &= ~(np.abs(d - step.zpred[cam, idx]) > gate)
             cam, idx, p1, d = cam[good], idx[good], p1[good], d[good]
             meas[cam, idx] = lift(p1, d, nxt.K[cam], nxt.E[cam])
             prec[cam, idx] = (nxt.K[cam, 0, 0] / d) ** 2
@@ -581,6 +627,8 @@ class FlowTracker(Tracker):
                 radius=opts.rigid_radius_m,
                 choose=opts.rigid_choose,
                 support=opts.rigid_support,
+                noise_px=opts.rigid_noise_px,
+                whole_nats=opts.rigid_whole_nats if opts.rigid_whole else None,
             )
             new_pos = np.where(has[:, None], opts.rigidity * rig + (1 - opts.rigidity) * fused, rig)
             new_pos = np.where(rok[:, None], new_pos, np.where(has[:, None], fused, pred))

@@ -13,6 +13,14 @@ fitted to measurements around it.  Three pieces, each its own function:
   anchor's, or - for a measured point - the one of its ``choose`` nearest
   anchors that best explains its own measurement (across a joint, the
   transform of its own part).
+* :func:`prefer_whole` - which anchors take the whole instance's robust fit
+  instead of their local one: those whose own neighbourhood's measurements
+  do not reject it (a likelihood-ratio test).  A local fit has six degrees
+  of freedom for a few measurements; where an object moves as one body, a
+  cluster of consistently wrong measurements (a track that slid onto the
+  other finger) or a patch seen by one coarse view drags it, and the points
+  that take it - mostly ones no camera measures - follow it far off.  The
+  whole-instance fit does not care, and articulated parts still reject it.
 
 :func:`rigid_smooth` composes them (the tracker's entry point).
 """
@@ -89,6 +97,18 @@ def _rotation_from_moments(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _fit_from_covariance(H, pc, qc)
 
 
+def robust_scale2(weight: np.ndarray, scale: float, noise_px: float) -> np.ndarray:
+    """Squared Cauchy scale per measurement: ``scale`` combined with its expected error.
+
+    ``weight`` is a measurement's precision (focal / depth)^2, i.e. one over
+    its pixel's size squared; ``noise_px`` is the tracking error in pixels.
+    A far, coarse view's 1 px is several mm: judged against the ``scale`` of
+    relative part motion alone (3 mm) its ordinary noise looks like an
+    outlier and the robust fit locks onto a few measurements.
+    """
+    return scale**2 + noise_px**2 / np.maximum(weight, 1e-12)
+
+
 def anchor_indices(n: int, anchors: int) -> np.ndarray:
     """An even subset of ``anchors`` of n points (all of them when ``anchors`` is 0 or >= n)."""
     if anchors and n > anchors:
@@ -106,10 +126,13 @@ def fit_kernel(
     iters: int,
     scale: float,
     support: int = 0,
+    noise_px: float = 0.0,
 ) -> RigidFits:
     """Rigid fits X -> Y around ``centres`` over every measurement (``weight`` > 0), Gaussian-weighted by distance.
 
-    IRLS with Cauchy weights of scale ``scale`` (metres).  Every (anchor,
+    IRLS with Cauchy weights of scale ``scale`` (metres), widened per
+    measurement by its expected error (:func:`robust_scale2`, ``noise_px``).
+    ``radius = inf`` fits the whole instance.  Every (anchor,
     measurement) pair enters only through products of [A, 16] x [16, m]: a
     weighted rigid fit needs only the moments sum w [1, p, q, p q^T].
     ``support`` > 0: the first fit uses the local scale ``radius``; the
@@ -140,6 +163,7 @@ def fit_kernel(
         bw2 = np.maximum(radius**2, np.partition(d2, kth, axis=1)[:, kth : kth + 1])
         Kw = np.exp(-d2 / (2 * bw2)) * wn
     base = pp + (Q * Q).sum(1)
+    s2 = robust_scale2(weight[src], scale, noise_px)
     for i in range(max(1, iters)):
         R, t = _rotation_from_moments(_matmul(W, Fm))
         if i + 1 < iters:
@@ -154,7 +178,7 @@ def fit_kernel(
                 axis=1,
             )
             r2 = base[None] + _matmul(G, Fr.T)
-            W = Kw / (1.0 + np.maximum(r2, 0) / scale**2)
+            W = Kw / (1.0 + np.maximum(r2, 0) / s2[None])
     t = t + o - np.matmul(R, o)  # back from centred coordinates
     return RigidFits(R, t, K.sum(axis=1) > 0, centres)  # ok: some measurement within reach
 
@@ -212,6 +236,43 @@ def articulate(
     return pick
 
 
+def prefer_whole(
+    X: np.ndarray,
+    Y: np.ndarray,
+    weight: np.ndarray,
+    local: RigidFits,
+    whole: RigidFits,
+    *,
+    radius: float,
+    scale: float,
+    noise_px: float,
+    nats: float,
+) -> np.ndarray:
+    """Anchors (bool [A]) whose neighbourhood does not reject the whole-instance transform ``whole``.
+
+    For anchor a, with the Cauchy negative log-likelihood
+    rho(r) = log(1 + |r|^2 / s^2) of a measurement's residual (s from
+    :func:`robust_scale2`), and kernel memberships k_i = exp(-d_i^2 / 2
+    radius^2) of the measurements around it: the local transform is kept
+    only if it explains them better by more than ``nats`` in total,
+    sum_i k_i (rho_whole,i - rho_local,i) > nats.  The sum is not
+    normalised, so an anchor with little data nearby has little evidence
+    and takes the whole-instance motion; a part that really moves
+    differently (a link of an arm, closing fingers) piles up evidence
+    quickly, since every one of its measurements disagrees.
+    """
+    src = np.flatnonzero(weight > 0)
+    P, Q = X[src], Y[src]
+    s2 = robust_scale2(weight[src], scale, noise_px)
+    d2 = ((X[local.centres][:, None, :] - P[None]) ** 2).sum(-1)  # [A, m]
+    k = np.exp(-d2 / (2 * radius**2))
+    loc = np.einsum("aij,mj->ami", local.R, P) + local.t[:, None]
+    rho_local = np.log1p(((loc - Q[None]) ** 2).sum(-1) / s2[None])
+    glob = P @ whole.R[0].T + whole.t[0]
+    rho_whole = np.log1p(((glob - Q) ** 2).sum(-1) / s2)
+    return (k * (rho_whole[None] - rho_local)).sum(axis=1) <= nats
+
+
 def rigid_smooth(
     X: np.ndarray,
     Y: np.ndarray,
@@ -224,6 +285,8 @@ def rigid_smooth(
     radius: float = 0.0,
     choose: int = 1,
     support: int = 0,
+    noise_px: float = 0.0,
+    whole_nats: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Move each point of X [N,3] by the robust rigid fit of its neighbours' X -> Y.
 
@@ -231,7 +294,10 @@ def rigid_smooth(
     Neighbourhoods: :func:`fit_kernel` with ``radius`` > 0, else
     :func:`fit_knn` (``k`` nearest).  ``anchors`` > 0 fits only that many
     neighbourhoods (an even subset of the points) and each point takes one
-    of them (:func:`articulate`, ``choose``); ``support``: see :func:`fit_kernel`.
+    of them (:func:`articulate`, ``choose``); ``support``, ``noise_px``: see
+    :func:`fit_kernel`.  ``whole_nats`` (kernel mode only; None = off): anchors
+    whose neighbourhood does not reject the whole instance's robust fit by
+    that much evidence take it (:func:`prefer_whole`).
     Returns (new positions [N,3], ok [N]: the neighbourhood had enough measurements).
     """
     has = weight > 0
@@ -240,7 +306,18 @@ def rigid_smooth(
         return Y.copy(), np.zeros(n, bool)
     centres = anchor_indices(n, anchors)
     if radius > 0:
-        fits = fit_kernel(X, Y, weight, centres, radius=radius, iters=iters, scale=scale, support=support)
+        fits = fit_kernel(
+            X, Y, weight, centres, radius=radius, iters=iters, scale=scale, support=support, noise_px=noise_px
+        )
+        if whole_nats is not None:
+            whole = fit_kernel(
+                X, Y, weight, centres[:1], radius=np.inf, iters=iters, scale=scale, noise_px=noise_px
+            )
+            use = prefer_whole(
+                X, Y, weight, fits, whole, radius=radius, scale=scale, noise_px=noise_px, nats=whole_nats
+            )
+            fits.R[use] = whole.R[0]
+            fits.t[use] = whole.t[0]
     else:
         fits = fit_knn(X, Y, weight, centres, k=k, iters=iters, scale=scale)
     R, t, ok = fits.R, fits.t, fits.ok
