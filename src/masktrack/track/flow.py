@@ -135,7 +135,9 @@ class FlowOptions:
     rigid_support: int = 0  # > 0: robust iterations widen each anchor's scale to this many measurements (rigid.fit_kernel); helps rigid instances seen coarsely, hurts articulated ones
     origin_anchor: bool = True  # track from each camera's first keyframe before its latest one (no drift where the appearance still matches)
     anchor_levels: int = 0  # pyramid levels of keyframe/origin tracks: they start at the prediction and are gated to anchor_gate_px, so need no coarse search
-    depth_gate_m: float = 0.03  # drop a measurement whose depth is this far from the predicted point's depth (0 = off)
+    depth_gate_m: float = (
+        0.03  # drop a measurement whose depth is this far from the predicted point's depth (0 = off)
+    )
     rigid_noise_px: float = 1.0  # expected tracking error (px): widens the rigid fit's robust scale by each measurement's pixel size
     rigid_whole: bool = True  # anchors whose neighbourhood does not reject the whole instance's rigid fit take it (kernel mode)
     rigid_whole_nats: float = 3.0  # evidence (Cauchy log-likelihood, kernel-weighted) a local fit needs to beat the whole-instance fit
