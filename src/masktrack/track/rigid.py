@@ -262,15 +262,33 @@ def prefer_whole(
     quickly, since every one of its measurements disagrees.
     """
     src = np.flatnonzero(weight > 0)
-    P, Q = X[src], Y[src]
+    o = X[src].mean(axis=0)  # centred, as in fit_kernel: the expanded products lose no precision
+    P, Q, C = X[src] - o, Y[src] - o, X[local.centres] - o
     s2 = robust_scale2(weight[src], scale, noise_px)
-    d2 = ((X[local.centres][:, None, :] - P[None]) ** 2).sum(-1)  # [A, m]
-    k = np.exp(-d2 / (2 * radius**2))
-    loc = np.einsum("aij,mj->ami", local.R, P) + local.t[:, None]
-    rho_local = np.log1p(((loc - Q[None]) ** 2).sum(-1) / s2[None])
-    glob = P @ whole.R[0].T + whole.t[0]
-    rho_whole = np.log1p(((glob - Q) ** 2).sum(-1) / s2)
-    return (k * (rho_whole[None] - rho_local)).sum(axis=1) <= nats
+    pp = (P * P).sum(1)
+    d2 = np.maximum((C * C).sum(1)[:, None] + pp[None] - 2 * _matmul(C, P.T), 0)
+    k = np.exp(-d2 / (2 * radius**2))  # [A, m]
+    Fr = np.concatenate(
+        [np.ones((len(src), 1)), Q, P, (Q[:, :, None] * P[:, None, :]).reshape(-1, 9)], axis=1
+    )
+    base = pp + (Q * Q).sum(1)
+
+    def rho(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """log(1 + |R p + t - q|^2 / s^2) for every (transform, measurement), through [B, 16] x [16, m]."""
+        tc = t + np.matmul(R, o) - o  # the same transform in centred coordinates
+        G = np.concatenate(
+            [
+                (tc * tc).sum(1)[:, None],
+                -2 * tc,
+                2 * np.matmul(R.transpose(0, 2, 1), tc[..., None])[..., 0],
+                -2 * R.reshape(-1, 9),
+            ],
+            axis=1,
+        )
+        return np.log1p(np.maximum(base[None] + _matmul(G, Fr.T), 0) / s2[None])
+
+    evidence = (k * (rho(whole.R[:1], whole.t[:1]) - rho(local.R, local.t))).sum(axis=1)
+    return evidence <= nats
 
 
 def rigid_smooth(
