@@ -74,6 +74,15 @@ Per frame step ``f -> f+1``, for every active query (``t <= f``):
    measurements, and the points it carries - often the majority no camera
    measures - go with it; parts that really move on their own reject the
    whole-instance motion with every measurement they have.
+6. **Temporal smoothing (offline, ``smooth_window > 0``).** After the last
+   frame, every point's track is replaced by a robust local quadratic fit
+   in time over ``smooth_window`` frames either side
+   (:func:`masktrack.track.smooth.smooth_tracks`): each frame's estimate
+   used only that frame's measurements, so it carries that frame's tracking
+   noise (one pixel of a far view is several mm); the window is symmetric,
+   so constant velocity and acceleration pass without lag, and a sample far
+   off the local fit (``smooth_scale_m``: a real jump) loses its weight.
+   Per point, so parts moving relative to each other are never mixed.
 
 Visibility at ``f`` is "at least one camera sees the point" (step 1).  Frames
 before a query's ``t`` are NaN and not visible.
@@ -94,6 +103,7 @@ from masktrack.track.base import Tracker, Tracks
 from masktrack.track.geometry import bilinear, in_image, lift, project_cameras, sample_depth
 from masktrack.track.instances import Instance
 from masktrack.track.rigid import _matmul, rigid_smooth  # noqa: F401  (re-exported: tests, callers)
+from masktrack.track.smooth import smooth_tracks
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,8 @@ class FlowOptions:
     rigid_noise_px: float = 1.0  # expected tracking error (px): widens the rigid fit's robust scale by each measurement's pixel size
     rigid_whole: bool = True  # anchors whose neighbourhood does not reject the whole instance's rigid fit take it (kernel mode)
     rigid_whole_nats: float = 3.0  # evidence (Cauchy log-likelihood, kernel-weighted) a local fit needs to beat the whole-instance fit
+    smooth_window: int = 2  # offline: each point's estimate is a robust quadratic in time over this many frames either side (0 = off): averages per-frame tracking noise without lag
+    smooth_scale_m: float = 0.005  # Cauchy scale of the smoothing's robust weights: above the per-frame noise (2-5 mm), below a real jump (cm)
 
 
 # `-o key=value` / batch `track.options` as a typed model (masktrack.plugins): FlowOptions' names and
@@ -175,6 +187,8 @@ FLOW_OPTIONS = options_from_dataclass(
     depth_gate_m=Field(ge=0),
     rigid_noise_px=Field(ge=0),
     rigid_whole_nats=Field(ge=0),
+    smooth_window=Field(ge=0),
+    smooth_scale_m=Field(ge=0),
 )
 
 
@@ -371,7 +385,7 @@ class FlowTracker(Tracker):
         self.options = FlowOptions(**options)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"tracker": self.name, "version": 5, **asdict(self.options)}
+        return {"tracker": self.name, "version": 6, **asdict(self.options)}
 
     def _flow(
         self,
@@ -516,6 +530,7 @@ class FlowTracker(Tracker):
             fused, weight = _fuse(meas, prec, opts.fuse_outlier_m)
             self._update(st, step, fused, weight)
             cur = nxt
+        self._smooth(st)
         elapsed = time.perf_counter() - t0
         prov = {
             **self.fingerprint(),
@@ -638,6 +653,22 @@ class FlowTracker(Tracker):
             new_pos = np.where(has[:, None], fused, pred)
         st.Xprev[step.active] = Xa
         st.X[step.active] = new_pos
+
+    # ------------------------------------------------------------ after the last frame
+    def _smooth(self, st: _State) -> None:
+        """Offline temporal smoothing of every point's track (step 6, :mod:`masktrack.track.smooth`).
+
+        Each frame's estimate came from that frame's measurements only, so it
+        carries that frame's tracking noise; the frames after it are known
+        too (the tracker is offline), so a symmetric window averages the noise
+        without lagging behind the motion.  It runs on the output only: the
+        frame-by-frame loop (visibility, predictions, gates) is unchanged.
+        """
+        opts = self.options
+        if opts.smooth_window > 0:
+            st.tracks = smooth_tracks(
+                st.tracks, st.qt, half=opts.smooth_window, scale=opts.smooth_scale_m
+            ).astype(np.float32)
 
 
 def _fuse(meas: np.ndarray, prec: np.ndarray, outlier: float) -> tuple[np.ndarray, np.ndarray]:
