@@ -106,6 +106,48 @@ def test_recovers_after_occlusion_and_fast_motion(tmp_path: Path) -> None:
     assert jaccard(without[last]["thing"], gt[last]) < 0.3  # the mechanism is what makes the difference
 
 
+@pytest.mark.parametrize("backend", ["bilateral", "classic"])
+def test_click_at_a_contact_stays_off_the_touched_object(tmp_path: Path, backend: str) -> None:
+    """A light arm with dark fingers touching a green box; one positive click 2 px from the contact.
+
+    The demo's failure (issue 15): the click's grown neighbourhood covered the
+    box, GrabCut learnt the box's colours as the arm's and kept it.  The
+    neighbourhood now stops at image edges, so the box stays out.
+    """
+    rng = np.random.default_rng(1)
+    h, w = 240, 320
+    img = cv2.resize(_texture(rng, 120, 160, 60, 200, 2), (w, h))
+    img[..., 0] = np.clip(img[..., 0].astype(int) + 40, 0, 255)  # an orange-ish table
+    img[..., 2] //= 2
+    arm = np.zeros((h, w), bool)
+    arm[20:130, 120:170] = True
+    fingers = np.zeros((h, w), bool)
+    fingers[130:140, 115:175] = True
+    box = np.zeros((h, w), bool)
+    box[140:175, 125:165] = True
+    img[arm] = _texture(rng, h, w, 170, 250, 1)[arm]
+    img[fingers] = _texture(rng, h, w, 10, 70, 1)[fingers]
+    green = _texture(rng, h, w, 0, 120, 1)
+    green[..., 1] = np.clip(green[..., 1].astype(int) + 110, 0, 255)
+    img[box] = green[box]
+    arm |= fingers
+    folder = tmp_path / "contact"
+    folder.mkdir()
+    for t in range(2):
+        cv2.imwrite(str(folder / f"{t:05d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    pts = np.array(
+        [[145, 40], [145, 80], [140, 110], [150, 138], [60, 60], [260, 80], [145, 220], [260, 200]],
+        np.float32,
+    )
+    prompt = FramePrompt(frame=0, object="thing", points=pts, labels=np.array([1, 1, 1, 1, 0, 0, 0, 0]))
+    with load_backend(backend).open_session(FrameFolder(folder), [OBJ]) as s:
+        s.add_prompt(prompt)
+        m = next(iter(s.propagate(0)))[1]["thing"]
+    assert m.any() and box.any()
+    assert jaccard(m, arm) >= 0.9
+    assert (m & box).sum() <= 0.02 * box.sum()  # before the fix: the whole box (1400 of 1400 px)
+
+
 def test_two_objects_never_share_a_pixel(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     h, w, frames = 80, 120, 10

@@ -39,7 +39,7 @@ from masktrack.plugins import PluginOptions
 from masktrack.segment.base import Backend, SessionObject
 from masktrack.segment.classic import ClassicSession
 
-VERSION = 1
+VERSION = 2
 
 
 class BilateralOptions(PluginOptions):

@@ -43,7 +43,7 @@ from masktrack.io.video import VideoSource
 from masktrack.plugins import options_from_dataclass
 from masktrack.segment.base import Backend, FrameMasks, FramePrompt, Session, SessionObject
 
-VERSION = 2
+VERSION = 3
 
 
 @dataclass(frozen=True)

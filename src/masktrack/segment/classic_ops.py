@@ -153,7 +153,11 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
     - clicks only: the positive clicks' convex hull (grown a little) is probably
       foreground; far outside the clicks' spread (Mahalanobis distance > 3 with
       a floor of 5% of the diagonal) is background - a spatial prior that stops
-      GrabCut from leaking into same-coloured regions across the image.
+      GrabCut from leaking into same-coloured regions across the image.  The
+      grown hull is cut to the clicks' *geodesic* neighbourhood (image edges
+      are expensive to cross, :func:`click_reach`): a click near a contact
+      boundary (a gripper touching a box) must not put the touched object into
+      the prior, or GrabCut learns its colours as the object's and keeps it.
     Components not touching a positive click (or the box/mask) are dropped.
     """
     h, w = image.shape[:2]
@@ -187,10 +191,12 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
     else:
         lab[_outside_click_spread(pos, h, w, diag)] = cv2.GC_BGD
         grow = max(2, int(0.03 * diag))
+        prior = np.zeros((h, w), np.uint8)
         if len(pos) >= 3:
-            cv2.fillConvexPoly(lab, cv2.convexHull(np.rint(pos).astype(np.int32)), int(cv2.GC_PR_FGD))
+            cv2.fillConvexPoly(prior, cv2.convexHull(np.rint(pos).astype(np.int32)), 1)
         for x, y in pos:
-            cv2.circle(lab, (int(round(x)), int(round(y))), grow, int(cv2.GC_PR_FGD), -1)
+            cv2.circle(prior, (int(round(x)), int(round(y))), grow, 1, -1)
+        lab[(prior > 0) & click_reach(image, pos, 1.5 * grow) & (lab != cv2.GC_BGD)] = cv2.GC_PR_FGD
 
     # Clicks are hard seeds, kept small: a click near the boundary must not claim the other side.
     seed = max(1, int(round(0.004 * diag)))
@@ -204,6 +210,36 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
     if out is None:
         out = (lab == cv2.GC_FGD) | (lab == cv2.GC_PR_FGD)
     return keep_components(out, anchor, min_fraction=0.0)
+
+
+EDGE_WEIGHT = 1.0
+"""Geodesic cost of crossing an image edge: 1 + EDGE_WEIGHT * |grad Lab| / mean |grad Lab| per pixel step."""
+
+
+def edge_cost(image: np.ndarray, weight: float = EDGE_WEIGHT) -> np.ndarray:
+    """Per-pixel cost of a geodesic step: 1 in flat regions, higher on colour edges (float64 [h, w])."""
+    lab = cv2.cvtColor(cv2.GaussianBlur(image, (3, 3), 0), cv2.COLOR_BGR2Lab).astype(np.float32)
+    gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3)
+    g = np.sqrt((gx * gx + gy * gy).sum(axis=2))
+    return (1.0 + weight * g / max(1e-3, float(g.mean()))).astype(np.float64)
+
+
+def geodesic_distance(cost: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Minimum accumulated ``cost`` from the nearest of ``points`` (x, y) to every pixel (float64 [h, w])."""
+    from skimage.graph import MCP_Geometric
+
+    h, w = cost.shape
+    starts = [
+        (int(np.clip(round(float(y)), 0, h - 1)), int(np.clip(round(float(x)), 0, w - 1))) for x, y in points
+    ]
+    dist, _ = MCP_Geometric(cost).find_costs(starts)
+    return np.asarray(dist)
+
+
+def click_reach(image: np.ndarray, points: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels within geodesic distance ``radius`` of a click: a disk in a flat region, cut short at edges."""
+    return geodesic_distance(edge_cost(image), points) < radius
 
 
 def _outside_click_spread(pos: np.ndarray, h: int, w: int, diag: float, k: float = 3.0) -> np.ndarray:
