@@ -155,9 +155,10 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
       a floor of 5% of the diagonal) is background - a spatial prior that stops
       GrabCut from leaking into same-coloured regions across the image.  The
       grown hull is cut to the clicks' *geodesic* neighbourhood (image edges
-      are expensive to cross, :func:`click_reach`): a click near a contact
+      are expensive to cross, :func:`edge_cost`): a click near a contact
       boundary (a gripper touching a box) must not put the touched object into
       the prior, or GrabCut learns its colours as the object's and keeps it.
+      Each click's near geodesic neighbourhood is a hard seed of its label.
     Components not touching a positive click (or the box/mask) are dropped.
     """
     h, w = image.shape[:2]
@@ -196,7 +197,15 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
             cv2.fillConvexPoly(prior, cv2.convexHull(np.rint(pos).astype(np.int32)), 1)
         for x, y in pos:
             cv2.circle(prior, (int(round(x)), int(round(y))), grow, 1, -1)
-        lab[(prior > 0) & click_reach(image, pos, 1.5 * grow) & (lab != cv2.GC_BGD)] = cv2.GC_PR_FGD
+        cost = edge_cost(image)
+        d_pos = geodesic_distance(cost, pos)
+        d_neg = geodesic_distance(cost, pts[labs == 0]) if (labs == 0).any() else np.full((h, w), np.inf)
+        lab[(prior > 0) & (d_pos < 1.5 * grow) & (lab != cv2.GC_BGD)] = cv2.GC_PR_FGD
+        # A click owns its near geodesic neighbourhood outright (the interactive protocol clicks in the
+        # middle of an error region: the whole neighbourhood, not one pixel, is what the click says).
+        near = HARD_REACH * diag
+        lab[(d_pos < near) & (d_pos < HARD_RATIO * d_neg)] = cv2.GC_FGD
+        lab[(d_neg < near) & (d_neg < HARD_RATIO * d_pos)] = cv2.GC_BGD
 
     # Clicks are hard seeds, kept small: a click near the boundary must not claim the other side.
     seed = max(1, int(round(0.004 * diag)))
@@ -237,9 +246,9 @@ def geodesic_distance(cost: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.asarray(dist)
 
 
-def click_reach(image: np.ndarray, points: np.ndarray, radius: float) -> np.ndarray:
-    """Pixels within geodesic distance ``radius`` of a click: a disk in a flat region, cut short at edges."""
-    return geodesic_distance(edge_cost(image), points) < radius
+HARD_REACH, HARD_RATIO = 0.03, 0.3
+"""Clicks-only keyframes: a pixel within geodesic distance HARD_REACH x diagonal of a click, and more than
+1 / HARD_RATIO times closer to it than to any click of the other label, is a hard seed of the click's label."""
 
 
 def _outside_click_spread(pos: np.ndarray, h: int, w: int, diag: float, k: float = 3.0) -> np.ndarray:
