@@ -195,6 +195,47 @@ def test_deterministic_and_isolated(tmp_path: Path) -> None:
     assert np.array_equal(a, b)
 
 
+def test_texture_separates_what_colour_cannot() -> None:
+    """Two regions with the *same* grey levels, one as fine noise and one as a smooth ramp.
+
+    The colour model cannot tell them apart (identical histograms); the
+    texture model (local contrast at two scales, edge coherence) can.
+    """
+    from masktrack.segment.bilateral_ops import ColourModel, colour_index, texture_index
+
+    rng = np.random.default_rng(0)
+    h, w = 64, 128
+    values = rng.integers(60, 200, (h, w // 2)).astype(np.uint8)
+    noisy = values  # fine texture
+    smooth = np.sort(values.ravel()).reshape(w // 2, h).T.copy()  # the same values as a smooth ramp
+    luma = np.concatenate([noisy, smooth], axis=1)
+    obj = np.zeros((h, w), bool)
+    obj[:, : w // 2] = True
+    inner = np.zeros((h, w), bool)
+    inner[8:-8, 8 : w // 2 - 8] = True
+    outer = np.zeros((h, w), bool)
+    outer[8:-8, w // 2 + 8 : -8] = True
+    ycc = np.dstack([luma, np.full_like(luma, 128), np.full_like(luma, 128)])
+    colour = ColourModel.from_mask(colour_index(ycc), obj)
+    tidx = texture_index(luma)
+    texture = ColourModel.from_mask(tidx, obj)
+    assert colour is not None and texture is not None
+    assert len(np.unique(tidx)) > 4  # a real index, not a constant
+    c_lo, t_lo = colour.log_odds()[colour_index(ycc)], texture.log_odds()[tidx]
+    assert abs(float(c_lo[inner].mean() - c_lo[outer].mean())) < 0.5
+    assert t_lo[inner].mean() > 1.0 and t_lo[outer].mean() < -1.0
+
+
+def test_texture_option_tracks_the_square(tmp_path: Path) -> None:
+    """The opt-in texture cue (``w_texture``) runs through a whole session and keeps the object."""
+    video, gt = make_clip(tmp_path / "f")
+    out = run(video, [FramePrompt(frame=0, object="thing", mask=gt[0])], w_texture=0.5)
+    assert len(out) == video.num_frames
+    for t, masks in out.items():
+        assert masks["thing"].any()
+        assert jaccard(masks["thing"], gt[t]) >= 0.8, t
+
+
 def test_options_are_validated_with_field_names(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match=r"options\.flow"):
         load_backend("bilateral", flow="turbo")

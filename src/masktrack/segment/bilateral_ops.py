@@ -130,6 +130,29 @@ def histogram(index: np.ndarray, where: np.ndarray) -> np.ndarray | None:
     return h / h.sum()
 
 
+def texture_index(luma: np.ndarray) -> np.ndarray:
+    """Quantised local texture of every pixel as a bin index of a 16x16x16 histogram (like colour_index).
+
+    Axes: local contrast (standard deviation of luma) in a 3x3 and in a 9x9
+    window, on a log scale, and the coherence of the gradient structure
+    tensor (0: no dominant orientation, 1: one edge direction).  All three
+    are rotation invariant, so a turning object keeps its texture; fur and
+    grass, or a car body and asphalt, differ here where their colours don't.
+    """
+    y = luma.astype(np.float32)
+    feats = []
+    for k in (3, 9):
+        m = cv2.blur(y, (k, k))
+        sd = np.sqrt(np.maximum(cv2.blur(y * y, (k, k)) - m * m, 0.0))
+        feats.append(np.clip(np.log1p(sd) * (16 / np.log1p(64.0)), 0, 15).astype(np.int32))
+    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)
+    jxx, jyy, jxy = (cv2.blur(a, (7, 7)) for a in (gx * gx, gy * gy, gx * gy))
+    coh = np.sqrt((jxx - jyy) ** 2 + 4 * jxy * jxy) / (jxx + jyy + 1e-3)
+    c = np.clip(coh * 16, 0, 15).astype(np.int32)
+    return (feats[0] << 8) | (feats[1] << 4) | c
+
+
 @dataclass
 class ColourModel:
     """Object-vs-rest colour log-odds: the keyframe's foreground always counts half (anchor against drift)."""
