@@ -33,6 +33,7 @@ import numpy as np
 
 from masktrack.io.scene import load_scene
 from masktrack.io.scene_import import import_npz
+from masktrack.plugins import parse_option_values
 from masktrack.track.base import track_batched
 from masktrack.track.instances import load_instance
 from masktrack.track.queries import QueryOptions, sample_queries
@@ -73,13 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.npz.exists():
         print(f"missing {args.npz}", file=sys.stderr)
         return 2
-    opts = {}
-    for o in args.option:
-        k, _, v = o.partition("=")
-        try:
-            opts[k] = json.loads(v)
-        except json.JSONDecodeError:
-            opts[k] = v
+    opts = parse_option_values(args.option)
     with tempfile.TemporaryDirectory() as tmp:
         scene_dir = Path(tmp) / "scene"
         scene = import_npz(args.npz, scene_dir, mask_key="gt_masks_gripper=gripper")

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from masktrack.io.scene import load_scene
+from masktrack.plugins import parse_option_values
 from masktrack.synth import SynthConfig, generate
 from masktrack.synth.truth import SceneTruth, track_errors
 from masktrack.track.base import track_batched
@@ -55,13 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="timing: the best of this many tracking runs")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    opts = {}
-    for o in args.option:
-        k, _, v = o.partition("=")
-        try:
-            opts[k] = json.loads(v)
-        except json.JSONDecodeError:
-            opts[k] = v
+    opts = parse_option_values(args.option)
     cfg = SynthConfig(
         frames=args.frames,
         seed=args.seed,

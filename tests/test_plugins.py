@@ -155,3 +155,15 @@ def test_option_problems_names_unknown_options_with_the_known_ones():
     assert p.location == "options.b" and "options: a" in p.message
     assert option_problems(M, {"a": 2}) == []
     assert not issubclass(dict, BaseModel)
+
+
+def test_option_values_are_json_where_they_parse_and_malformed_items_name_the_flag() -> None:
+    from masktrack.errors import ConfigError
+    from masktrack.plugins import parse_option_values
+
+    got = parse_option_values(["iters=4", "device=cuda", "pretrained=false", "scale=0.5", "name="])
+    assert got == {"iters": 4, "device": "cuda", "pretrained": False, "scale": 0.5, "name": ""}
+    for bad in ("iters", "=4"):
+        with pytest.raises(ConfigError, match="expected KEY=VALUE") as e:
+            parse_option_values([bad], field="-o")
+        assert "-o" in str(e.value)

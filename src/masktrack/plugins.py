@@ -32,7 +32,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Strict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
-from masktrack.errors import BackendError, Problem, pydantic_problems
+from masktrack.errors import BackendError, ConfigError, Problem, pydantic_problems
 
 PLUGINS_ENV = "MASKTRACK_PLUGINS"
 _PLUGINS_LOADED: set[str] = set()
@@ -64,6 +64,27 @@ def _strict(hint: Any) -> Any:
     if origin in (list, tuple) and args:
         return origin[tuple(_strict(a) for a in args)] if origin is tuple else list[_strict(args[0])]  # type: ignore[misc]
     return hint
+
+
+def parse_option_values(items: typing.Iterable[str], field: str = "--option") -> dict[str, Any]:
+    """``KEY=VALUE`` command-line options as a dict, each value read as JSON where it parses, else a string.
+
+    ``-o iters=4`` is the int 4, ``-o device=cuda`` the string ``"cuda"``, ``-o pretrained=false``
+    the bool: what a config file's ``options:`` would hold.  A malformed item is a :class:`ConfigError`
+    on ``field``.
+    """
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}", field=field)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
 
 
 def options_model(

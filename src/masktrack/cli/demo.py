@@ -102,6 +102,7 @@ def demo(
 
     from masktrack.demo import DEMO_SMALL, Stage, run_demo
     from masktrack.errors import ConfigError
+    from masktrack.plugins import parse_option_values
     from masktrack.synth import SynthConfig
 
     base = DEMO_SMALL if small else SynthConfig()
@@ -121,15 +122,7 @@ def demo(
     import dataclasses
 
     cfg = dataclasses.replace(base, **kw)
-    options: dict = {}
-    for item in backend_opts:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise ConfigError(f"expected KEY=VALUE, got {item!r}", field="--option")
-        try:
-            options[k] = json.loads(v)
-        except json.JSONDecodeError:
-            options[k] = v
+    options = parse_option_values(backend_opts)
     if checkpoint is not None:
         options["checkpoint"] = str(checkpoint.resolve())
     console = Console(stderr=True)

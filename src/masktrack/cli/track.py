@@ -480,15 +480,12 @@ def track(
     Example:
       masktrack track scene/ --out tracks/ --instances gripper --window frame --frame 0 --rerun
     """
+    from masktrack.plugins import parse_option_values
     from masktrack.track.pipeline import run_tracking
     from masktrack.track.queries import QueryOptions
 
-    opts = {}
-    for k, v in _pairs(tracker_opts, "--option").items():
-        try:
-            opts[k] = json.loads(v)
-        except json.JSONDecodeError:
-            opts[k] = v
+    _pairs(tracker_opts, "--option")  # a value is required here
+    opts = parse_option_values(tracker_opts)
     contact_frames = _contact(contact)
     try:
         qo = QueryOptions(

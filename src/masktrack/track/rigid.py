@@ -97,6 +97,25 @@ def _rotation_from_moments(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _fit_from_covariance(H, pc, qc)
 
 
+def _squared_residuals(R: np.ndarray, t: np.ndarray, base: np.ndarray, Fr: np.ndarray) -> np.ndarray:
+    """|R_a p_i + t_a - q_i|^2 [A, m] for every transform a and measurement i, through [A, 16] x [16, m].
+
+    ``base`` [m] is |p|^2 + |q|^2 and ``Fr`` [m, 16] the rows [1, q, p, vec(q p^T)]:
+    |R p + t - q|^2 = |p|^2 + |q|^2 + |t|^2 - 2 t.q + 2 (R^T t).p - 2 vec(R).vec(q p^T), so no
+    [A, m, 3] array is formed.  Clipped at 0 (the expansion can round below it).
+    """
+    G = np.concatenate(
+        [
+            (t * t).sum(1)[:, None],
+            -2 * t,
+            2 * np.matmul(R.transpose(0, 2, 1), t[..., None])[..., 0],
+            -2 * R.reshape(-1, 9),
+        ],
+        axis=1,
+    )
+    return np.maximum(base[None] + _matmul(G, Fr.T), 0)
+
+
 def robust_scale2(weight: np.ndarray, scale: float, noise_px: float) -> np.ndarray:
     """Squared Cauchy scale per measurement: ``scale`` combined with its expected error.
 
@@ -167,18 +186,7 @@ def fit_kernel(
     for i in range(max(1, iters)):
         R, t = _rotation_from_moments(_matmul(W, Fm))
         if i + 1 < iters:
-            # |R p + t - q|^2 = |p|^2 + |q|^2 + |t|^2 - 2 t.q + 2 (R^T t).p - 2 vec(R).vec(q p^T)
-            G = np.concatenate(
-                [
-                    (t * t).sum(1)[:, None],
-                    -2 * t,
-                    2 * np.matmul(R.transpose(0, 2, 1), t[..., None])[..., 0],
-                    -2 * R.reshape(-1, 9),
-                ],
-                axis=1,
-            )
-            r2 = base[None] + _matmul(G, Fr.T)
-            W = Kw / (1.0 + np.maximum(r2, 0) / s2[None])
+            W = Kw / (1.0 + _squared_residuals(R, t, base, Fr) / s2[None])
     t = t + o - np.matmul(R, o)  # back from centred coordinates
     return RigidFits(R, t, K.sum(axis=1) > 0, centres)  # ok: some measurement within reach
 
@@ -276,16 +284,7 @@ def prefer_whole(
     def rho(R: np.ndarray, t: np.ndarray) -> np.ndarray:
         """log(1 + |R p + t - q|^2 / s^2) for every (transform, measurement), through [B, 16] x [16, m]."""
         tc = t + np.matmul(R, o) - o  # the same transform in centred coordinates
-        G = np.concatenate(
-            [
-                (tc * tc).sum(1)[:, None],
-                -2 * tc,
-                2 * np.matmul(R.transpose(0, 2, 1), tc[..., None])[..., 0],
-                -2 * R.reshape(-1, 9),
-            ],
-            axis=1,
-        )
-        return np.log1p(np.maximum(base[None] + _matmul(G, Fr.T), 0) / s2[None])
+        return np.log1p(_squared_residuals(R, tc, base, Fr) / s2[None])
 
     evidence = (k * (rho(whole.R[:1], whole.t[:1]) - rho(local.R, local.t))).sum(axis=1)
     return evidence <= nats
