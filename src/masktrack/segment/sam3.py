@@ -61,13 +61,14 @@ made to behave like a model with objects, through SAM3's own code paths
   so that each covers about a quarter of the frame instead of ~98%
   (:func:`~masktrack.segment.sam_compat.localise_random_masks`),
   and the objects decoded together are made disjoint (each pixel stays on
-  for the object with the highest logit,
+  for the object whose logit is highest relative to its own spread,
   :func:`~masktrack.segment.sam_compat.disjoint_objects`), so that objects are
   not all one overlapping blob that SAM3's non-overlap and occlusion rules
   reduce to a single object;
 * the detector's per-frame output reports ``random_detections`` objects for
   any text prompt with distinct probabilities 0.95, 0.9, ... (fixed query
-  slots, their own mask logits made disjoint; see
+  slots, their own mask logits smoothed into blobs like the tracker's and
+  made disjoint; see
   :func:`~masktrack.segment.sam_compat.install_random_detections`), so NMS,
   detection-to-track association, new-object creation and the session's
   object mapping run on real outputs;
@@ -395,7 +396,8 @@ class Sam3Backend(SamBackend):
             "mask_share": RANDOM_MASK_SHARE,
             "mask_smoothing": RANDOM_MASK_SMOOTHING,
             "detections": list(RANDOM_DETECTION_PROBS[: self.random_detections]),
-            "objects_disjoint": True,
+            "objects_disjoint": "by-logit-over-spread",
+            "detection_masks": "smoothed",
             "detections_follow_tracks": True,
         }
 

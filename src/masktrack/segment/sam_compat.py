@@ -350,19 +350,27 @@ def disjoint_objects(masks: Any) -> Any:
     """Mask logits ``(objects, channels, H, W)`` with each pixel positive for at most one object.
 
     A pixel where several objects' logits are positive stays positive only
-    for the object with the highest logit; the others get the logit's
-    negative (same magnitude); of equal logits the first object's wins.  The objects a random tracker decodes in one
-    batch share the frame's features, so their localised masks overlap
-    heavily; a trained model separates distinct objects, and SAM3's
-    association relies on that (a detection that overlaps two tracks makes
-    them duplicates, which its hot-start rule removes).  Element-wise, so the
-    step still replays as a CUDA graph; a batch of one object is unchanged.
+    for the object whose logit is highest *relative to its own spread*
+    (logit / the mask's standard deviation); the others get the logit's
+    negative (same magnitude); of equal scores the first object's wins.  The
+    objects a random tracker decodes in one batch share the frame's
+    features, so their localised masks overlap heavily; a trained model
+    separates distinct objects, and SAM3's association relies on that (a
+    detection that overlaps two tracks makes them duplicates, which its
+    hot-start rule removes).  Comparing raw logits let an object whose
+    logits happen to spread wider win every contested pixel, leaving the
+    other one empty on some frames (seen on the H100: one of two clicked
+    objects empty on 2 of 22 frames); scaled by their own spread, each object
+    wins where it is relatively strongest.  Reductions and element-wise
+    steps only, so the step still replays as a CUDA graph; a batch of one
+    object is unchanged.
     """
     import torch
 
     if masks.dim() != 4 or masks.shape[0] < 2:
         return masks
-    winner = masks.argmax(dim=0, keepdim=True)  # ties go to the first object
+    spread = masks.float().flatten(-2).std(-1).clamp_min(1e-6)[..., None, None]
+    winner = (masks.float() / spread).argmax(dim=0, keepdim=True)  # ties go to the first object
     ids = torch.arange(masks.shape[0], device=masks.device).view(-1, 1, 1, 1)
     return torch.where((masks > 0) & (ids != winner), -masks, masks)
 
@@ -391,10 +399,13 @@ def install_random_detections(detector: Any, count: int) -> bool:
     tracking see it: the first ``count`` queries (fixed query slots, so the
     same "object" on consecutive frames) get the probabilities
     :data:`RANDOM_DETECTION_PROBS` and every other query a probability of
-    about 2e-9.  Their masks stay the detector's own mask logits, made
-    disjoint (each pixel goes to the chosen query with the highest logit, with
-    the logit's magnitude kept) so that NMS keeps all of them; their boxes are
-    those masks' bounding boxes.
+    about 2e-9.  Their masks come from the detector's own mask logits,
+    smoothed like the tracker's (:func:`smooth_random_logits`: raw random
+    logits are pixel noise, and on the prompt frame SAM3 outputs the
+    detection masks as they are, so speckles would be erased by its hole
+    filling and the prompt frame left empty) and made disjoint (each pixel
+    goes to the chosen query whose standardised logit is highest) so that NMS
+    keeps all of them; their boxes are those masks' bounding boxes.
     """
     import torch
 
@@ -412,10 +423,12 @@ def install_random_detections(detector: Any, count: int) -> bool:
         n = count
         logits = torch.full_like(logits, -20.0)
         logits[:, :n, 0] = chosen_logits.to(logits.device, logits.dtype)
-        chosen = masks[:, :n]
-        owner = chosen.argmax(dim=1, keepdim=True)
+        chosen = smooth_random_logits(masks[:, :n]).float()
+        flat = chosen.flatten(-2)
+        z = (chosen - flat.mean(-1)[..., None, None]) / flat.std(-1).clamp_min(1e-6)[..., None, None]
+        owner = z.argmax(dim=1, keepdim=True)
         own = owner == torch.arange(n, device=masks.device).view(1, n, 1, 1)
-        magnitude = chosen.abs() + 1.0
+        magnitude = (z.abs() + 1.0).to(masks.dtype)
         masks = masks.clone()
         masks[:, :n] = torch.where(own, magnitude, -magnitude)
         x0, y0, x1, y1 = _boxes_of(own)
