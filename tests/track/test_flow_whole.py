@@ -121,7 +121,7 @@ def test_anchor_tracks_hold_on_the_rlbench_gripper_over_several_frames(rlbench_n
 
 
 def test_flow_holds_the_rlbench_gripper_without_the_wrist_camera(rlbench_npz, tmp_path) -> None:
-    """External cameras only, the CLI's query density: a loose bound on the final frame (before the
+    """External cameras only, the CLI's query density: median under 3 mm, a loose bound on the final frame (before the
     whole-instance fit and the depth gate the unmeasured far side drifted 3 cm by the end)."""
     scene = import_npz(rlbench_npz, tmp_path / "scene", mask_key="gt_masks_gripper=gripper")
     inst = load_instance(tmp_path / "scene", "gripper")
@@ -145,5 +145,5 @@ def test_flow_holds_the_rlbench_gripper_without_the_wrist_camera(rlbench_npz, tm
     err = np.linalg.norm(tr.tracks - gt, axis=2)
     assert np.isfinite(err).all() and len(q) > 50
     assert np.median(np.linalg.norm(gt[-1] - gt[0], axis=1)) > 0.5  # standing still would fail by far
-    assert np.median(err) < 0.005, np.median(err)
+    assert np.median(err) < 0.003, np.median(err)  # the issue-19 target; 3.3 mm before support points
     assert np.median(err[-1]) < 0.015, np.median(err[-1])
