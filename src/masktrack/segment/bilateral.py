@@ -85,6 +85,8 @@ class BilateralOptions(PluginOptions):
     """Re-detect an object whose area falls below this fraction of its running area (0 = off)."""
     lost_frames: int = Field(30, ge=0)
     """How many frames a lost object is searched for (its search box grows each frame)."""
+    w_motion: float = Field(1.0, ge=0)
+    """Weight of the motion cue: evidence against pixels that move like the background, not like the object."""
     keyframe_iterations: int = Field(5, ge=0)
     """GrabCut iterations on a prompted frame."""
 
@@ -182,9 +184,11 @@ class BilateralSession(ClassicSession):
         """One object's mask and confidence on frame ``t`` from its mask on ``prev``."""
         from masktrack.segment.bilateral_ops import (
             BilateralGrid,
+            background_motion_logit,
             crop_box,
             edge_weights,
             fill_holes,
+            fit_motion,
             location_logit,
             mean_field,
             slice_logit,
@@ -218,6 +222,12 @@ class BilateralSession(ClassicSession):
         app = self._appearance.get(name)
         if o.w_colour > 0 and app is not None:
             unary += o.w_colour * app.log_odds()[cidx[crop]]
+        if o.w_motion > 0:
+            models = fit_motion(flow, err, wb, 4 + motion)
+            if models is not None:
+                gx, gy = _grid(h, w)
+                e = None if err is None else err[crop]
+                unary += o.w_motion * background_motion_logit(flow[crop], e, models, gx[crop], gy[crop])
         tex = self._texture.get(name)
         if tidx is not None and tex is not None:
             unary += o.w_texture * np.clip(tex.log_odds()[tidx[crop]], -TEXTURE_CLIP, TEXTURE_CLIP)

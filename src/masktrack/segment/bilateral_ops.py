@@ -243,3 +243,91 @@ def fill_holes(mask: np.ndarray, max_fraction: float = 0.02) -> np.ndarray:
     fill = ~touches & (a < max_fraction * max(1, int(mask.sum())))
     fill[0] = False
     return mask | fill[lab]
+
+
+# -- motion ------------------------------------------------------------------
+
+MOTION_NOISE = 1.0
+"""Standard deviation of a flow vector around its motion model, working pixels (plus the forward-backward error)."""
+MOTION_CLIP = 3.0
+"""Largest log-odds the motion cue gives against the object (before its weight and the rigidity)."""
+
+
+@dataclass
+class MotionModels:
+    """How the background and the object moved between two frames, both fitted robustly to the flow.
+
+    Both map current-frame pixel coordinates to where they came from in the
+    previous frame.  ``rigidity`` is the fraction of the object's reliable
+    flow that its one affine motion explains (a car: ~0.85; a dancer's
+    limbs: ~0.4).
+    """
+
+    background: np.ndarray  # 3x3 homography
+    obj: np.ndarray  # 2x3 affine
+    rigidity: float
+
+
+def _fit_points(mask: np.ndarray, flow: np.ndarray, step: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``limit`` (x, y) points of ``mask`` on a ``step`` grid, and where flow says they came from."""
+    ys, xs = np.nonzero(mask[::step, ::step])
+    ys, xs = ys * step, xs * step
+    if len(ys) > limit:
+        k = np.linspace(0, len(ys) - 1, limit).astype(np.int64)
+        ys, xs = ys[k], xs[k]
+    src = np.stack([xs, ys], 1).astype(np.float32)
+    return src, src + flow[ys, xs]
+
+
+def fit_motion(
+    flow: np.ndarray, err: np.ndarray | None, warped: np.ndarray, margin: float
+) -> MotionModels | None:
+    """Fit the background's motion (a homography, RANSAC) outside the warped mask grown by ``margin`` px
+    and the object's (an affine motion) inside it shrunk by 2 px, on pixels whose flow is reliable
+    (forward-backward error < 1 px).  None when either side has too few points or a fit fails."""
+    sd = signed_distance(warped)
+    reliable = np.ones(flow.shape[:2], bool) if err is None else err < 1.0
+    src_b, dst_b = _fit_points((sd < -margin) & reliable, flow, 8, 3000)
+    src_o, dst_o = _fit_points((sd > 2) & reliable, flow, 4, 2000)
+    if len(src_b) < 16 or len(src_o) < 8:
+        return None
+    # OpenCV's RANSAC draws from its own fixed-seed generator: the fits are deterministic.
+    hb, _ = cv2.findHomography(src_b, dst_b, cv2.RANSAC, 1.0, maxIters=500, confidence=0.99)
+    ao, inliers = cv2.estimateAffine2D(
+        src_o, dst_o, method=cv2.RANSAC, ransacReprojThreshold=1.0, maxIters=500
+    )
+    if hb is None or ao is None or inliers is None:
+        return None
+    return MotionModels(hb.astype(np.float32), ao.astype(np.float32), float(inliers.mean()))
+
+
+def background_motion_logit(
+    flow: np.ndarray, err: np.ndarray | None, models: MotionModels, xs: np.ndarray, ys: np.ndarray
+) -> np.ndarray:
+    """Evidence against the object where a pixel moves like the background rather than like the object.
+
+    Log-likelihood ratio of the pixel's flow under the object's and the
+    background's motion (Gaussian residuals, ``MOTION_NOISE`` plus the
+    forward-backward error), kept only where it is negative and scaled by
+    the object's rigidity.  Why one-sided: what leaks into a mask is
+    background the object slides over (a swan's wake, the road behind a
+    car, the grass behind a running dog), and it moves with the camera;
+    but water next to a swan also moves like the swan, so "moves like the
+    object" is no evidence *for* it.  Why the rigidity: a dancer's hand
+    resting on the floor moves like the background too, and one affine
+    motion explains little of a dancer.  Zero where the two motions agree
+    (a static object under a static camera).
+    """
+    hb, ao = models.background, models.obj
+    px, py = xs + flow[..., 0], ys + flow[..., 1]
+    den = hb[2, 0] * xs + hb[2, 1] * ys + hb[2, 2]
+    den = np.where(np.abs(den) < 1e-6, 1e-6, den)
+    bx = (hb[0, 0] * xs + hb[0, 1] * ys + hb[0, 2]) / den
+    by = (hb[1, 0] * xs + hb[1, 1] * ys + hb[1, 2]) / den
+    ox = ao[0, 0] * xs + ao[0, 1] * ys + ao[0, 2]
+    oy = ao[1, 0] * xs + ao[1, 1] * ys + ao[1, 2]
+    rb = (px - bx) ** 2 + (py - by) ** 2
+    ro = (px - ox) ** 2 + (py - oy) ** 2
+    var = MOTION_NOISE**2 + (0.0 if err is None else err**2)
+    llr = np.clip((rb - ro) / (2.0 * var), -MOTION_CLIP, 0.0)
+    return (models.rigidity * llr).astype(np.float32)
