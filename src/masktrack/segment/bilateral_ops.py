@@ -293,10 +293,17 @@ def fit_motion(
         return None
     # OpenCV's RANSAC draws from its own fixed-seed generator: the fits are deterministic.
     hb, _ = cv2.findHomography(src_b, dst_b, cv2.RANSAC, 1.0, maxIters=500, confidence=0.99)
+    if hb is None:
+        return None
+    # The object's motion from its pixels the background's does not explain: once part of the mask is
+    # background (a wake taken in), an affine fitted to all of it would blend the two motions.
+    moving = np.linalg.norm(cv2.perspectiveTransform(src_o[None], hb)[0] - dst_o, axis=1) > 2 * MOTION_NOISE
+    if int(moving.sum()) < 8:
+        return None  # the object moves like the background: motion cannot tell them apart
     ao, inliers = cv2.estimateAffine2D(
-        src_o, dst_o, method=cv2.RANSAC, ransacReprojThreshold=1.0, maxIters=500
+        src_o[moving], dst_o[moving], method=cv2.RANSAC, ransacReprojThreshold=1.0, maxIters=500
     )
-    if hb is None or ao is None or inliers is None:
+    if ao is None or inliers is None:
         return None
     return MotionModels(hb.astype(np.float32), ao.astype(np.float32), float(inliers.mean()))
 
