@@ -17,7 +17,14 @@ that fail in different places (see :mod:`~masktrack.segment.bilateral_ops`):
    updated on frames whose area is consistent, which re-detects the object
    (GrabCut seeded by it, in a search box that grows while the object is
    lost) after an occlusion or a motion flow could not follow.
-4. **Global texture** (opt-in, ``w_texture``): the same kind of model over
+4. **Motion** (``w_motion``): the background's motion (a homography) and
+   the object's (an affine motion) fitted robustly to the flow; pixels that
+   move like the background and not like the object get evidence against
+   the object (never for it), scaled by how rigid the object moves.  It is
+   what refuses a wake: what an object slides over (a swan's wake, the road
+   behind a car, the grass behind a dog) has its colours and is covered by
+   the warped mask, but it moves with the camera.
+5. **Global texture** (opt-in, ``w_texture``): the same kind of model over
    local contrast at two scales and edge coherence
    (:func:`~masktrack.segment.bilateral_ops.texture_index`), clipped to
    +-``TEXTURE_CLIP`` so it breaks ties where colour is ambiguous (fur on dry
@@ -25,7 +32,8 @@ that fail in different places (see :mod:`~masktrack.segment.bilateral_ops`):
 
 Location and the bilateral grid both remember the previous frame's labels,
 so an error there (a shadow taken in) tends to persist; the colour and
-texture models are anchored on the keyframe and are what can undo it.
+texture models are anchored on the keyframe, and motion does not remember
+at all: those are what can undo it.
 
 The log-odds are summed with weights and smoothed by a few mean-field
 iterations of a contrast-sensitive CRF; components not connected to where
@@ -48,7 +56,7 @@ from masktrack.plugins import PluginOptions
 from masktrack.segment.base import Backend, SessionObject
 from masktrack.segment.classic import ClassicSession
 
-VERSION = 2
+VERSION = 3
 TEXTURE_CLIP = 2.0
 """Texture breaks ties where colour is ambiguous; it must not outvote a confident colour model."""
 
@@ -92,7 +100,7 @@ class BilateralOptions(PluginOptions):
 
 
 class BilateralBackend(Backend):
-    """Flow-warped location + bilateral-grid and global colour models, fused by a mean-field CRF."""
+    """Flow-warped location + bilateral-grid, global colour and motion cues, fused by a mean-field CRF."""
 
     name = "bilateral"
     supports_text = False

@@ -1,7 +1,7 @@
 """Pure image operations of the ``bilateral`` backend (no session state).
 
-The backend labels every frame from three independent cues, each of which
-fails in different places, fused as log-odds and smoothed along image edges:
+The backend labels every frame from independent cues, each of which fails
+in different places, fused as log-odds and smoothed along image edges:
 
 - **location**: the previous mask pulled along dense optical flow, soft
   where forward and backward flow disagree;
@@ -12,7 +12,10 @@ fails in different places, fused as log-odds and smoothed along image edges:
   water is judged by the nearby water only;
 - **global colour**: object-vs-rest colour histograms anchored on the
   keyframe and updated on confident frames, which is what still knows the
-  object when flow has lost it (occlusion, fast motion).
+  object when flow has lost it (occlusion, fast motion);
+- **motion**: background and object motion models fitted to the flow; a
+  pixel that moves like the background and not like the object is evidence
+  against the object (what a mask takes in from what the object slides over).
 
 A few mean-field iterations with contrast-sensitive pairwise weights play the
 role of a per-frame CRF: labels agree with their neighbours unless an image
