@@ -137,7 +137,7 @@ def test_motion_keeps_the_wake_out(tmp_path: Path) -> None:
     """What the square leaves behind moves like the background (not at all), so the motion cue refuses it.
 
     Without the cue (``w_motion=0``) the mask keeps the wake and grows to 4x
-    the square by the last frame (mean J 0.42); with it the mean J is ~0.67.
+    the square by the last frame (mean J 0.42); with it (default 2) the mean J is 0.81.
     """
     video, gt = make_wake_clip(tmp_path / "wake")
     prompt = [FramePrompt(frame=0, object="thing", mask=gt[0])]
@@ -149,8 +149,8 @@ def test_motion_keeps_the_wake_out(tmp_path: Path) -> None:
     with_motion = run(video, prompt)
     without = run(video, prompt, w_motion=0)
     last = len(gt) - 1
-    assert mean_j(with_motion) >= 0.55
-    assert mean_j(with_motion) >= mean_j(without) + 0.15  # the mechanism is what makes the difference
+    assert mean_j(with_motion) >= 0.65
+    assert mean_j(with_motion) >= mean_j(without) + 0.2  # the mechanism is what makes the difference
     assert with_motion[last]["thing"].sum() < 0.6 * without[last]["thing"].sum()
 
 

@@ -93,7 +93,7 @@ class BilateralOptions(PluginOptions):
     """Re-detect an object whose area falls below this fraction of its running area (0 = off)."""
     lost_frames: int = Field(30, ge=0)
     """How many frames a lost object is searched for (its search box grows each frame)."""
-    w_motion: float = Field(1.0, ge=0)
+    w_motion: float = Field(2.0, ge=0)
     """Weight of the motion cue: evidence against pixels that move like the background, not like the object."""
     keyframe_iterations: int = Field(5, ge=0)
     """GrabCut iterations on a prompted frame."""
