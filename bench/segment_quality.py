@@ -14,6 +14,10 @@ propagating forward from frame 0, in two modes:
   negative on a false positive, at most 20; 20 when never reached), and the
   J&F after propagating from the clicks that reached 0.85 (``jf_noc85``).
 
+The JSON also holds, per sequence and mode, ``per_frame``: J of every
+frame and its false positives and misses as fractions of the ground-truth
+area (where a sequence is lost, and whether by drift or by dropped parts).
+
 Scores follow the DAVIS semi-supervised protocol (first and last frame not
 scored).  ``--rlbench NPZ`` adds the robot arm of an RLBench episode,
 segmented from 5 interactive-protocol clicks on frame 0 in every camera whose
@@ -216,6 +220,19 @@ def scores(pred: np.ndarray, gt: np.ndarray, name: str) -> dict:
     }
 
 
+def per_frame(pred: np.ndarray, gt: np.ndarray) -> dict[str, list[float]]:
+    """J of every frame and its false positives / misses as fractions of the ground-truth area (where it
+    is lost, and how: drift onto the background or parts dropped)."""
+    area = np.maximum(1, gt.reshape(len(gt), -1).sum(axis=1))
+    fp = (pred & ~gt).reshape(len(gt), -1).sum(axis=1) / area
+    fn = (gt & ~pred).reshape(len(gt), -1).sum(axis=1) / area
+    return {
+        "j": [round(_jaccard(p, g), 4) for p, g in zip(pred, gt)],
+        "fp": [round(float(x), 4) for x in fp],
+        "fn": [round(float(x), 4) for x in fn],
+    }
+
+
 def run_davis(task: tuple) -> tuple:
     """One (config, sequence, mode) of the DAVIS part; runs in a worker process."""
     ci, options, backend_name, data, seq, mode, seed, max_frames, threads = task
@@ -242,6 +259,7 @@ def run_davis(task: tuple) -> tuple:
     pred, fps, cpu_fps = propagate(video, prompt, backend_name, options)
     res = {**scores(pred, gt, seq), "frames": int(gt.shape[0]), "fps": fps, "cpu_fps": cpu_fps}
     res["size"] = [int(gt.shape[2]), int(gt.shape[1])]
+    res["per_frame"] = per_frame(pred, gt)
     if mode == "points":
         noc, sets, js = interactive_clicks(video, gt[0], backend_name, options)
         p85 = FramePrompt(frame=0, object="target", points=sets[0.85][0], labels=sets[0.85][1])
