@@ -112,4 +112,4 @@ def test_flow_smooths_its_output_and_window_zero_turns_it_off(cube_scene) -> Non
         out.tracks, expect, atol=1e-6
     )  # the loop itself is unchanged: smoothing is a last step
     assert np.array_equal(out.visibility, raw.visibility)
-    assert out.provenance["version"] == 7 and out.provenance["smooth_window"] == 2
+    assert out.provenance["version"] == 8 and out.provenance["smooth_window"] == 2

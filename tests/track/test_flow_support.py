@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from masktrack.io.scene import load_scene
-from masktrack.track.flow import FlowOptions, FlowTracker, _consistent_depth, _Frame, _State
+from masktrack.track.flow import (
+    FlowOptions,
+    FlowTracker,
+    _consistent_depth,
+    _fill_gaps,
+    _Frame,
+    _sees,
+    _State,
+)
 from masktrack.track.geometry import project_cameras
 from masktrack.track.instances import load_instance
 from masktrack.track.queries import QueryOptions, sample_queries
@@ -51,7 +59,7 @@ def test_no_support_points_when_the_queries_fill_the_budget(cube_scene) -> None:
     assert np.isfinite(a.tracks).all() and np.ptp(a.tracks[:, :, 0]) > 0.05
     assert np.array_equal(a.tracks, b.tracks)
     assert not np.array_equal(a.tracks, c.tracks)  # below the budget support points do change the fit
-    assert a.provenance["version"] == 7
+    assert a.provenance["version"] == 8
 
 
 def test_support_points_skip_flying_pixels_but_keep_an_exact_silhouette() -> None:
@@ -115,6 +123,20 @@ def test_support_fills_uncovered_pixels_and_recycles_the_slots_of_points_no_came
     tr._support(st, _Frame(scene, 4, opts, masks[:, 4]), 4, 0)  # off the refresh cadence: nothing
     assert np.array_equal(st.q[sup], before, equal_nan=True)
     tr._support(st, f8, 8, 0)
-    assert (st.qt[sup[:50]] == 8).all() and (st.qt[sup[50:]] == 0).all()  # freed slots refilled at 8
+    # freed slots (the lost points and any other no camera sees at 8) are refilled at 8, the others stay
+    assert (st.qt[sup[:50]] == 8).all()
+    seen8 = _sees(f8, st.X[sup[50:]], opts, scene.size)[0].any(axis=0)
+    assert seen8.mean() > 0.8
+    assert (st.qt[sup[50:]][seen8] == 0).all() and (st.qt[sup[50:]][~seen8] == 8).all()
     assert np.isnan(st.kf_uv[:, sup[:50]]).all()  # no stale anchors of the slots' old points
     assert not np.allclose(st.q[sup[:50], 1:4], before[:50, 1:4])
+
+
+def test_fill_gaps_puts_support_where_the_tracked_points_are_sparsest() -> None:
+    """Candidates along a line with queries tracked at its left end: the first picks are the far end, then
+    the middle of the remaining gap, never next to a query (a plain farthest-point spread ignores them)."""
+    X = np.c_[np.linspace(0.0, 1.0, 101), np.zeros(101), np.zeros(101)]
+    tracked = np.c_[np.linspace(0.0, 0.3, 31), np.zeros(31), np.zeros(31)]
+    pick = _fill_gaps(X, tracked, 2)
+    assert np.allclose(np.sort(X[pick, 0]), [0.65, 1.0])
+    assert np.allclose(np.sort(X[_fill_gaps(X, tracked[:0], 3), 0]), [0.0, 0.5, 1.0])  # none tracked: FPS
