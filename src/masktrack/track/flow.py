@@ -607,6 +607,8 @@ class FlowTracker(Tracker):
         gone = active[(active >= st.n) & ~seen.any(axis=0)]  # support no camera sees: free its slot
         st.qt[gone] = T
         free = np.flatnonzero(st.qt[st.n :] >= T) + st.n
+        if free.size == 0:
+            return
         cell = max(opts.measure_cell_px, 1.0)
         pts = []
         for c in range(len(cur.K)):
@@ -622,12 +624,13 @@ class FlowTracker(Tracker):
             if keep.size:
                 px = np.stack([u[keep], v[keep]], axis=1).astype(np.float64)
                 pts.append(lift(px, cur.depth[c][v[keep], u[keep]], cur.K[c], cur.E[c]))
-        if not pts or free.size == 0:
+        if not pts:
             return
         X = np.concatenate(pts)
         if len(X) > free.size:
+            X = X[:: max(len(X) // (16 * free.size), 1)]  # an even subset in each image bounds the cost
             kept = Xa[(st.qt[active] <= f) & np.isfinite(Xa).all(axis=1)]  # not the slots freed above
-            X = X[_fill_gaps(X, kept, free.size)]
+            X = X[_fill_gaps(X, kept, min(free.size, len(X)))]
         slot = free[: len(X)]
         st.q[slot] = np.concatenate([np.full((len(X), 1), float(f)), X], axis=1)
         st.qt[slot] = f
@@ -802,8 +805,13 @@ def _consistent_depth(depth: np.ndarray, mask: np.ndarray, opts: FlowOptions) ->
         return ok
     d = np.pad(np.where(ok, depth, np.nan), 1, constant_values=np.nan)
     nb = np.stack([d[v + 1 + dv, u + 1 + du] for dv in (-1, 0, 1) for du in (-1, 0, 1) if dv or du], axis=1)
-    has = np.isfinite(nb).any(axis=1)
-    med = np.nanmedian(np.where(has[:, None], nb, 0.0), axis=1)
+    cnt = np.isfinite(nb).sum(axis=1)
+    has = cnt > 0
+    srt = np.sort(
+        np.where(np.isfinite(nb), nb, np.inf), axis=1
+    )  # the valid ones first (np.nanmedian is slow)
+    rows = np.arange(len(nb))
+    med = 0.5 * (srt[rows, np.maximum(cnt - 1, 0) // 2] + srt[rows, cnt // 2])
     z = depth[v, u]
     keep = has & (np.abs(z - med) <= opts.depth_tol_m + opts.depth_tol_rel * z)
     out = np.zeros_like(ok)
