@@ -20,10 +20,12 @@ that fail in different places (see :mod:`~masktrack.segment.bilateral_ops`):
 4. **Motion** (``w_motion``): the background's motion (a homography) and
    the object's (an affine motion) fitted robustly to the flow; pixels that
    move like the background and not like the object get evidence against
-   the object (never for it), scaled by how rigid the object moves.  It is
-   what refuses a wake: what an object slides over (a swan's wake, the road
-   behind a car, the grass behind a dog) has its colours and is covered by
-   the warped mask, but it moves with the camera.
+   the object, and the reverse evidence for it where the background nearby
+   follows its model (not under parallax), scaled by how rigid the object
+   moves.  It is what refuses a wake: what an object slides over (a swan's
+   wake, the road behind a car, the grass behind a dog) has its colours and
+   is covered by the warped mask, but it moves with the camera; and what
+   gives back parts the colour model dropped (a rider in dark clothes).
 5. **Global texture** (opt-in, ``w_texture``): the same kind of model over
    local contrast at two scales and edge coherence
    (:func:`~masktrack.segment.bilateral_ops.texture_index`), clipped to
@@ -56,7 +58,7 @@ from masktrack.plugins import PluginOptions
 from masktrack.segment.base import Backend, SessionObject
 from masktrack.segment.classic import ClassicSession
 
-VERSION = 3
+VERSION = 4
 TEXTURE_CLIP = 2.0
 """Texture breaks ties where colour is ambiguous; it must not outvote a confident colour model."""
 
@@ -94,7 +96,7 @@ class BilateralOptions(PluginOptions):
     lost_frames: int = Field(30, ge=0)
     """How many frames a lost object is searched for (its search box grows each frame)."""
     w_motion: float = Field(2.0, ge=0)
-    """Weight of the motion cue: evidence against pixels that move like the background, not like the object."""
+    """Weight of the motion cue: pixels that move like the background, not like the object, and the reverse."""
     keyframe_iterations: int = Field(5, ge=0)
     """GrabCut iterations on a prompted frame."""
 
@@ -201,7 +203,7 @@ class BilateralSession(ClassicSession):
             mean_field,
             slice_logit,
         )
-        from masktrack.segment.classic_ops import _grid, keep_components, warp_mask
+        from masktrack.segment.classic_ops import _grid, keep_components, signed_distance, warp_mask
 
         o = self.opts
         zeros = np.zeros(self._size, bool), np.zeros(self._size, np.float32)
@@ -235,7 +237,8 @@ class BilateralSession(ClassicSession):
             if models is not None:
                 gx, gy = _grid(h, w)
                 e = None if err is None else err[crop]
-                unary += o.w_motion * background_motion_logit(flow[crop], e, models, gx[crop], gy[crop])
+                out = signed_distance(wb[crop]) < -(4 + motion)  # where fit_motion sampled the background
+                unary += o.w_motion * background_motion_logit(flow[crop], e, models, gx[crop], gy[crop], out)
         tex = self._texture.get(name)
         if tidx is not None and tex is not None:
             unary += o.w_texture * np.clip(tex.log_odds()[tidx[crop]], -TEXTURE_CLIP, TEXTURE_CLIP)

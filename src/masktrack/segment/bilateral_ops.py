@@ -15,7 +15,9 @@ in different places, fused as log-odds and smoothed along image edges:
   object when flow has lost it (occlusion, fast motion);
 - **motion**: background and object motion models fitted to the flow; a
   pixel that moves like the background and not like the object is evidence
-  against the object (what a mask takes in from what the object slides over).
+  against the object (what a mask takes in from what the object slides
+  over), the reverse is evidence for it where the background nearby follows
+  its model (parts of the object the other cues dropped).
 
 A few mean-field iterations with contrast-sensitive pairwise weights play the
 role of a per-frame CRF: labels agree with their neighbours unless an image
@@ -253,7 +255,9 @@ def fill_holes(mask: np.ndarray, max_fraction: float = 0.02) -> np.ndarray:
 MOTION_NOISE = 1.0
 """Standard deviation of a flow vector around its motion model, working pixels (plus the forward-backward error)."""
 MOTION_CLIP = 3.0
-"""Largest log-odds the motion cue gives against the object (before its weight and the rigidity)."""
+"""Largest log-odds the motion cue gives either way (before its weight and the rigidity)."""
+TRUST_RADIUS = 12
+"""How far around a pixel (working px) the background is checked against its model before motion may speak for the object."""
 
 
 @dataclass
@@ -312,21 +316,30 @@ def fit_motion(
 
 
 def background_motion_logit(
-    flow: np.ndarray, err: np.ndarray | None, models: MotionModels, xs: np.ndarray, ys: np.ndarray
+    flow: np.ndarray,
+    err: np.ndarray | None,
+    models: MotionModels,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    outside: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Evidence against the object where a pixel moves like the background rather than like the object.
+    """Log-odds that a pixel moves like the object rather than like the background, where that can be believed.
 
-    Log-likelihood ratio of the pixel's flow under the object's and the
+    The log-likelihood ratio of the pixel's flow under the object's and the
     background's motion (Gaussian residuals, ``MOTION_NOISE`` plus the
-    forward-backward error), kept only where it is negative and scaled by
-    the object's rigidity.  Why one-sided: what leaks into a mask is
-    background the object slides over (a swan's wake, the road behind a
-    car, the grass behind a running dog), and it moves with the camera;
-    but water next to a swan also moves like the swan, so "moves like the
-    object" is no evidence *for* it.  Why the rigidity: a dancer's hand
-    resting on the floor moves like the background too, and one affine
-    motion explains little of a dancer.  Zero where the two motions agree
-    (a static object under a static camera).
+    forward-backward error), clipped to +-``MOTION_CLIP`` and scaled by the
+    object's rigidity (a dancer's hand resting on the floor moves like the
+    background too, and one affine motion explains little of a dancer).
+    Zero where the two motions agree (a static object under a static camera).
+
+    Evidence *against* the object is always kept: what leaks into a mask is
+    what the object slides over (a swan's wake, the road behind a car, the
+    grass behind a running dog), and it moves with the camera.  Evidence
+    *for* it only where the background nearby (``outside`` pixels within
+    ``TRUST_RADIUS``) follows the background model (mean squared residual
+    below ``MOTION_NOISE``^2): the water beside a swan is at the swan's depth,
+    not the bank's, so under parallax it "moves like the swan" too.  With
+    ``outside`` None, only evidence against.
     """
     hb, ao = models.background, models.obj
     px, py = xs + flow[..., 0], ys + flow[..., 1]
@@ -339,5 +352,15 @@ def background_motion_logit(
     rb = (px - bx) ** 2 + (py - by) ** 2
     ro = (px - ox) ** 2 + (py - oy) ** 2
     var = MOTION_NOISE**2 + (0.0 if err is None else err**2)
-    llr = np.clip((rb - ro) / (2.0 * var), -MOTION_CLIP, 0.0)
+    llr = np.clip((rb - ro) / (2.0 * var), -MOTION_CLIP, MOTION_CLIP)
+    if outside is None:
+        llr = np.minimum(llr, 0.0)
+    else:
+        o = outside.astype(np.float32)
+        near = cv2.boxFilter(o, -1, (2 * TRUST_RADIUS + 1,) * 2, borderType=cv2.BORDER_REFLECT)
+        fit = cv2.boxFilter(
+            o * np.minimum(rb, 25.0), -1, (2 * TRUST_RADIUS + 1,) * 2, borderType=cv2.BORDER_REFLECT
+        ) / np.maximum(near, 1e-3)
+        trusted = (near > 0.05) & (fit < MOTION_NOISE**2)
+        llr = np.where(llr > 0, llr * trusted, llr)
     return (models.rigidity * llr).astype(np.float32)
