@@ -130,18 +130,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _drop_cameras(scene, inst, cams, tmp: Path):  # type: ignore[no-untyped-def]
     """A copy of the scene (and the gripper instance) without the excluded cameras."""
-    from masktrack.io.scene import Scene, save_scene
+    from masktrack.io.scene import save_scene
     from masktrack.track.instances import save_instance
 
     idx = [scene.camera_ids.index(c) for c in cams]
-    sub = Scene(
-        np.asarray(scene.rgbs[idx]),
-        np.asarray(scene.depths[idx]),
-        np.asarray(scene.intrs[idx]),
-        np.asarray(scene.extrs[idx]),
-        list(cams),
-    )
-    path = save_scene(sub, tmp / "sub")
+    path = save_scene(scene.with_cameras(cams), tmp / "sub")
     save_instance(path, "gripper", inst.masks()[idx], id=1, color=(255, 0, 0))
     return load_scene(path), load_instance(path, "gripper")
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from masktrack.io.scene import Scene, load_scene, save_scene
+from masktrack.io.scene import load_scene, save_scene
 from masktrack.io.scene_import import import_npz
 from masktrack.track.flow import FlowOptions, FlowTracker, _Frame
 from masktrack.track.geometry import lift, project
@@ -128,14 +128,7 @@ def test_flow_holds_the_rlbench_gripper_without_the_wrist_camera(rlbench_npz, tm
     cams = [c for c in scene.camera_ids if c != "wrist"]
     q = sample_queries(scene, inst, QueryOptions(window="frame", frame=0, cameras=tuple(cams)))
     idx = [scene.camera_ids.index(c) for c in cams]
-    sub = Scene(
-        np.asarray(scene.rgbs[idx]),
-        np.asarray(scene.depths[idx]),
-        np.asarray(scene.intrs[idx]),
-        np.asarray(scene.extrs[idx]),
-        cams,
-    )
-    path = save_scene(sub, tmp_path / "sub")
+    path = save_scene(scene.with_cameras(cams), tmp_path / "sub")
     save_instance(path, "gripper", inst.masks()[idx], id=1, color=(255, 0, 0))
     tr = FlowTracker().track(load_scene(path), q.points, instance=load_instance(path, "gripper"))
     with np.load(rlbench_npz) as z:

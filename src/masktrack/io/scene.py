@@ -18,6 +18,7 @@ reads no pixels, and per-instance views never copy RGB or depth.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,21 @@ class Scene:
     def size(self) -> tuple[int, int]:
         """(height, width)."""
         return int(self.rgbs.shape[2]), int(self.rgbs.shape[3])
+
+    def with_cameras(self, camera_ids: Sequence[str]) -> Scene:
+        """An in-memory scene of only these cameras, in this order (what a rig without, say, its wrist
+        camera would have recorded); the robot state is left out, since it names cameras of its own."""
+        idx = [self.camera_ids.index(c) for c in camera_ids]
+        return Scene(
+            np.asarray(self.rgbs[idx]),
+            np.asarray(self.depths[idx]),
+            np.asarray(self.intrs[idx]),
+            np.asarray(self.extrs[idx]),
+            list(camera_ids),
+            fps=self.fps,
+            timestamps=None if self.timestamps is None else np.asarray(self.timestamps)[idx],
+            meta=dict(self.meta),
+        )
 
     def validate(self, *, where: Path | None = None) -> None:
         """Shapes agree, depth finite and >= 0, cameras proper (raises SceneError listing every problem).
