@@ -99,6 +99,15 @@ class BilateralOptions(PluginOptions):
     """Weight of the motion cue: pixels that move like the background, not like the object, and the reverse."""
     keyframe_iterations: int = Field(5, ge=0)
     """GrabCut iterations on a prompted frame."""
+    keyframe_side: int | None = Field(None, ge=0)
+    """Longest side at which a frame prompted with clicks/boxes is segmented, if finer than ``max_side``
+    (0 = full size; None = the working resolution).
+
+    A clicked thin part (a cable, a kite line) then survives on its frame, whose mask comes back at
+    this resolution; the frames after it are still labelled at ``max_side``.  Off by default: at
+    854x480 the keyframe takes ~3.6 s of CPU instead of ~1 s (every click in the annotation app's
+    preview), and on the shared DAVIS first frames it moved NoC@85 10.4 -> 9.25, inside the +-1 that
+    any change to GrabCut's prior moves it (BENCHMARKS.md)."""
 
 
 class BilateralBackend(Backend):
@@ -134,6 +143,14 @@ class BilateralSession(ClassicSession):
         self._grids: dict[str, object] = {}
         self._texture: dict[str, Any] = {}
         self._ycc: dict[int, np.ndarray] = {}
+
+    def _keyframe_size(self) -> tuple[int, int]:
+        from masktrack.segment.classic_ops import working_size
+
+        if self.opts.keyframe_side is None:
+            return self._size
+        fine = working_size(self.video.height, self.video.width, self.opts.keyframe_side)
+        return fine if fine[0] >= self._size[0] else self._size
 
     def _colour(self, t: int) -> np.ndarray:
         import cv2

@@ -154,6 +154,7 @@ class ClassicSession(Session):
         self._scale = (self._size[1] / video.width, self._size[0] / video.height)
         self._prompts: dict[tuple[int, str], FramePrompt] = {}
         self._keymasks: dict[tuple[int, str], np.ndarray] = {}
+        self._keymasks_fine: dict[tuple[int, str], np.ndarray] = {}
         self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._appearance: dict[str, Any] = {}
         self._track: dict[str, dict] = {}
@@ -195,26 +196,54 @@ class ClassicSession(Session):
             )
         self._prompts[key] = prompt
         self._keymasks.pop(key, None)
+        self._keymasks_fine.pop(key, None)
 
     def _keyframes(self, name: str) -> list[int]:
         return sorted(f for f, n in self._prompts if n == name)
 
+    def _keyframe_size(self) -> tuple[int, int]:
+        """(h, w) at which a prompted frame is segmented from clicks/boxes: the working resolution here."""
+        return self._size
+
     def _keymask(self, frame: int, name: str) -> np.ndarray:
         """Working-resolution mask of a prompted frame (computed once)."""
-        from masktrack.segment.classic_ops import KeyPrompt, resize_mask, segment_keyframe
+        from masktrack.segment.classic_ops import resize_mask
 
         key = (frame, name)
         if key not in self._keymasks:
+            self._keymasks[key] = resize_mask(self._keymask_fine(frame, name), self._size)
+        return self._keymasks[key]
+
+    def _keymask_fine(self, frame: int, name: str) -> np.ndarray:
+        """A prompted frame's mask at :meth:`_keyframe_size` (computed once).
+
+        Clicks are segmented at the resolution the user gave them at where a
+        backend allows it: a click on a thin part (a kite line, a finger) must
+        not be averaged away before GrabCut sees it.
+        """
+        import cv2
+
+        from masktrack.segment.classic_ops import KeyPrompt, resize_mask, segment_keyframe
+
+        key = (frame, name)
+        if key not in self._keymasks_fine:
             p = self._prompts[key]
-            sx, sy = self._scale
+            h, w = self._keyframe_size()
+            sx, sy = w / self.video.width, h / self.video.height
             pts = np.asarray(p.points, np.float32).reshape(-1, 2)
             pts = (pts + 0.5) * np.array([sx, sy], np.float32) - 0.5
             boxes = np.asarray(p.boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
-            mask = resize_mask(p.mask, self._size) if p.mask is not None else None
+            mask = resize_mask(p.mask, (h, w)) if p.mask is not None else None
             kp = KeyPrompt(points=pts, labels=np.asarray(p.labels).reshape(-1), boxes=boxes, mask=mask)
-            bgr, _ = self._frame(frame)
-            self._keymasks[key] = segment_keyframe(bgr, kp, iterations=self.options.keyframe_iterations)
-        return self._keymasks[key]
+            if (h, w) == self._size:
+                bgr = self._frame(frame)[0]
+            else:
+                rgb = self.video[frame]
+                if rgb.shape[:2] != (h, w):
+                    rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+                bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            self._keymasks_fine[key] = segment_keyframe(bgr, kp, iterations=self.options.keyframe_iterations)
+        return self._keymasks_fine[key]
 
     # -- frames -----------------------------------------------------------
     def _frame(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -390,6 +419,7 @@ class ClassicSession(Session):
             else:
                 m = state[name]
                 out[name] = resize_mask(m, size) if m is not None else np.zeros(size, bool)
+        self._fine_keyframes(t, out)
         for name in exact:  # exact masks own their pixels; earlier exact masks win among themselves
             for other in self._names:
                 if other != name and (
@@ -398,7 +428,33 @@ class ClassicSession(Session):
                     out[other] &= ~out[name]
         return out
 
+    def _fine_keyframes(self, t: int, out: FrameMasks) -> None:
+        """On a frame prompted with clicks/boxes, the mask segmented at the finer keyframe resolution.
+
+        Where two objects' fine masks claim the same pixel, the working-resolution
+        result (already resolved by confidence) decides, so objects stay disjoint.
+        """
+        from masktrack.segment.classic_ops import resize_mask
+
+        if self._keyframe_size() == self._size:
+            return
+        fine = {}
+        for name in self._names:
+            p = self._prompts.get((t, name))
+            if p is not None and (len(p.points) or len(p.boxes)):
+                fine[name] = resize_mask(self._keymask_fine(t, name), self.video.size)
+        if not fine:
+            return
+        coarse = {name: out[name] for name in fine}
+        for name, m in fine.items():
+            out[name] = m
+        claims = np.sum([out[name] for name in self._names], axis=0)
+        contested = claims > 1
+        for name in fine:  # the coarse masks are disjoint: so is the result
+            out[name][contested] = coarse[name][contested]
+
     def close(self) -> None:
         self._frames.clear()
         self._keymasks.clear()
+        self._keymasks_fine.clear()
         self._appearance.clear()
