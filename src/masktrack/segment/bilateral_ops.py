@@ -34,33 +34,57 @@ from scipy.ndimage import convolve1d
 
 from masktrack.segment.classic_ops import _grid, disk, signed_distance
 
-CELL = 16.0
-"""Bilateral grid cell in working-resolution pixels (x and y)."""
+CELL, CELLS_ACROSS = 16.0, 30
+"""Bilateral grid cell: 16 working-resolution pixels (x and y), and 1/30 of the longest side where that is
+larger, so above a 480 px working resolution the grid keeps its cell count (and cost) and a cell still
+covers the same part of the scene."""
 LUMA_BINS, CHROMA_BINS = 8, 12
 
 
 @dataclass
 class BilateralGrid:
-    """Foreground and background mass of one frame splatted over (y, x, Y, Cr, Cb) cells."""
+    """Foreground and background mass of one frame splatted over (y, x, Y, Cr, Cb) cells.
+
+    Only the cells a splat can reach are stored: ``shape[0]`` rows and
+    ``shape[1]`` columns of the frame's cell grid starting at ``origin``; every
+    other cell of the frame is empty (a splat covers the object's region, and
+    the whole-frame grid was ~1M cells blurred along five axes every frame).
+    """
 
     fg: np.ndarray
     bg: np.ndarray
     shape: tuple[int, ...]
+    origin: tuple[int, int]
+    frame_cells: tuple[int, int]
+    """(rows, columns) of the frame's whole cell grid (positions are clipped to it)."""
+    cell: float
+    """Cell size in pixels (:func:`cell_size`)."""
 
 
-def grid_coords(ycc: np.ndarray, xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Flat cell index of pixels at (xs, ys) (any float positions, clipped) with colours ``ycc`` [N, 3]."""
-    gy, gx, nl, nc, _ = shape
-    cy = np.clip((ys / CELL + 0.5).astype(np.int32), 0, gy - 1)
-    cx = np.clip((xs / CELL + 0.5).astype(np.int32), 0, gx - 1)
+def cell_size(h: int, w: int) -> float:
+    return max(CELL, max(h, w) / CELLS_ACROSS)
+
+
+def _cells(
+    xs: np.ndarray, ys: np.ndarray, frame_cells: tuple[int, int], cell: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cell row and column of pixels at (xs, ys) (any float positions, clipped to the frame's grid)."""
+    gy, gx = frame_cells
+    cy = np.clip((ys / cell + 0.5).astype(np.int32), 0, gy - 1)
+    cx = np.clip((xs / cell + 0.5).astype(np.int32), 0, gx - 1)
+    return cy, cx
+
+
+def _colour_cell(ycc: np.ndarray, nl: int, nc: int) -> np.ndarray:
     lum = (ycc[:, 0].astype(np.int32) * nl) >> 8
     cr = (ycc[:, 1].astype(np.int32) * nc) >> 8
     cb = (ycc[:, 2].astype(np.int32) * nc) >> 8
-    return (((cy * gx + cx) * nl + lum) * nc + cr) * nc + cb
+    return (lum * nc + cr) * nc + cb
 
 
 def grid_shape(h: int, w: int) -> tuple[int, ...]:
-    return (int(h / CELL) + 2, int(w / CELL) + 2, LUMA_BINS, CHROMA_BINS, CHROMA_BINS)
+    cell = cell_size(h, w)
+    return (int(h / cell) + 2, int(w / cell) + 2, LUMA_BINS, CHROMA_BINS, CHROMA_BINS)
 
 
 _KERNEL = np.array([1.0, 2.0, 1.0], np.float32) / 4.0
@@ -72,12 +96,20 @@ def splat(
     """Splat one frame's labels inside ``region`` into a grid, blurred by [1 2 1] along every axis.
 
     Cells outside the region stay empty, so they say nothing (log-odds 0)
-    when sliced; the grid is sliced as nearest cell.
+    when sliced; the grid is sliced as nearest cell.  Only the region's cells
+    and the one-cell border the blur reaches are stored.
     """
     h, w = mask.shape
-    shape = grid_shape(h, w)
+    full, cell = grid_shape(h, w), cell_size(h, w)
     gx, gy = _grid(h, w)
-    idx = grid_coords(ycc[region].reshape(-1, 3), gx[region].ravel(), gy[region].ravel(), shape)
+    cy, cx = _cells(gx[region].ravel(), gy[region].ravel(), (full[0], full[1]), cell)
+    y0, x0 = max(0, int(cy.min()) - 1), max(0, int(cx.min()) - 1)
+    y1, x1 = min(full[0], int(cy.max()) + 2), min(full[1], int(cx.max()) + 2)
+    shape = (y1 - y0, x1 - x0, *full[2:])
+    nl, nc = full[2], full[3]
+    idx = ((cy - y0) * shape[1] + (cx - x0)) * (nl * nc * nc) + _colour_cell(
+        ycc[region].reshape(-1, 3), nl, nc
+    )
     m = mask[region].ravel()
     size = int(np.prod(shape))
     fg = np.bincount(idx[m], minlength=size).astype(np.float32)
@@ -94,7 +126,7 @@ def splat(
     for ax in range(5):
         fg = convolve1d(fg, _KERNEL, axis=ax, mode="constant")
         bg = convolve1d(bg, _KERNEL, axis=ax, mode="constant")
-    return BilateralGrid(fg.ravel(), bg.ravel(), shape)
+    return BilateralGrid(fg.ravel(), bg.ravel(), shape, (y0, x0), (full[0], full[1]), cell)
 
 
 def slice_logit(
@@ -107,8 +139,15 @@ def slice_logit(
     say little.  Clipped to [-4, 4].
     """
     h, w = ycc.shape[:2]
-    idx = grid_coords(ycc.reshape(-1, 3), xs.ravel(), ys.ravel(), grid.shape)
-    f, b = grid.fg[idx], grid.bg[idx]
+    sy, sx, nl, nc, _ = grid.shape
+    y0, x0 = grid.origin
+    cy, cx = _cells(xs.ravel(), ys.ravel(), grid.frame_cells, grid.cell)
+    cy, cx = cy - y0, cx - x0
+    inside = (cy >= 0) & (cy < sy) & (cx >= 0) & (cx < sx)
+    idx = (cy[inside] * sx + cx[inside]) * (nl * nc * nc) + _colour_cell(ycc.reshape(-1, 3)[inside], nl, nc)
+    f = np.zeros(h * w, np.float32)
+    b = np.zeros(h * w, np.float32)
+    f[inside], b[inside] = grid.fg[idx], grid.bg[idx]
     return np.clip(np.log((f + prior) / (b + prior)), -4.0, 4.0).reshape(h, w).astype(np.float32)
 
 
