@@ -194,6 +194,57 @@ def test_spatialtracker_builds_random_weights_from_the_clones_config(tmp_path) -
         sys.path.remove(str(tmp_path / "clone"))
 
 
+def test_spatialtracker_imports_on_a_torchvision_without_write_video(tmp_path, monkeypatch) -> None:
+    """SpatialTrackerV2's TrackRefiner does ``from torchvision.io import write_video`` at import time; newer
+    torchvision has no video writer (seen on the GPU machine). The adapter supplies a stand-in; a clone that
+    fails to import for another reason is reported as failing, not as missing."""
+    import sys
+    import types
+
+    from masktrack.errors import BackendError
+
+    tv, tio = types.ModuleType("torchvision"), types.ModuleType("torchvision.io")
+    tv.io = tio  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchvision", tv)
+    monkeypatch.setitem(sys.modules, "torchvision.io", tio)
+    pkg = tmp_path / "clone" / "models" / "SpaTrackV2" / "models"
+    pkg.mkdir(parents=True)
+    for d in (pkg.parents[1], pkg.parent, pkg):
+        (d / "__init__.py").write_text("")
+    (pkg / "predictor.py").write_text(
+        "from torchvision.io import write_video\n"
+        "class Predictor:\n"
+        "    writer = write_video\n"
+        "    @classmethod\n"
+        "    def from_pretrained(cls, name):\n"
+        "        p = cls()\n"
+        "        p.spatrack = type('S', (), {})()\n"
+        "        return p\n"
+        "    def to(self, device):\n"
+        "        pass\n"
+        "    def eval(self):\n"
+        "        return self\n"
+    )
+    saved = {k: v for k, v in sys.modules.items() if k == "models" or k.startswith("models.")}
+    for k in saved:
+        del sys.modules[k]
+    try:
+        model = SpatialTrackerV2Tracker(code=str(tmp_path / "clone"), device="cpu").model()
+        with pytest.raises(RuntimeError, match="write_video is not in this torchvision"):
+            type(model).writer()
+        for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
+            del sys.modules[k]
+        (pkg / "predictor.py").write_text("from torchvision.io import read_everything\n")
+        with pytest.raises(BackendError, match="failed to import: cannot import name 'read_everything'"):
+            SpatialTrackerV2Tracker(code=str(tmp_path / "clone"), device="cpu").model()
+    finally:
+        for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+        while str(tmp_path / "clone") in sys.path:
+            sys.path.remove(str(tmp_path / "clone"))
+
+
 def test_camera_to_world_inverts_extrinsics() -> None:
     rng = np.random.default_rng(0)
     qm, _ = np.linalg.qr(rng.normal(size=(3, 3)))

@@ -85,12 +85,19 @@ class SpatialTrackerV2Tracker(Tracker):
                 ) from None
             if self.code and self.code not in sys.path:
                 sys.path.insert(0, self.code)
+            _torchvision_compat()
             try:
                 from models.SpaTrackV2.models.predictor import Predictor
             except ImportError as e:
+                name = getattr(e, "name", None) or ""
+                if isinstance(e, ModuleNotFoundError) and (name == "models" or name.startswith("models.")):
+                    raise BackendError(
+                        f"SpatialTrackerV2 code not found ({e}); clone henry123-boy/SpaTrackerV2 and pass "
+                        "-o code=PATH",
+                        field="tracker",
+                    ) from None
                 raise BackendError(
-                    f"SpatialTrackerV2 code not found ({e}); clone henry123-boy/SpaTrackerV2 and pass -o code=PATH",
-                    field="tracker",
+                    f"SpatialTrackerV2 code at {self.code or 'sys.path'} failed to import: {e}", field="code"
                 ) from None
             m = Predictor.from_pretrained(self.weights) if self.pretrained else self._random_model(Predictor)
             m.spatrack.track_num = self.track_num
@@ -169,3 +176,27 @@ class SpatialTrackerV2Tracker(Tracker):
 SpatialTrackerV2Tracker.Options = options_from_signature(
     SpatialTrackerV2Tracker.__init__, "SpatialTrackerV2Options", iters=Field(ge=1), track_num=Field(ge=1)
 )
+
+
+def _torchvision_compat() -> None:
+    """Let SpatialTrackerV2 import on a torchvision without ``torchvision.io.write_video``.
+
+    Its ``TrackRefiner`` imports the video writer at module level, for debug
+    videos that inference never writes; newer torchvision releases dropped
+    the writer (the GPU machine's torchvision has none), and the import then
+    fails before any model code runs.  The missing name gets a stand-in that
+    says so if it is ever called; a torchvision that has it is left alone.
+    """
+    try:
+        import torchvision.io as tio
+    except Exception:  # absent or broken: SpatialTrackerV2's own import then says what is wrong
+        return
+    if hasattr(tio, "write_video"):
+        return
+
+    def write_video(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(
+            "torchvision.io.write_video is not in this torchvision (SpatialTrackerV2 debug video)"
+        )
+
+    tio.write_video = write_video
