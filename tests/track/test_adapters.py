@@ -153,15 +153,41 @@ def test_spatialtracker_keeps_every_query_in_order_and_takes_a_single_query(setu
     assert err.size and np.median(err) < 0.005
 
 
-def test_spatialtracker_builds_random_weights_from_the_clones_config(tmp_path) -> None:
-    """pretrained=false: Predictor(args=<config/magic_infer_offline.yaml model section>); its to() returns None."""
+def _forget_clone_modules() -> None:
     import sys
 
-    pkg = tmp_path / "clone" / "models" / "SpaTrackV2" / "models"
+    for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
+        del sys.modules[k]
+
+
+@pytest.fixture
+def spatialtracker_clone(tmp_path):
+    """A fake SpaTrackerV2 clone: ``write(predictor_source)`` (re)writes its ``models/SpaTrackV2/models/
+    predictor.py`` and forgets any imported copy; the clone's modules and path entry are removed afterwards."""
+    import sys
+
+    clone = tmp_path / "clone"
+    pkg = clone / "models" / "SpaTrackV2" / "models"
     pkg.mkdir(parents=True)
     for d in (pkg.parents[1], pkg.parent, pkg):
         (d / "__init__.py").write_text("")
-    (pkg / "predictor.py").write_text(
+    saved = {k: v for k, v in sys.modules.items() if k == "models" or k.startswith("models.")}
+
+    def write(source: str):
+        _forget_clone_modules()
+        (pkg / "predictor.py").write_text(source)
+        return clone
+
+    yield write
+    _forget_clone_modules()
+    sys.modules.update(saved)
+    while str(clone) in sys.path:
+        sys.path.remove(str(clone))
+
+
+def test_spatialtracker_builds_random_weights_from_the_clones_config(spatialtracker_clone) -> None:
+    """pretrained=false: Predictor(args=<config/magic_infer_offline.yaml model section>); its to() returns None."""
+    clone = spatialtracker_clone(
         "class Predictor:\n"
         "    def __init__(self, args=None):\n"
         "        self.args, self.spatrack, self.device, self.training = args, type('S', (), {})(), None, True\n"
@@ -174,27 +200,20 @@ def test_spatialtracker_builds_random_weights_from_the_clones_config(tmp_path) -
         "        self.training = False\n"
         "        return self\n"
     )
-    (tmp_path / "clone" / "config").mkdir()
-    (tmp_path / "clone" / "config" / "magic_infer_offline.yaml").write_text(
+    (clone / "config").mkdir()
+    (clone / "config" / "magic_infer_offline.yaml").write_text(
         "seed: 0\nmodel:\n  resolution: 336\n  Track_cfg: {s_wind: 500, overlap: 4}\n"
     )
-    saved = {k: v for k, v in sys.modules.items() if k == "models" or k.startswith("models.")}
-    for k in saved:
-        del sys.modules[k]
-    try:
-        m = SpatialTrackerV2Tracker(code=str(tmp_path / "clone"), pretrained=False, device="cpu", track_num=9)
-        model = m.model()
-        assert model.args == {"resolution": 336, "Track_cfg": {"s_wind": 500, "overlap": 4}}
-        assert model.device == "cpu" and model.training is False and model.spatrack.track_num == 9
-        assert m.fingerprint()["weights"] == "random"
-    finally:
-        for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
-            del sys.modules[k]
-        sys.modules.update(saved)
-        sys.path.remove(str(tmp_path / "clone"))
+    m = SpatialTrackerV2Tracker(code=str(clone), pretrained=False, device="cpu", track_num=9)
+    model = m.model()
+    assert model.args == {"resolution": 336, "Track_cfg": {"s_wind": 500, "overlap": 4}}
+    assert model.device == "cpu" and model.training is False and model.spatrack.track_num == 9
+    assert m.fingerprint()["weights"] == "random"
 
 
-def test_spatialtracker_imports_on_a_torchvision_without_write_video(tmp_path, monkeypatch) -> None:
+def test_spatialtracker_imports_on_a_torchvision_without_write_video(
+    spatialtracker_clone, monkeypatch
+) -> None:
     """SpatialTrackerV2's TrackRefiner does ``from torchvision.io import write_video`` at import time; newer
     torchvision has no video writer (seen on the GPU machine). The adapter supplies a stand-in; a clone that
     fails to import for another reason is reported as failing, not as missing."""
@@ -207,11 +226,7 @@ def test_spatialtracker_imports_on_a_torchvision_without_write_video(tmp_path, m
     tv.io = tio  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "torchvision", tv)
     monkeypatch.setitem(sys.modules, "torchvision.io", tio)
-    pkg = tmp_path / "clone" / "models" / "SpaTrackV2" / "models"
-    pkg.mkdir(parents=True)
-    for d in (pkg.parents[1], pkg.parent, pkg):
-        (d / "__init__.py").write_text("")
-    (pkg / "predictor.py").write_text(
+    clone = spatialtracker_clone(
         "from torchvision.io import write_video\n"
         "class Predictor:\n"
         "    writer = write_video\n"
@@ -225,24 +240,12 @@ def test_spatialtracker_imports_on_a_torchvision_without_write_video(tmp_path, m
         "    def eval(self):\n"
         "        return self\n"
     )
-    saved = {k: v for k, v in sys.modules.items() if k == "models" or k.startswith("models.")}
-    for k in saved:
-        del sys.modules[k]
-    try:
-        model = SpatialTrackerV2Tracker(code=str(tmp_path / "clone"), device="cpu").model()
-        with pytest.raises(RuntimeError, match="write_video is not in this torchvision"):
-            type(model).writer()
-        for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
-            del sys.modules[k]
-        (pkg / "predictor.py").write_text("from torchvision.io import read_everything\n")
-        with pytest.raises(BackendError, match="failed to import: cannot import name 'read_everything'"):
-            SpatialTrackerV2Tracker(code=str(tmp_path / "clone"), device="cpu").model()
-    finally:
-        for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
-            del sys.modules[k]
-        sys.modules.update(saved)
-        while str(tmp_path / "clone") in sys.path:
-            sys.path.remove(str(tmp_path / "clone"))
+    model = SpatialTrackerV2Tracker(code=str(clone), device="cpu").model()
+    with pytest.raises(RuntimeError, match="write_video is not in this torchvision"):
+        type(model).writer()
+    spatialtracker_clone("from torchvision.io import read_everything\n")
+    with pytest.raises(BackendError, match="failed to import: cannot import name 'read_everything'"):
+        SpatialTrackerV2Tracker(code=str(clone), device="cpu").model()
 
 
 def test_camera_to_world_inverts_extrinsics() -> None:
