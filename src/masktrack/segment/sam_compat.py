@@ -313,11 +313,14 @@ def localise_random_masks(mask_decoder: Any) -> bool:
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         out = original(*args, **kwargs)
-        masks = smooth_random_logits(out[0])
-        flat = masks.float().flatten(-2)
+        # In float32 until the end: under bf16 autocast the smoothed logits (a spread of ~0.02 on an
+        # offset of several units) round to a handful of values, the shifted mask is a few blocks or
+        # empty, and ties hand every contested pixel to the first object.
+        masks = smooth_random_logits(out[0].float())
+        flat = masks.flatten(-2)
         shift = flat.mean(-1) + 0.674 * flat.std(-1)
-        masks = masks - shift[..., None, None].to(masks.dtype)
-        return (disjoint_objects(masks), *out[1:])
+        masks = disjoint_objects(masks - shift[..., None, None])
+        return (masks.to(out[0].dtype), *out[1:])
 
     mask_decoder.forward = forward
     return True
@@ -423,7 +426,7 @@ def install_random_detections(detector: Any, count: int) -> bool:
         n = count
         logits = torch.full_like(logits, -20.0)
         logits[:, :n, 0] = chosen_logits.to(logits.device, logits.dtype)
-        chosen = smooth_random_logits(masks[:, :n]).float()
+        chosen = smooth_random_logits(masks[:, :n].float())  # float32 first: see localise_random_masks
         flat = chosen.flatten(-2)
         z = (chosen - flat.mean(-1)[..., None, None]) / flat.std(-1).clamp_min(1e-6)[..., None, None]
         owner = z.argmax(dim=1, keepdim=True)
