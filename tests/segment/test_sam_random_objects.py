@@ -95,7 +95,9 @@ class _NoiseDecoder:
     ("seed", "offset", "dtype"),
     [(0, 4.0, torch.float32), (1, 4.0, torch.float32), (2, 4.0, torch.float32), (0, 16.0, torch.bfloat16)],
 )
-def test_random_masks_become_solid_blobs_covering_about_a_quarter_that_hole_filling_keeps(seed, offset, dtype):
+def test_random_masks_become_solid_blobs_covering_about_a_quarter_that_hole_filling_keeps(
+    seed, offset, dtype
+):
     """Also under bf16 autocast (the GPU's): smoothed in bf16, logits of spread ~0.02 on an offset of 16 round to
     two values and both masks came out empty (one object of two empty on some frames on the H100/H200)."""
     decoder = _NoiseDecoder(offset=offset, dtype=dtype)
