@@ -7,6 +7,8 @@ by SAM3's IoU rule (so none starts a new object), while on the prompt frame they
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -236,3 +238,29 @@ def test_injected_detection_masks_are_blobs_that_hole_filling_keeps(offset, dtyp
         assert 0.1 < share < 0.6, share
         islands = _islands(on[k])
         assert islands[islands > SAM3_SPRINKLE_AREA].sum() >= 0.95 * on[k].sum(), islands.tolist()[:20]
+
+
+@pytest.mark.parametrize("fill", [float("nan"), 3.0])
+def test_detections_without_a_pattern_still_own_a_blob_each(fill, caplog):
+    """A random detector's bf16 mask logits were NaN on some text frames (H100): every detection came out empty.
+
+    NaN or constant logits carry no pattern; the fixed tie-breaking fields give each chosen query a blob
+    (the same one every time, so sessions stay identical), and the masks are finite.
+    """
+    d = _Detector(queries=5, size=(96, 128), dtype=torch.bfloat16)
+    d.out["pred_masks"] = torch.full_like(d.out["pred_masks"], fill)
+    assert install_random_detections(d, 3)
+    masks = d.forward_grounding()["pred_masks"][0, :3]
+    assert torch.isfinite(masks.float()).all()
+    on = masks > 0
+    assert (on.sum(0) == 1).all()
+    for k in range(3):
+        assert on[k].float().mean() > 0.1
+        islands = _islands(on[k])
+        assert islands.max() > SAM3_SPRINKLE_AREA
+    warned = [r for r in caplog.records if "not finite" in r.getMessage()]
+    assert len(warned) == (1 if math.isnan(fill) else 0)  # NaN is said, not hidden
+    again = _Detector(queries=5, size=(96, 128), dtype=torch.bfloat16)
+    again.out["pred_masks"] = torch.full_like(again.out["pred_masks"], fill)
+    install_random_detections(again, 3)
+    assert torch.equal(again.forward_grounding()["pred_masks"][0, :3] > 0, on)

@@ -393,6 +393,30 @@ def _boxes_of(own: Any) -> tuple[Any, Any, Any, Any]:
     return x0, y0, x1, y1
 
 
+#: Weight of :func:`tie_breakers` in standardised units: far below any real pattern (which spans +-3).
+TIE_BREAK = 1e-3
+_TIE_BREAKERS: dict[tuple, Any] = {}
+
+
+def tie_breakers(queries: int, h: int, w: int, *, device: Any = "cpu") -> Any:
+    """Fixed, smooth, standardised fields ``(1, queries, h, w)``, one per query (seeded; cached per shape).
+
+    Added with weight :data:`TIE_BREAK` to the standardised detection logits,
+    they decide only where those carry no pattern; as they are fixed, the same
+    query owns the same blob on every frame and in every session.
+    """
+    import torch
+
+    key = (queries, h, w, str(device))
+    if key not in _TIE_BREAKERS:
+        g = torch.Generator().manual_seed(20)
+        field = smooth_random_logits(torch.randn(1, queries, h, w, generator=g))
+        flat = field.flatten(-2)
+        field = (field - flat.mean(-1)[..., None, None]) / flat.std(-1).clamp_min(1e-6)[..., None, None]
+        _TIE_BREAKERS[key] = field.to(device)
+    return _TIE_BREAKERS[key]
+
+
 def install_random_detections(detector: Any, count: int) -> bool:
     """A random SAM3 detector that reports ``count`` objects for any text prompt, on every frame.
 
@@ -408,7 +432,14 @@ def install_random_detections(detector: Any, count: int) -> bool:
     detection masks as they are, so speckles would be erased by its hole
     filling and the prompt frame left empty) and made disjoint (each pixel
     goes to the chosen query whose standardised logit is highest) so that NMS
-    keeps all of them; their boxes are those masks' bounding boxes.
+    keeps all of them; their boxes are those masks' bounding boxes.  Where the
+    random detector's logits carry no pattern (non-finite, which is logged
+    as a warning, or constant), a fixed smooth field per query
+    (:func:`tie_breakers`) decides, so every chosen query still owns a blob.
+    Why: on some H100 runs all three text-frame detections came out empty,
+    already before SAM3's hole filling, while their scores were the injected
+    ones; NaN logits would do exactly that (argmax and sign of NaN), but
+    that cause is not confirmed on a GPU yet.
     """
     import torch
 
@@ -426,9 +457,14 @@ def install_random_detections(detector: Any, count: int) -> bool:
         n = count
         logits = torch.full_like(logits, -20.0)
         logits[:, :n, 0] = chosen_logits.to(logits.device, logits.dtype)
-        chosen = smooth_random_logits(masks[:, :n].float())  # float32 first: see localise_random_masks
+        raw = masks[:, :n].float()  # float32 first: see localise_random_masks
+        bad = int((~torch.isfinite(raw)).sum())  # a host sync, random weights only: worth seeing (below)
+        if bad:
+            log.warning("random-weight SAM3 detector: %d of %d mask logits are not finite", bad, raw.numel())
+        chosen = smooth_random_logits(torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0))
         flat = chosen.flatten(-2)
         z = (chosen - flat.mean(-1)[..., None, None]) / flat.std(-1).clamp_min(1e-6)[..., None, None]
+        z = z + TIE_BREAK * tie_breakers(*z.shape[1:], device=z.device)
         owner = z.argmax(dim=1, keepdim=True)
         own = owner == torch.arange(n, device=masks.device).view(1, n, 1, 1)
         magnitude = (z.abs() + 1.0).to(masks.dtype)
