@@ -242,10 +242,10 @@ def test_injected_detection_masks_are_blobs_that_hole_filling_keeps(offset, dtyp
 
 @pytest.mark.parametrize("fill", [float("nan"), 3.0])
 def test_detections_without_a_pattern_still_own_a_blob_each(fill, caplog):
-    """A random detector's bf16 mask logits were NaN on some text frames (H100): every detection came out empty.
+    """On some H100 runs every text-frame detection came out empty with its injected score: patternless logits.
 
-    NaN or constant logits carry no pattern; the fixed tie-breaking fields give each chosen query a blob
-    (the same one every time, so sessions stay identical), and the masks are finite.
+    NaN or constant logits would do that (sign and argmax of NaN, ties); the fixed tie-breaking fields give
+    each chosen query a blob (the same one every time, so sessions stay identical), and the masks are finite.
     """
     d = _Detector(queries=5, size=(96, 128), dtype=torch.bfloat16)
     d.out["pred_masks"] = torch.full_like(d.out["pred_masks"], fill)
