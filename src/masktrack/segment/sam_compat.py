@@ -395,11 +395,10 @@ def _boxes_of(own: Any) -> tuple[Any, Any, Any, Any]:
 
 #: Weight of :func:`tie_breakers` in standardised units: far below any real pattern (which spans +-3).
 TIE_BREAK = 1e-3
-_TIE_BREAKERS: dict[tuple, Any] = {}
 
 
 def tie_breakers(queries: int, h: int, w: int, *, device: Any = "cpu") -> Any:
-    """Fixed, smooth, standardised fields ``(1, queries, h, w)``, one per query (seeded; cached per shape).
+    """Fixed, smooth, standardised fields ``(1, queries, h, w)``, one per query (seeded).
 
     Added with weight :data:`TIE_BREAK` to the standardised detection logits,
     they decide only where those carry no pattern; as they are fixed, the same
@@ -407,14 +406,11 @@ def tie_breakers(queries: int, h: int, w: int, *, device: Any = "cpu") -> Any:
     """
     import torch
 
-    key = (queries, h, w, str(device))
-    if key not in _TIE_BREAKERS:
-        g = torch.Generator().manual_seed(20)
-        field = smooth_random_logits(torch.randn(1, queries, h, w, generator=g))
-        flat = field.flatten(-2)
-        field = (field - flat.mean(-1)[..., None, None]) / flat.std(-1).clamp_min(1e-6)[..., None, None]
-        _TIE_BREAKERS[key] = field.to(device)
-    return _TIE_BREAKERS[key]
+    g = torch.Generator().manual_seed(20)
+    field = smooth_random_logits(torch.randn(1, queries, h, w, generator=g))
+    flat = field.flatten(-2)
+    field = (field - flat.mean(-1)[..., None, None]) / flat.std(-1).clamp_min(1e-6)[..., None, None]
+    return field.to(device)
 
 
 def install_random_detections(detector: Any, count: int) -> bool:
@@ -448,6 +444,7 @@ def install_random_detections(detector: Any, count: int) -> bool:
         return False
     probs = torch.tensor(RANDOM_DETECTION_PROBS[:count])
     chosen_logits = torch.log(probs / (1 - probs))
+    fields: dict[tuple, Any] = {}  # tie-breakers per shape and device; freed with the detector
 
     def forward_grounding(*args: Any, **kwargs: Any) -> Any:
         out = original(*args, **kwargs)
@@ -464,7 +461,10 @@ def install_random_detections(detector: Any, count: int) -> bool:
         chosen = smooth_random_logits(torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0))
         flat = chosen.flatten(-2)
         z = (chosen - flat.mean(-1)[..., None, None]) / flat.std(-1).clamp_min(1e-6)[..., None, None]
-        z = z + TIE_BREAK * tie_breakers(*z.shape[1:], device=z.device)
+        key = (*z.shape[1:], str(z.device))
+        if key not in fields:
+            fields[key] = tie_breakers(*z.shape[1:], device=z.device)
+        z = z + TIE_BREAK * fields[key]
         owner = z.argmax(dim=1, keepdim=True)
         own = owner == torch.arange(n, device=masks.device).view(1, n, 1, 1)
         magnitude = (z.abs() + 1.0).to(masks.dtype)
