@@ -13,8 +13,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from masktrack.errors import BackendError  # noqa: E402
 from masktrack.segment.sam_compat import (  # noqa: E402
     disjoint_objects,
+    initialise_unset_parameters,
     install_random_detections,
     localise_random_masks,
     match_random_detections_to_tracks,
@@ -264,3 +266,38 @@ def test_detections_without_a_pattern_still_own_a_blob_each(fill, caplog):
     again.out["pred_masks"] = torch.full_like(again.out["pred_masks"], fill)
     install_random_detections(again, 3)
     assert torch.equal(again.forward_grounding()["pred_masks"][0, :3] > 0, on)
+
+
+class _Uninitialised(torch.nn.Module):
+    """SAM3's pattern: parameters made with ``torch.empty`` that only a checkpoint fills (here: NaN, as raw memory can be)."""
+
+    def __init__(self):
+        super().__init__()
+        self.positional_embedding = torch.nn.Parameter(torch.full((8, 4), float("nan")))
+        self.encoder = torch.nn.Module()
+        self.encoder.level_embed = torch.nn.Parameter(torch.full((3, 4), float("inf")))
+        self.proj = torch.nn.Linear(4, 4)
+
+
+def test_never_initialised_parameters_get_seeded_finite_values():
+    model = _Uninitialised()
+    weight = model.proj.weight.detach().clone()
+    torch.manual_seed(0)
+    done = initialise_unset_parameters(model)
+    assert sorted(done) == ["encoder.level_embed", "positional_embedding"]
+    for p in (model.positional_embedding, model.encoder.level_embed):
+        assert torch.isfinite(p).all() and float(p.std()) > 0  # filled, not zeroed
+        assert float(p.abs().max()) <= 0.04 + 1e-6
+    assert torch.equal(model.proj.weight, weight)  # initialised ones are left alone
+    again = _Uninitialised()
+    torch.manual_seed(0)
+    initialise_unset_parameters(again)
+    assert torch.equal(again.positional_embedding, model.positional_embedding)  # reproducible under a seed
+
+
+def test_any_other_non_finite_parameter_is_an_error_naming_it():
+    model = _Uninitialised()
+    with torch.no_grad():
+        model.proj.bias[1] = float("nan")
+    with pytest.raises(BackendError, match="proj.bias"):
+        initialise_unset_parameters(model)

@@ -131,6 +131,7 @@ from masktrack.segment.sam_compat import (
     RANDOM_DETECTION_PROBS,
     RANDOM_MASK_SHARE,
     RANDOM_MASK_SMOOTHING,
+    initialise_unset_parameters,
     install_random_detections,
     install_sam3_tracker_speedups,
     install_trunk_cache,
@@ -263,6 +264,8 @@ class Sam3Backend(SamBackend):
                     device=str(self.device),
                     apply_temporal_disambiguation=apply_temporal_disambiguation,
                 )
+                if ckpt is None:
+                    initialise_unset_parameters(model)
         except (RuntimeError, KeyError, OSError) as e:
             if ckpt is None:
                 raise

@@ -44,6 +44,7 @@ from importlib.metadata import PackageNotFoundError, version
 from types import MethodType
 from typing import Any
 
+from masktrack.errors import BackendError
 from masktrack.segment.cuda_graphs import StepGraphs, install_sam_step_graphs
 from masktrack.segment.sam3_tracker import (
     compile_memory_attention,
@@ -253,6 +254,43 @@ OBJECT_SCORE_BIAS = 6.0
 #: Detection probabilities a random-weight SAM3 reports for a text prompt, best first (all above
 #: SAM3's new-object threshold 0.7, distinct so that the object mapping by score is defined).
 RANDOM_DETECTION_PROBS = (0.95, 0.9, 0.85, 0.8, 0.75)
+
+
+#: SAM3 0.1.4 parameters created with ``torch.empty``/``torch.Tensor(n, d)`` and never initialised:
+#: the text encoder's positional embedding and (without a bias) projection, and the detector
+#: encoder's per-level embedding.  A checkpoint overwrites them; a random-weight build keeps
+#: whatever the allocator held.
+UNINITIALISED_SAM3_PARAMETERS = ("positional_embedding", "text_projection", "level_embed")
+
+
+def initialise_unset_parameters(
+    model: Any, names: tuple[str, ...] = UNINITIALISED_SAM3_PARAMETERS, *, std: float = 0.02
+) -> list[str]:
+    """Seed a randomly built model's never-initialised parameters; raise if any other is non-finite.
+
+    Why: SAM3 leaves a few parameters as raw memory (``UNINITIALISED_SAM3_PARAMETERS``),
+    trusting the checkpoint to fill them.  Built without one, they held
+    whatever the GPU allocator last stored: sometimes NaN, and then every
+    mask logit of the detector was NaN and a text session's prompt frame came
+    out empty (seen on H100s: 248832 of 248832 logits not finite, on some
+    runs only).  Called under the build's seed, so random weights stay
+    reproducible.  Returns the names it set.
+    """
+    import torch
+
+    done = []
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.rsplit(".", 1)[-1] in names:
+                torch.nn.init.trunc_normal_(p, std=std, a=-2 * std, b=2 * std)
+                done.append(name)
+        bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise BackendError(
+            f"randomly built model has non-finite parameters: {', '.join(bad[:5])}",
+            field="options.random_weights",
+        )
+    return done
 
 
 def make_objects_present(mask_decoder: Any, bias: float = OBJECT_SCORE_BIAS) -> bool:
