@@ -58,7 +58,7 @@ from masktrack.plugins import PluginOptions
 from masktrack.segment.base import Backend, SessionObject
 from masktrack.segment.classic import ClassicSession
 
-VERSION = 5
+VERSION = 6
 TEXTURE_CLIP = 2.0
 """Texture breaks ties where colour is ambiguous; it must not outvote a confident colour model."""
 
@@ -112,6 +112,10 @@ class BilateralOptions(PluginOptions):
     854x480 the keyframe takes ~3.6 s of CPU (~1 s at 480 px; every click in the annotation app's
     preview), and on the shared DAVIS first frames (480 px working resolution) it moved NoC@85
     10.4 -> 9.25, inside the +-1 that any change to GrabCut's input moves it (BENCHMARKS.md)."""
+    keyframe_motion: bool = True
+    """On a frame prompted with clicks alone, what moves like the background is background, if the clicked
+    object moves (:func:`~masktrack.segment.classic_ops.still_background`; flow to the next frame, the
+    previous one on the last).  A static object is segmented from colour as before."""
 
 
 class BilateralBackend(Backend):
@@ -147,6 +151,7 @@ class BilateralSession(ClassicSession):
         self._grids: dict[str, object] = {}
         self._texture: dict[str, Any] = {}
         self._ycc: dict[int, np.ndarray] = {}
+        self._residuals: dict[tuple[int, tuple[int, int]], np.ndarray | None] = {}
 
     def _keyframe_size(self) -> tuple[int, int]:
         from masktrack.segment.classic_ops import working_size
@@ -155,6 +160,23 @@ class BilateralSession(ClassicSession):
             return self._size
         fine = working_size(self.video.height, self.video.width, self.opts.keyframe_side)
         return fine if fine[0] >= self._size[0] else self._size
+
+    def _keyframe_motion(self, frame: int, size: tuple[int, int]) -> np.ndarray | None:
+        import cv2
+
+        from masktrack.segment.classic_ops import motion_residual
+
+        n = self.video.num_frames
+        if not self.opts.keyframe_motion or n < 2:
+            return None
+        if (frame, size) not in self._residuals:  # once per frame, for all its clicked objects
+            other = frame + 1 if frame + 1 < n else frame - 1
+            res = motion_residual(self._frame(frame)[1], self._frame(other)[1], self._dis)
+            if res is not None and size != self._size:
+                scale = size[1] / self._size[1]
+                res = cv2.resize(res, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) * scale
+            self._residuals[(frame, size)] = res
+        return self._residuals[(frame, size)]
 
     def _colour(self, t: int) -> np.ndarray:
         import cv2
@@ -347,6 +369,7 @@ class BilateralSession(ClassicSession):
         super().close()
         self._grids.clear()
         self._ycc.clear()
+        self._residuals.clear()
 
 
 def _region(mask: np.ndarray) -> tuple[slice, slice]:

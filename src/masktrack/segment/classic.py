@@ -234,7 +234,10 @@ class ClassicSession(Session):
             pts = (pts + 0.5) * np.array([sx, sy], np.float32) - 0.5
             boxes = np.asarray(p.boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
             mask = resize_mask(p.mask, (h, w)) if p.mask is not None else None
-            kp = KeyPrompt(points=pts, labels=np.asarray(p.labels).reshape(-1), boxes=boxes, mask=mask)
+            motion = self._keyframe_motion(frame, (h, w)) if mask is None and not len(boxes) else None
+            kp = KeyPrompt(
+                points=pts, labels=np.asarray(p.labels).reshape(-1), boxes=boxes, mask=mask, motion=motion
+            )
             if (h, w) == self._size:
                 bgr = self._frame(frame)[0]
             else:
@@ -244,6 +247,10 @@ class ClassicSession(Session):
                 bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
             self._keymasks_fine[key] = segment_keyframe(bgr, kp, iterations=self.options.keyframe_iterations)
         return self._keymasks_fine[key]
+
+    def _keyframe_motion(self, frame: int, size: tuple[int, int]) -> np.ndarray | None:
+        """Residual motion on a clicked frame at ``size`` (None: classic segments keyframes from colour alone)."""
+        return None
 
     # -- frames -----------------------------------------------------------
     def _frame(self, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -142,6 +142,7 @@ class KeyPrompt:
     labels: np.ndarray  # int [N]
     boxes: np.ndarray  # float [M, 4]
     mask: np.ndarray | None  # bool [h, w]
+    motion: np.ndarray | None = None  # float [h, w]: residual motion (px), see motion_residual
 
 
 def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 5) -> np.ndarray:
@@ -159,6 +160,9 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
       boundary (a gripper touching a box) must not put the touched object into
       the prior, or GrabCut learns its colours as the object's and keeps it.
       Each click's near geodesic neighbourhood is a hard seed of its label.
+      With ``prompt.motion`` (:func:`motion_residual`) and a clicked object
+      that moves, what moves like the background is background
+      (:func:`still_background`).
     Components not touching a positive click (or the box/mask) are dropped.
     """
     h, w = image.shape[:2]
@@ -206,6 +210,8 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
         near = HARD_REACH * diag
         lab[(d_pos < near) & (d_pos < HARD_RATIO * d_neg)] = cv2.GC_FGD
         lab[(d_neg < near) & (d_neg < HARD_RATIO * d_pos)] = cv2.GC_BGD
+        if prompt.motion is not None:
+            still_background(lab, prompt.motion, pos, d_pos >= near)
 
     # Clicks are hard seeds, kept small: a click near the boundary must not claim the other side.
     seed = max(1, int(round(0.004 * diag)))
@@ -249,6 +255,66 @@ def geodesic_distance(cost: np.ndarray, points: np.ndarray) -> np.ndarray:
 HARD_REACH, HARD_RATIO = 0.03, 0.3
 """Clicks-only keyframes: a pixel within geodesic distance HARD_REACH x diagonal of a click, and more than
 1 / HARD_RATIO times closer to it than to any click of the other label, is a hard seed of the click's label."""
+
+
+MOTION_GATE = (2.0, 0.5)
+"""A clicked object counts as moving when its residual motion at the positive clicks exceeds
+``MOTION_GATE[0]`` x the background's plus ``MOTION_GATE[1]`` px."""
+MOTION_STILL = 3.0
+"""Moving like the background: a residual under sqrt(object level x background level) / MOTION_STILL."""
+
+
+def motion_residual(gray: np.ndarray, other: np.ndarray, dis: cv2.DISOpticalFlow) -> np.ndarray | None:
+    """How far each pixel moves unlike the frame's dominant motion, in pixels (float32 [h, w]).
+
+    The dominant motion is a homography fitted with RANSAC (1 px) to the
+    dense flow from ``gray`` to ``other`` sampled every 8 px: the camera's
+    motion over the background wherever the background fills most of the
+    frame.  Smoothed a little (sigma 2 px) so that flow noise is not motion.
+    None where no homography fits.
+    """
+    h, w = gray.shape
+    flow = dense_flow(dis, gray, other)
+    gx, gy = _grid(h, w)
+    src = np.stack([gx[::8, ::8].ravel(), gy[::8, ::8].ravel()], 1).astype(np.float32)
+    dst = src + flow[::8, ::8].reshape(-1, 2)
+    hom, _ = cv2.findHomography(src, dst, cv2.RANSAC, 1.0)
+    if hom is None:
+        return None
+    pts = cv2.perspectiveTransform(np.stack([gx, gy], -1).reshape(-1, 1, 2).astype(np.float32), hom)
+    res = np.hypot(
+        gx + flow[..., 0] - pts[:, 0, 0].reshape(h, w), gy + flow[..., 1] - pts[:, 0, 1].reshape(h, w)
+    )
+    return cv2.GaussianBlur(res.astype(np.float32), (0, 0), 2)
+
+
+def still_background(lab: np.ndarray, residual: np.ndarray, pos: np.ndarray, far: np.ndarray) -> bool:
+    """Where the clicked object moves, label what moves like the background as background (in place).
+
+    Why: five clicks leave GrabCut to guess the object's extent from colour,
+    and it takes in neighbours of the object's colours (the red kerb behind a
+    red car, the road under a soapbox); in a video those neighbours stand
+    still while the object moves.  The object's level is the median residual
+    at the positive clicks, the background's the median where ``lab`` is
+    already background; only when the object clearly moves
+    (:data:`MOTION_GATE`) do still pixels become probable background, and
+    definite background outside ``far`` (the clicks' own neighbourhoods).  A
+    static object (a box waiting to be pushed) or a still camera on a still
+    object leaves ``lab`` as it was.  Returns whether it changed anything.
+    """
+    h, w = lab.shape
+    if not len(pos):
+        return False
+    xy = np.clip(np.rint(pos).astype(int), 0, [w - 1, h - 1])
+    r_obj = float(np.median(residual[xy[:, 1], xy[:, 0]]))
+    bg = lab == cv2.GC_BGD
+    r_bg = float(np.median(residual[bg] if bg.any() else residual))
+    if r_obj <= MOTION_GATE[0] * r_bg + MOTION_GATE[1]:
+        return False
+    still = residual < np.sqrt(r_obj * max(r_bg, 0.25)) / MOTION_STILL
+    lab[still & (lab == cv2.GC_PR_FGD)] = cv2.GC_PR_BGD
+    lab[still & far & (lab != cv2.GC_FGD)] = cv2.GC_BGD
+    return True
 
 
 def _outside_click_spread(pos: np.ndarray, h: int, w: int, diag: float, k: float = 3.0) -> np.ndarray:
