@@ -1,7 +1,8 @@
-"""Clicked keyframes in a video: what moves like the background is background, if the clicked object moves.
+"""What moves like the background is background, if the object moves: clicked keyframes and re-detection.
 
-Five clicks leave GrabCut to guess the object's extent from colour, so a same-coloured neighbour it
-touches comes in; the neighbour stands still (relative to the camera's motion) while the object moves.
+Five clicks, or a colour model re-detecting a lost object, leave GrabCut to guess the object's extent from
+colour, so a same-coloured neighbour it touches comes in; the neighbour stands still (relative to the
+camera's motion) while the object moves.
 """
 
 from __future__ import annotations
@@ -95,16 +96,51 @@ def test_still_background_gate_and_labels() -> None:
     lab[18:22, 18:22] = cv2.GC_FGD
     residual = np.full((h, w), 0.2, np.float32)
     residual[10:30, 10:20] = 6.0  # the clicked object's moving half
-    pos = np.array([[15.0, 20.0], [19.0, 15.0]])
     far = np.ones((h, w), bool)
     far[14:26, 10:24] = False
     before = lab.copy()
-    assert still_background(lab, residual, pos, far)
+    assert still_background(lab, residual, 6.0, far)  # the object's level: its clicks' median
     assert (lab[10:30, 10:20][before[10:30, 10:20] == cv2.GC_PR_FGD] == cv2.GC_PR_FGD).all()  # moving: kept
     assert (lab[18:22, 18:22] == cv2.GC_FGD).all()  # hard seeds are never overruled
     assert (lab[10:14, 24:30] == cv2.GC_BGD).all()  # still and far from the clicks: background
     assert (lab[16:18, 21:24] == cv2.GC_PR_BGD).all()  # still but a click's neighbourhood: only probable
     # gate: an object that moves no more than the background leaves the labels alone
     lab2 = before.copy()
-    assert not still_background(lab2, np.full((h, w), 0.4, np.float32), pos, far)
+    assert not still_background(lab2, np.full((h, w), 0.4, np.float32), 0.4, far)
     assert np.array_equal(lab2, before)
+
+
+def test_re_detection_leaves_out_a_still_same_coloured_region_when_the_object_moves() -> None:
+    """``recover_mask`` (an object whose mask collapsed, found again by its colour model in a search box)
+    with the frame's residual motion: the moving object comes back, the still block of its colour stays out."""
+    from masktrack.segment.bilateral_ops import ColourModel, colour_index
+    from masktrack.segment.classic_ops import recover_mask
+
+    rng = np.random.default_rng(2)
+    h, w = 100, 160
+    rgb = cv2.GaussianBlur(rng.integers(0, 90, (h, w, 3), dtype=np.uint8), (0, 0), 1.5)
+    rgb[..., 2] = np.clip(rgb[..., 2].astype(int) + 110, 0, 255)
+    obj = np.zeros((h, w), bool)
+    obj[30:70, 20:60] = True
+    block = np.zeros((h, w), bool)
+    block[30:70, 60:100] = True  # touching the object, same colour
+    rgb[obj | block] = ORANGE
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ycc = cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)
+    cidx = colour_index(ycc)
+    app = ColourModel.from_mask(cidx, obj)
+    assert app is not None
+    left = np.zeros((h, w), bool)
+    left[40:50, 30:40] = True  # what is left of the object's mask
+    residual = np.full((h, w), 0.1, np.float32)
+    residual[obj] = 5.0  # the object moves unlike the background; the block and the rest do not
+    box = (10, 20, 110, 80)
+    colour_only = recover_mask(bgr, cidx, left, app, box)
+    with_motion = recover_mask(bgr, cidx, left, app, box, residual=residual)
+    assert colour_only is not None and with_motion is not None
+    assert (colour_only & obj).sum() > 0.9 * obj.sum() and (colour_only & block).sum() > 0.5 * block.sum()
+    assert (with_motion & obj).sum() > 0.9 * obj.sum() and (with_motion & block).sum() < 0.1 * block.sum()
+    # a still object (its remaining mask does not move) is re-detected from colour as before
+    assert np.array_equal(
+        recover_mask(bgr, cidx, left, app, box, residual=np.full((h, w), 0.1, np.float32)), colour_only
+    )

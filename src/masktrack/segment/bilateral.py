@@ -112,6 +112,9 @@ class BilateralOptions(PluginOptions):
     854x480 the keyframe takes ~3.6 s of CPU (~1 s at 480 px; every click in the annotation app's
     preview), and on the shared DAVIS first frames (480 px working resolution) it moved NoC@85
     10.4 -> 9.25, inside the +-1 that any change to GrabCut's input moves it (BENCHMARKS.md)."""
+    recover_motion: bool = True
+    """When re-detecting a collapsed object, what moves like the background is background, if what is left of
+    the object moves (the rule of ``keyframe_motion``, on the frame's flow to the previous frame)."""
     keyframe_motion: bool = True
     """On a frame prompted with clicks alone, what moves like the background is background, if the clicked
     object moves (:func:`~masktrack.segment.classic_ops.still_background`; flow to the next frame, the
@@ -253,12 +256,12 @@ class BilateralSession(ClassicSession):
         if m_prev is None or flow is None:
             return zeros
         if not m_prev.any():
-            m = self._search(name, bgr, cidx, m_prev)
+            m = self._search(name, bgr, cidx, m_prev, flow)
             return m, m.astype(np.float32)
         warped = warp_mask(m_prev, flow)
         wb = warped > 0.5
         if wb.sum() < 4:
-            m = self._search(name, bgr, cidx, np.zeros(self._size, bool))
+            m = self._search(name, bgr, cidx, np.zeros(self._size, bool), flow)
             return m, m.astype(np.float32)
         h, w = self._size
         radius = float(np.sqrt(wb.sum() / np.pi))
@@ -317,7 +320,7 @@ class BilateralSession(ClassicSession):
             self._track[name] = {"area": area, "box": mask_box(m), "lost": 0, "velocity": motion}
             return m
         if o.recover > 0 and area < o.recover * tr["area"]:
-            return self._search(name, bgr, cidx, m)
+            return self._search(name, bgr, cidx, m, flow)
         if area > tr["area"] / max(o.recover, 0.5):
             tr["area"] = 0.9 * tr["area"] + 0.1 * area  # suspicious growth: follow slowly, do not learn it
         else:
@@ -337,9 +340,10 @@ class BilateralSession(ClassicSession):
         bgr: np.ndarray,
         cidx: np.ndarray,
         m: np.ndarray,
+        flow: np.ndarray | None = None,
     ) -> np.ndarray:
         """The object is (partly) lost: look for it with its colour model in its last box, grown per lost frame."""
-        from masktrack.segment.classic_ops import mask_box, recover_mask
+        from masktrack.segment.classic_ops import flow_residual, mask_box, recover_mask
 
         o = self.opts
         tr = self._track.get(name)
@@ -358,7 +362,8 @@ class BilateralSession(ClassicSession):
         pad = 0.15 + 0.15 * tr["lost"]
         bw, bh = x1 - x0, y1 - y0
         box = (int(x0 - pad * bw), int(y0 - pad * bh), int(x1 + pad * bw), int(y1 + pad * bh))
-        cand = recover_mask(bgr, cidx, m, app, box)
+        residual = flow_residual(flow) if o.recover_motion and flow is not None and m.any() else None
+        cand = recover_mask(bgr, cidx, m, app, box, residual=residual)
         thr = o.recover
         if cand is not None and thr * tr["area"] <= cand.sum() <= tr["area"] / thr:
             tr["box"], tr["lost"] = mask_box(cand), 0

@@ -211,7 +211,7 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
         lab[(d_pos < near) & (d_pos < HARD_RATIO * d_neg)] = cv2.GC_FGD
         lab[(d_neg < near) & (d_neg < HARD_RATIO * d_pos)] = cv2.GC_BGD
         if prompt.motion is not None:
-            still_background(lab, prompt.motion, pos, d_pos >= near)
+            still_background(lab, prompt.motion, _level_at(prompt.motion, pos), d_pos >= near)
 
     # Clicks are hard seeds, kept small: a click near the boundary must not claim the other side.
     seed = max(1, int(round(0.004 * diag)))
@@ -265,16 +265,19 @@ MOTION_STILL = 3.0
 
 
 def motion_residual(gray: np.ndarray, other: np.ndarray, dis: cv2.DISOpticalFlow) -> np.ndarray | None:
-    """How far each pixel moves unlike the frame's dominant motion, in pixels (float32 [h, w]).
+    """How far each pixel of ``gray`` moves unlike the frame's dominant motion towards ``other`` (px, float32 [h, w])."""
+    return flow_residual(dense_flow(dis, gray, other))
+
+
+def flow_residual(flow: np.ndarray) -> np.ndarray | None:
+    """How far each pixel's flow is from the frame's dominant motion, in pixels (float32 [h, w]).
 
     The dominant motion is a homography fitted with RANSAC (1 px) to the
-    dense flow from ``gray`` to ``other`` sampled every 8 px: the camera's
-    motion over the background wherever the background fills most of the
-    frame.  Smoothed a little (sigma 2 px) so that flow noise is not motion.
-    None where no homography fits.
+    flow sampled every 8 px: the camera's motion over the background wherever
+    the background fills most of the frame.  Smoothed a little (sigma 2 px)
+    so that flow noise is not motion.  None where no homography fits.
     """
-    h, w = gray.shape
-    flow = dense_flow(dis, gray, other)
+    h, w = flow.shape[:2]
     gx, gy = _grid(h, w)
     src = np.stack([gx[::8, ::8].ravel(), gy[::8, ::8].ravel()], 1).astype(np.float32)
     dst = src + flow[::8, ::8].reshape(-1, 2)
@@ -288,33 +291,38 @@ def motion_residual(gray: np.ndarray, other: np.ndarray, dis: cv2.DISOpticalFlow
     return cv2.GaussianBlur(res.astype(np.float32), (0, 0), 2)
 
 
-def still_background(lab: np.ndarray, residual: np.ndarray, pos: np.ndarray, far: np.ndarray) -> bool:
-    """Where the clicked object moves, label what moves like the background as background (in place).
+def still_background(lab: np.ndarray, residual: np.ndarray, object_level: float, far: np.ndarray) -> bool:
+    """Where the object moves, label what moves like the background as background (GrabCut labels, in place).
 
-    Why: five clicks leave GrabCut to guess the object's extent from colour,
-    and it takes in neighbours of the object's colours (the red kerb behind a
-    red car, the road under a soapbox); in a video those neighbours stand
-    still while the object moves.  The object's level is the median residual
-    at the positive clicks, the background's the median where ``lab`` is
-    already background; only when the object clearly moves
+    Why: GrabCut guesses an object's extent from colour, and takes in
+    neighbours of the object's colours (the red kerb behind a red car, the
+    road under a soapbox, red stands behind a car it re-detects); in a video
+    those neighbours stand still while the object moves.  ``object_level``
+    is the object's residual motion (:func:`flow_residual`; the median at its
+    clicks, or over what is left of its mask), the background's the median
+    where ``lab`` is already background; only when the object clearly moves
     (:data:`MOTION_GATE`) do still pixels become probable background, and
-    definite background outside ``far`` (the clicks' own neighbourhoods).  A
-    static object (a box waiting to be pushed) or a still camera on a still
-    object leaves ``lab`` as it was.  Returns whether it changed anything.
+    definite background in ``far`` (away from the clicks' own neighbourhoods,
+    or from the object's remaining mask).  A static object, or a still camera
+    on a still object, leaves ``lab`` as it was.  Returns whether it changed anything.
     """
-    h, w = lab.shape
-    if not len(pos):
-        return False
-    xy = np.clip(np.rint(pos).astype(int), 0, [w - 1, h - 1])
-    r_obj = float(np.median(residual[xy[:, 1], xy[:, 0]]))
     bg = lab == cv2.GC_BGD
     r_bg = float(np.median(residual[bg] if bg.any() else residual))
-    if r_obj <= MOTION_GATE[0] * r_bg + MOTION_GATE[1]:
+    if not object_level > MOTION_GATE[0] * r_bg + MOTION_GATE[1]:
         return False
-    still = residual < np.sqrt(r_obj * max(r_bg, 0.25)) / MOTION_STILL
+    still = residual < np.sqrt(object_level * max(r_bg, 0.25)) / MOTION_STILL
     lab[still & (lab == cv2.GC_PR_FGD)] = cv2.GC_PR_BGD
     lab[still & far & (lab != cv2.GC_FGD)] = cv2.GC_BGD
     return True
+
+
+def _level_at(residual: np.ndarray, pos: np.ndarray) -> float:
+    """Median residual at click positions (x, y); NaN without clicks."""
+    if not len(pos):
+        return float("nan")
+    h, w = residual.shape
+    xy = np.clip(np.rint(pos).astype(int), 0, [w - 1, h - 1])
+    return float(np.median(residual[xy[:, 1], xy[:, 0]]))
 
 
 def _outside_click_spread(pos: np.ndarray, h: int, w: int, diag: float, k: float = 3.0) -> np.ndarray:
@@ -530,12 +538,16 @@ def recover_mask(
     box: tuple[int, int, int, int],
     *,
     iterations: int = 3,
+    residual: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Re-detect an object whose mask collapsed, in ``box`` (x0, y0, x1, y1): GrabCut seeded by the colour model.
 
     Inside the box, pixels whose colour is more likely object than surroundings
     are probably foreground, the rest probably background; what is left of the
-    mask is definite foreground.  Returns None when the model cannot say.
+    mask is definite foreground.  With ``residual`` (:func:`flow_residual` of
+    the frame) and an object whose remaining mask moves, what moves like the
+    background is background (:func:`still_background`).  Returns None when
+    the model cannot say.
     """
     lo = None if appearance is None else appearance.log_odds()
     if lo is None:
@@ -551,6 +563,10 @@ def recover_mask(
         lo[index[y0:y1, x0:x1]] > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD
     )
     lab[mask[cy0:cy1, cx0:cx1]] = cv2.GC_FGD
+    if residual is not None and mask.any():
+        near = cv2.dilate(mask.astype(np.uint8), disk(m))[cy0:cy1, cx0:cx1] > 0
+        r = residual[cy0:cy1, cx0:cx1]
+        still_background(lab, r, float(np.median(residual[mask])), ~near)
     cut = grabcut(image[cy0:cy1, cx0:cx1], lab, iterations)
     if cut is None:
         return None
