@@ -1,4 +1,4 @@
-"""How many clicks does the default ``classic`` backend need?  J&F by prompt on real and rendered frames.
+"""How many clicks does a weight-free backend need?  J&F by prompt on real and rendered frames.
 
 Each target is prompted on frame 0 only and propagated forward over its first ``--frames`` frames
 (DAVIS protocol: first and last frame not scored).  Prompts, all derived from the frame-0 ground
@@ -13,7 +13,9 @@ Targets: every DAVIS 2016 sequence under ``--davis``; every camera of the RLBenc
 (``--rlbench``, arm and gripper); optionally a ``masktrack demo`` folder (``--demo``, arm and gripper
 of each camera, GT from its scene's ``gt_*`` instances).  Missing data is skipped.
 
-    python bench/clicks.py --json bench-clicks.json
+    python bench/clicks.py --json bench-clicks.json                       # bilateral, the default
+    python bench/clicks.py --backend classic --json bench-clicks-classic.json
+    python bench/clicks.py --option keyframe_motion=false                   # a backend option
 """
 
 from __future__ import annotations
@@ -126,7 +128,9 @@ def prompt_for(kind: str, gt: np.ndarray):
     ), len(pts)
 
 
-def run(video, gt: np.ndarray, kind: str) -> tuple[float, float, int]:
+def run(
+    video, gt: np.ndarray, kind: str, backend_name: str = "bilateral", options: dict | None = None
+) -> tuple[float, float, int]:
     """(J&F over the clip, J on frame 0, clicks)"""
     from masktrack.eval.davis import evaluate_sequence, jaccard
     from masktrack.segment.base import SessionObject
@@ -134,7 +138,7 @@ def run(video, gt: np.ndarray, kind: str) -> tuple[float, float, int]:
 
     prompt, n = prompt_for(kind, gt[0])
     pred = np.zeros(gt.shape, bool)
-    backend = load_backend("classic")
+    backend = load_backend(backend_name, **(options or {}))
     with backend.open_session(video, [SessionObject("target", 1, (255, 0, 0))]) as s:
         s.add_prompt(prompt)
         for f, masks in s.propagate(0):
@@ -186,8 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--demo", type=Path, default=None, help="a `masktrack demo` output folder")
     ap.add_argument("--frames", type=int, default=30, help="first N frames of each target")
     ap.add_argument("--prompts", default=",".join(PROMPTS))
+    ap.add_argument(
+        "--backend", default="bilateral", help="a weight-free backend: bilateral (default) or classic"
+    )
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=JSON", help="backend option")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    from masktrack.plugins import parse_option_values
+
+    options = parse_option_values(args.option)
     import cv2
 
     cv2.setNumThreads(1)
@@ -197,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     for group, name, video, gt in targets(args):
         row = {"group": group, "target": name}
         for k in kinds:
-            jf, j0, n = run(video, gt, k)
+            jf, j0, n = run(video, gt, k, args.backend, options)
             row[k] = {"jf": round(jf, 3), "j_frame0": round(j0, 3), "clicks": n}
         rows.append(row)
         print(group, name, " ".join(f"{k}:{row[k]['jf']:.2f}" for k in kinds), file=sys.stderr, flush=True)
@@ -208,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = {
         "command": " ".join(["python", "bench/clicks.py", *(argv if argv is not None else sys.argv[1:])]),
+        "backend": args.backend,
+        "options": options,
         "frames": args.frames,
         "seconds": round(time.perf_counter() - t0, 1),
         "mean_jf": summary,

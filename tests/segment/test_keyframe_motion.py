@@ -144,3 +144,34 @@ def test_re_detection_leaves_out_a_still_same_coloured_region_when_the_object_mo
     assert np.array_equal(
         recover_mask(bgr, cidx, left, app, box, residual=np.full((h, w), 0.1, np.float32)), colour_only
     )
+
+
+def test_a_box_and_a_click_on_a_moving_object_leave_out_the_still_neighbour_inside_the_box(
+    tmp_path: Path,
+) -> None:
+    """The README's recommended prompt.  (A box alone takes the object's level from the box's central half,
+    which here is half block: the gate stays shut and the keyframe is colour only, as before.)"""
+    video, disk, block = _clip(tmp_path / "f", disk_step=(-4, 2), pan=0)
+    inside = block.copy()
+    inside[:, 110:] = False  # the part of the block inside the box
+
+    def first(points: np.ndarray, **options) -> np.ndarray:
+        prompt = FramePrompt(
+            frame=0,
+            object="o",
+            boxes=np.array([[35, 35, 110, 85]], np.float32),
+            points=points,
+            labels=np.ones(len(points), np.int32),
+        )
+        backend = load_backend("bilateral", **options)
+        with backend.open_session(video, [SessionObject("o", 1, (255, 0, 0))]) as s:
+            s.add_prompt(prompt)
+            return next(iter(s.propagate(0)))[1]["o"]
+
+    click = np.array([(60, 60)], np.float32)
+    colour_only, with_motion = first(click, keyframe_motion=False), first(click)
+    assert (colour_only & disk).sum() > 0.9 * disk.sum() and (colour_only & inside).sum() > 0.5 * inside.sum()
+    assert (with_motion & disk).sum() > 0.9 * disk.sum() and (with_motion & inside).sum() < 0.1 * inside.sum()
+    box_only = first(np.zeros((0, 2), np.float32))
+    assert (box_only & disk).sum() > 0.9 * disk.sum()
+    assert np.array_equal(box_only, first(np.zeros((0, 2), np.float32), keyframe_motion=False))

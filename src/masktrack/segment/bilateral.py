@@ -116,9 +116,9 @@ class BilateralOptions(PluginOptions):
     """When re-detecting a collapsed object, what moves like the background is background, if what is left of
     the object moves (the rule of ``keyframe_motion``, on the frame's flow to the previous frame)."""
     keyframe_motion: bool = True
-    """On a frame prompted with clicks alone, what moves like the background is background, if the clicked
-    object moves (:func:`~masktrack.segment.classic_ops.still_background`; flow to the next frame, the
-    previous one on the last).  A static object is segmented from colour as before."""
+    """On a frame prompted with clicks and/or boxes (not a mask), what moves like the background is background,
+    if the prompted object moves (:func:`~masktrack.segment.classic_ops.still_background`; flow to the next
+    frame, the previous one on the last).  A static object is segmented from colour as before."""
 
 
 class BilateralBackend(Backend):

@@ -234,7 +234,7 @@ class ClassicSession(Session):
             pts = (pts + 0.5) * np.array([sx, sy], np.float32) - 0.5
             boxes = np.asarray(p.boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
             mask = resize_mask(p.mask, (h, w)) if p.mask is not None else None
-            motion = self._keyframe_motion(frame, (h, w)) if mask is None and not len(boxes) else None
+            motion = self._keyframe_motion(frame, (h, w)) if mask is None else None
             kp = KeyPrompt(
                 points=pts, labels=np.asarray(p.labels).reshape(-1), boxes=boxes, mask=mask, motion=motion
             )

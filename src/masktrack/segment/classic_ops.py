@@ -162,7 +162,9 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
       Each click's near geodesic neighbourhood is a hard seed of its label.
       With ``prompt.motion`` (:func:`motion_residual`) and a clicked object
       that moves, what moves like the background is background
-      (:func:`still_background`).
+      (:func:`still_background`); so inside a box (the object's level: its
+      positive clicks, else the box's central half; without clicks only
+      "probable" background).
     Components not touching a positive click (or the box/mask) are dropped.
     """
     h, w = image.shape[:2]
@@ -193,6 +195,10 @@ def segment_keyframe(image: np.ndarray, prompt: KeyPrompt, *, iterations: int = 
             xb, yb = min(w, int(np.ceil(x1)) + 1), min(h, int(np.ceil(y1)) + 1)
             lab[ya:yb, xa:xb] = cv2.GC_PR_FGD
             anchor[ya:yb, xa:xb] = True
+        if prompt.motion is not None:
+            still_background(
+                lab, prompt.motion, _box_level(prompt.motion, prompt.boxes, pos), _far_from(pos, h, w, diag)
+            )
     else:
         lab[_outside_click_spread(pos, h, w, diag)] = cv2.GC_BGD
         grow = max(2, int(0.03 * diag))
@@ -314,6 +320,30 @@ def still_background(lab: np.ndarray, residual: np.ndarray, object_level: float,
     lab[still & (lab == cv2.GC_PR_FGD)] = cv2.GC_PR_BGD
     lab[still & far & (lab != cv2.GC_FGD)] = cv2.GC_BGD
     return True
+
+
+def _box_level(residual: np.ndarray, boxes: np.ndarray, pos: np.ndarray) -> float:
+    """A boxed object's residual motion: at its positive clicks, else the median over the boxes' central halves."""
+    if len(pos):
+        return _level_at(residual, pos)
+    h, w = residual.shape
+    vals = []
+    for x0, y0, x1, y1 in np.asarray(boxes, np.float32).reshape(-1, 4):
+        cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 4, (y1 - y0) / 4
+        ya, yb = int(np.clip(cy - hh, 0, h - 1)), int(np.clip(np.ceil(cy + hh), 1, h))
+        xa, xb = int(np.clip(cx - hw, 0, w - 1)), int(np.clip(np.ceil(cx + hw), 1, w))
+        vals.append(residual[ya : max(yb, ya + 1), xa : max(xb, xa + 1)].ravel())
+    return float(np.median(np.concatenate(vals))) if vals else float("nan")
+
+
+def _far_from(pos: np.ndarray, h: int, w: int, diag: float) -> np.ndarray:
+    """Pixels further than HARD_REACH x diagonal from every positive click (none without clicks: nothing hard)."""
+    far = np.zeros((h, w), np.uint8)
+    if len(pos):
+        far[:] = 1
+        for x, y in pos:
+            cv2.circle(far, (int(round(x)), int(round(y))), int(HARD_REACH * diag), 0, -1)
+    return far > 0
 
 
 def _level_at(residual: np.ndarray, pos: np.ndarray) -> float:
