@@ -249,7 +249,7 @@ class ClassicSession(Session):
         return self._keymasks_fine[key]
 
     def _keyframe_motion(self, frame: int, size: tuple[int, int]) -> np.ndarray | None:
-        """Residual motion on a clicked frame at ``size`` (None: classic segments keyframes from colour alone)."""
+        """Residual motion on a prompted frame at ``size`` (None: classic segments keyframes from colour alone)."""
         return None
 
     # -- frames -----------------------------------------------------------

@@ -264,8 +264,9 @@ HARD_REACH, HARD_RATIO = 0.03, 0.3
 
 
 MOTION_GATE = (2.0, 0.5)
-"""A clicked object counts as moving when its residual motion at the positive clicks exceeds
-``MOTION_GATE[0]`` x the background's plus ``MOTION_GATE[1]`` px."""
+"""A prompted object counts as moving when its residual motion (at its positive clicks, in its box's
+centre, or over what is left of its mask) exceeds ``MOTION_GATE[0]`` x the background's plus
+``MOTION_GATE[1]`` px."""
 MOTION_STILL = 3.0
 """Moving like the background: a residual under sqrt(object level x background level) / MOTION_STILL."""
 
