@@ -33,6 +33,8 @@ from masktrack.segment.sam_compat import localise_random_masks  # noqa: E402
 pytestmark = pytest.mark.gpu
 FRAMES = 10
 MiB = 1024**2
+LEAK_TOLERANCE = 4 * MiB
+"""Growth of GPU memory a closed session may leave (see ``_assert_nothing_left``)."""
 
 
 @pytest.fixture()
@@ -53,11 +55,14 @@ def _assert_nothing_left(reference: int) -> None:
     """A closed session leaves no state on the GPU.
 
     One session's own state here (memory bank of 10 frames x 2 objects, masks)
-    is over 10 MiB; a few hundred KiB of drift were seen once on sam3 after a
-    second session (not reproduced), so drift under 1 MiB is not a leak.
+    is over 10 MiB, so a leaked session grows the total by more than that.
+    Allocator drift between sessions is not a leak: a few hundred KiB were
+    seen on sam3 after a second session, and 1.03 MiB once (H100, 2026-12-06);
+    a diagnostic run of three sessions then measured -0.25 MiB and 0 B, the
+    same blocks recreated each session.  Hence 4 MiB.
     """
     grown = _allocated() - reference
-    assert grown <= MiB, f"{grown / MiB:.2f} MiB more held after the session closed"
+    assert grown <= LEAK_TOLERANCE, f"{grown / MiB:.2f} MiB more held after the session closed"
     if grown:
         print(f"allocated drift after a closed session: {grown} bytes")
 
