@@ -53,15 +53,21 @@ def _clip(
     return FrameFolder(folder), disks[0], blocks[0]
 
 
-def _keyframe(video: FrameFolder, **options) -> np.ndarray:
-    pts = np.array(
-        [(60, 60), (50, 55), (70, 66), (55, 70), (66, 50), (10, 10), (190, 110), (20, 110)], np.float32
-    )
-    prompt = FramePrompt(frame=0, object="o", points=pts, labels=np.array([1, 1, 1, 1, 1, 0, 0, 0]))
+def _first_frame(video: FrameFolder, prompt: FramePrompt, **options) -> np.ndarray:
+    """The object's mask on the prompted frame 0 from ``bilateral`` with ``options``."""
     backend = load_backend("bilateral", **options)
     with backend.open_session(video, [SessionObject("o", 1, (255, 0, 0))]) as s:
         s.add_prompt(prompt)
         return next(iter(s.propagate(0)))[1]["o"]
+
+
+def _keyframe(video: FrameFolder, **options) -> np.ndarray:
+    """Five clicks on the disk, three negatives far from it (none on the block)."""
+    pts = np.array(
+        [(60, 60), (50, 55), (70, 66), (55, 70), (66, 50), (10, 10), (190, 110), (20, 110)], np.float32
+    )
+    prompt = FramePrompt(frame=0, object="o", points=pts, labels=np.array([1, 1, 1, 1, 1, 0, 0, 0]))
+    return _first_frame(video, prompt, **options)
 
 
 @pytest.mark.parametrize("pan", [0, 3])
@@ -156,17 +162,11 @@ def test_a_box_and_a_click_on_a_moving_object_leave_out_the_still_neighbour_insi
     inside[:, 110:] = False  # the part of the block inside the box
 
     def first(points: np.ndarray, **options) -> np.ndarray:
+        box = np.array([[35, 35, 110, 85]], np.float32)
         prompt = FramePrompt(
-            frame=0,
-            object="o",
-            boxes=np.array([[35, 35, 110, 85]], np.float32),
-            points=points,
-            labels=np.ones(len(points), np.int32),
+            frame=0, object="o", boxes=box, points=points, labels=np.ones(len(points), np.int32)
         )
-        backend = load_backend("bilateral", **options)
-        with backend.open_session(video, [SessionObject("o", 1, (255, 0, 0))]) as s:
-            s.add_prompt(prompt)
-            return next(iter(s.propagate(0)))[1]["o"]
+        return _first_frame(video, prompt, **options)
 
     click = np.array([(60, 60)], np.float32)
     colour_only, with_motion = first(click, keyframe_motion=False), first(click)

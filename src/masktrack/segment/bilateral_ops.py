@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import convolve1d
 
-from masktrack.segment.classic_ops import _grid, disk, signed_distance
+from masktrack.segment.classic_ops import _grid, disk, homography_map, signed_distance
 
 CELL, CELLS_ACROSS = 16.0, 30
 """Bilateral grid cell: 16 working-resolution pixels (x and y), and 1/30 of the longest side where that is
@@ -382,10 +382,7 @@ def background_motion_logit(
     """
     hb, ao = models.background, models.obj
     px, py = xs + flow[..., 0], ys + flow[..., 1]
-    den = hb[2, 0] * xs + hb[2, 1] * ys + hb[2, 2]
-    den = np.where(np.abs(den) < 1e-6, 1e-6, den)
-    bx = (hb[0, 0] * xs + hb[0, 1] * ys + hb[0, 2]) / den
-    by = (hb[1, 0] * xs + hb[1, 1] * ys + hb[1, 2]) / den
+    bx, by = homography_map(hb, xs, ys)
     ox = ao[0, 0] * xs + ao[0, 1] * ys + ao[0, 2]
     oy = ao[1, 0] * xs + ao[1, 1] * ys + ao[1, 2]
     rb = (px - bx) ** 2 + (py - by) ** 2

@@ -291,11 +291,18 @@ def flow_residual(flow: np.ndarray) -> np.ndarray | None:
     hom, _ = cv2.findHomography(src, dst, cv2.RANSAC, 1.0)
     if hom is None:
         return None
-    pts = cv2.perspectiveTransform(np.stack([gx, gy], -1).reshape(-1, 1, 2).astype(np.float32), hom)
-    res = np.hypot(
-        gx + flow[..., 0] - pts[:, 0, 0].reshape(h, w), gy + flow[..., 1] - pts[:, 0, 1].reshape(h, w)
-    )
+    bx, by = homography_map(hom, gx, gy)
+    res = np.hypot(gx + flow[..., 0] - bx, gy + flow[..., 1] - by)
     return cv2.GaussianBlur(res.astype(np.float32), (0, 0), 2)
+
+
+def homography_map(hom: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a 3x3 homography takes pixel coordinates ``xs``, ``ys`` (arrays of any one shape)."""
+    den = hom[2, 0] * xs + hom[2, 1] * ys + hom[2, 2]
+    den = np.where(np.abs(den) < 1e-6, 1e-6, den)
+    return (hom[0, 0] * xs + hom[0, 1] * ys + hom[0, 2]) / den, (
+        hom[1, 0] * xs + hom[1, 1] * ys + hom[1, 2]
+    ) / den
 
 
 def still_background(lab: np.ndarray, residual: np.ndarray, object_level: float, far: np.ndarray) -> bool:

@@ -471,9 +471,10 @@ def install_random_detections(detector: Any, count: int) -> bool:
     as a warning, or constant), a fixed smooth field per query
     (:func:`tie_breakers`) decides, so every chosen query still owns a blob.
     Why: on some H100 runs all three text-frame detections came out empty,
-    already before SAM3's hole filling, while their scores were the injected
-    ones; NaN logits would do exactly that (argmax and sign of NaN), but
-    that cause is not confirmed on a GPU yet.
+    already before SAM3's hole filling: every logit was NaN, from parameters
+    SAM3 never initialises (now seeded by :func:`initialise_unset_parameters`);
+    the warning and the tie-breakers stay as a guard, so a pattern-less
+    detector is reported and still yields objects.
     """
     import torch
 
