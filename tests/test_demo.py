@@ -140,8 +140,10 @@ def test_demo_cli(tmp_path: Path, gt_backend: str, capsys):
         "--backend",
         gt_backend,
     ]
-    assert main(args) in (0, 1)  # 1 = a quality check failed; both write the report
-    assert json.loads((tmp_path / "d" / "report.json").read_text())["config"]["width"] == 128
+    rc = main(args)
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert report["config"]["width"] == 128
+    assert rc == (0 if report["passed"] else 1)  # 1 = a quality check failed; both write the report
     capsys.readouterr()
     assert main(args) in (0, 1)
     assert "everything reused" in capsys.readouterr().out
@@ -159,3 +161,17 @@ def test_demo_checks_the_backend_before_making_anything(tmp_path: Path, capsys):
     assert not (out / "frames").exists() and not (out / "scene").exists()  # failed before generating
     rc = main(["demo", str(out), "--backend", "classic", "-o", "speed=3", "--small"])
     assert rc == 2 and "speed" in capsys.readouterr().err
+
+
+def test_a_failed_check_exits_1(tmp_path: Path, gt_backend: str, monkeypatch, capsys):
+    """The exit code is what scripts and CI read: a failed check must not exit 0 (click, when not
+    standalone, returns a raised ``Exit``'s code instead of exiting; it was dropped until 0.x)."""
+    import masktrack.demo
+    from masktrack.cli.main import main
+
+    monkeypatch.setitem(masktrack.demo.THRESHOLDS, "jf", 1.01)  # no mask reaches J&F 1.01
+    args = ["demo", str(tmp_path / "d"), "--size", "128x96", "--frames", "4", "--cameras", "1"]
+    assert main([*args, "--backend", gt_backend]) == 1
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert report["passed"] is False and not report["checks"]["J&F arm.arm >= 1.01"]
+    assert "FAIL" in capsys.readouterr().out

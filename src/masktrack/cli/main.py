@@ -90,7 +90,11 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one-line messages with exit code 2."""
     try:
-        cli.main(args=argv, prog_name="masktrack", standalone_mode=False)
+        # Not standalone, click *returns* the code of a raised `click.exceptions.Exit` instead of exiting
+        # (`masktrack demo` exits 1 when a quality check fails); a command's own return value is None.
+        rv = cli.main(args=argv, prog_name="masktrack", standalone_mode=False)
+        if isinstance(rv, int):
+            return rv
     except MasktrackError as e:
         return _report(e)
     except OSError as e:  # environment: full or read-only disk, a file where a folder must be (exit 3)
