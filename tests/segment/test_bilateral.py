@@ -22,6 +22,20 @@ def _texture(rng: np.random.Generator, h: int, w: int, lo: int, hi: int, blur: f
     return cv2.GaussianBlur(rng.integers(lo, hi, (h, w, 3), dtype=np.uint8), (0, 0), blur)
 
 
+def _greenish(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """The clips' background: dark, coarse texture shifted to green."""
+    bg = _texture(rng, h, w, 0, 140, 2)
+    bg[..., 1] = np.clip(bg[..., 1].astype(int) + 80, 0, 255)
+    return bg
+
+
+def _reddish(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """The moving square's texture (and what looks like it): bright, fine, little blue."""
+    tex = _texture(rng, h, w, 120, 255, 1)
+    tex[..., 2] //= 3
+    return tex
+
+
 def make_clip(
     folder: Path, *, frames: int = 12, size=(96, 128), step=(4, 2), occluder: tuple[int, int] | None = None
 ) -> tuple[FrameFolder, np.ndarray]:
@@ -31,10 +45,8 @@ def make_clip(
     """
     rng = np.random.default_rng(0)
     h, w = size
-    bg = _texture(rng, h, w, 0, 140, 2)
-    bg[..., 1] = np.clip(bg[..., 1].astype(int) + 80, 0, 255)
-    tex = _texture(rng, 26, 26, 120, 255, 1)
-    tex[..., 2] //= 3
+    bg = _greenish(rng, h, w)
+    tex = _reddish(rng, 26, 26)
     folder.mkdir(parents=True, exist_ok=True)
     gt = np.zeros((frames, h, w), bool)
     for t in range(frames):
@@ -115,13 +127,9 @@ def make_wake_clip(folder: Path, frames: int = 14) -> tuple[FrameFolder, np.ndar
     """
     rng = np.random.default_rng(1)
     h, w = 96, 160
-    bg = _texture(rng, h, w, 0, 140, 2)
-    bg[..., 1] = np.clip(bg[..., 1].astype(int) + 80, 0, 255)
-    strip = _texture(rng, 34, w, 120, 255, 1)
-    strip[..., 2] //= 3
-    bg[30:64] = strip
-    tex = _texture(rng, 26, 26, 120, 255, 1)
-    tex[..., 2] //= 3
+    bg = _greenish(rng, h, w)
+    bg[30:64] = _reddish(rng, 34, w)
+    tex = _reddish(rng, 26, 26)
     folder.mkdir(parents=True, exist_ok=True)
     gt = np.zeros((frames, h, w), bool)
     for t in range(frames):
