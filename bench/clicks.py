@@ -154,14 +154,14 @@ def targets(args):
     from masktrack.io.video import FrameFolder
 
     n = args.frames
-    davis = args.davis
-    if davis.is_dir():
+    davis = Path(args.davis) if args.davis else None
+    if davis is not None:
         for seq in sorted(p.name for p in (davis / "Annotations" / "480p").iterdir()):
             gt = read_png_folder(davis / "Annotations" / "480p" / seq)[:n]
             frames = FrameFolder(davis / "JPEGImages" / "480p" / seq)
             rgb = np.stack([frames.read(i) for i in range(len(gt))])
             yield "DAVIS", seq, ArrayVideo(rgb, seq), gt
-    if args.rlbench.is_file():
+    if args.rlbench:
         z = np.load(args.rlbench)
         rgbs = z["rgbs"].transpose(0, 1, 3, 4, 2)
         for c, cid in enumerate(z["camera_ids"]):
@@ -185,8 +185,14 @@ def targets(args):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--davis", type=Path, default=DATA / "davis2016")
-    ap.add_argument("--rlbench", type=Path, default=DATA / "rlbench" / "reach_target_episode0.npz")
+    ap.add_argument(
+        "--davis", default=str(DATA / "davis2016"), help='a folder in the DAVIS layout ("" = skip DAVIS)'
+    )
+    ap.add_argument(
+        "--rlbench",
+        default=str(DATA / "rlbench" / "reach_target_episode0.npz"),
+        help='an RLBench episode .npz ("" = skip RLBench)',
+    )
     ap.add_argument("--demo", type=Path, default=None, help="a `masktrack demo` output folder")
     ap.add_argument("--frames", type=int, default=30, help="first N frames of each target")
     ap.add_argument("--prompts", default=",".join(PROMPTS))
@@ -196,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--option", action="append", default=[], metavar="KEY=JSON", help="backend option")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    for flag, path, want in (("--davis", args.davis, Path.is_dir), ("--rlbench", args.rlbench, Path.is_file)):
+        if path and not want(Path(path)):
+            if path != ap.get_default(flag.lstrip("-")):
+                ap.error(f"{flag} {path}: not found")
+            setattr(args, flag.lstrip("-"), "")  # the shared data is not here: skip that group
     from masktrack.plugins import parse_option_values
 
     options = parse_option_values(args.option)

@@ -65,7 +65,7 @@ from masktrack.errors import BackendError, pydantic_problems
 from masktrack.io.video import VideoSource
 from masktrack.plugins import PluginOptions
 from masktrack.segment.base import Backend, FrameMasks, SessionObject
-from masktrack.segment.classic import ClassicSession
+from masktrack.segment.classic import ClassicSession, recent
 
 VERSION = 7
 TEXTURE_CLIP = 2.0
@@ -216,20 +216,13 @@ class BilateralSession(ClassicSession):
     def _colour(self, t: int) -> np.ndarray:
         import cv2
 
-        if t not in self._ycc:
-            self._ycc[t] = cv2.cvtColor(self._frame(t)[0], cv2.COLOR_BGR2YCrCb)
-            while len(self._ycc) > 3:
-                self._ycc.pop(next(iter(self._ycc)))
-        return self._ycc[t]
+        return recent(self._ycc, t, lambda: cv2.cvtColor(self._frame(t)[0], cv2.COLOR_BGR2YCrCb), keep=3)
 
     def _descriptor(self, t: int) -> np.ndarray:
+        """Frame ``t``'s patch descriptors (keyframe matching), shared by all objects."""
         from masktrack.segment.bilateral_ops import patch_descriptor
 
-        if t not in self._desc:
-            self._desc[t] = patch_descriptor(self._frame(t)[0])
-            while len(self._desc) > 2:
-                self._desc.pop(next(iter(self._desc)))
-        return self._desc[t]
+        return recent(self._desc, t, lambda: patch_descriptor(self._frame(t)[0]), keep=2)
 
     def _remember(self, name: str, t: int, mask: np.ndarray) -> None:
         """Add a prompted frame's patches to the object's keyframe memory (rebuilt over all its keyframes)."""

@@ -31,9 +31,9 @@ Text prompts are refused with the list of backends that take them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -136,6 +136,19 @@ class ClassicBackend(Backend):
         from dataclasses import asdict
 
         return {"backend": self.name, "version": VERSION, **asdict(self.options)}
+
+
+_V = TypeVar("_V")
+
+
+def recent(store: dict[Any, _V], key: Any, make: Callable[[], _V], keep: int) -> _V:
+    """``store[key]``, made once; only the ``keep`` most recently made entries stay (a session's per-frame
+    caches: propagation visits frames in order and looks back one or two frames)."""
+    if key not in store:
+        store[key] = make()
+        while len(store) > keep:
+            store.pop(next(iter(store)))
+    return store[key]
 
 
 class ClassicSession(Session):
@@ -257,16 +270,15 @@ class ClassicSession(Session):
         """(BGR, gray) at working resolution; keeps only the last few frames."""
         import cv2
 
-        if index not in self._frames:
+        def decode() -> tuple[np.ndarray, np.ndarray]:
             rgb = self.video[index]
             h, w = self._size
             if rgb.shape[:2] != (h, w):
                 rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
             bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-            self._frames[index] = (bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
-            while len(self._frames) > 3:
-                self._frames.pop(next(iter(self._frames)))
-        return self._frames[index]
+            return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+
+        return recent(self._frames, index, decode, keep=3)
 
     # -- propagation ------------------------------------------------------
     def propagate(self, start_frame: int, *, reverse: bool = False) -> Iterator[tuple[int, FrameMasks]]:
