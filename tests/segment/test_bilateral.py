@@ -118,6 +118,22 @@ def test_recovers_after_occlusion_and_fast_motion(tmp_path: Path) -> None:
     assert jaccard(without[last]["thing"], gt[last]) < 0.3  # the mechanism is what makes the difference
 
 
+def test_the_location_floor_is_for_exact_mask_keyframes_only(tmp_path: Path) -> None:
+    """Clicks leave errors in the keyframe that the keyframe memory would spread if the location cue let
+    go outside the warped mask (``location_floor``): a clicked session is the same under any floor, a
+    mask-prompted one is not."""
+    video, gt = make_clip(tmp_path / "occ", frames=14, size=(80, 200), step=(8, 0), occluder=(60, 100))
+    ys, xs = np.nonzero(gt[0])
+    c = (xs.mean(), ys.mean())
+    pts = np.array([c, (c[0] - 6, c[1] - 6), (c[0] + 6, c[1] + 6), (2, 2), (190, 70)], np.float32)
+    clicks = FramePrompt(frame=0, object="thing", points=pts, labels=np.array([1, 1, 1, 0, 0]))
+    mask = FramePrompt(frame=0, object="thing", mask=gt[0])
+    for prompt, same in ((clicks, True), (mask, False)):
+        a, b = run(video, [prompt], location_floor=0.0), run(video, [prompt], location_floor=-6.0)
+        assert jaccard(a[0]["thing"], gt[0]) > 0.8 and a[13]["thing"].any()  # non-trivial before comparing
+        assert all(np.array_equal(a[t]["thing"], b[t]["thing"]) for t in a) == same
+
+
 def make_wake_clip(folder: Path, frames: int = 14) -> tuple[FrameFolder, np.ndarray]:
     """A static camera; the square moves 4 px/frame along a strip of background that looks like it.
 

@@ -235,13 +235,20 @@ class ColourModel:
 # -- fusion and smoothing ----------------------------------------------------
 
 
-def location_logit(warped: np.ndarray, sigma: float, flow_err: np.ndarray | None) -> np.ndarray:
-    """Signed distance to the warped boundary over its uncertainty, clipped to [-6, 6]."""
+def location_logit(
+    warped: np.ndarray, sigma: float, flow_err: np.ndarray | None, floor: float = -6.0
+) -> np.ndarray:
+    """Signed distance to the warped boundary over its uncertainty, clipped to [``floor``, 6].
+
+    A ``floor`` above -6 lets the location cue speak for the object inside the
+    warped mask while saying little against it outside, so that what the other
+    cues recognise there (a part the flow dropped) can be taken back.
+    """
     sd = signed_distance(warped > 0.5)
     unc = np.full(sd.shape, float(sigma), np.float32)
     if flow_err is not None:
         unc += flow_err
-    return np.clip(sd / unc, -6.0, 6.0)
+    return np.clip(sd / unc, min(floor, 6.0), 6.0)
 
 
 def edge_weights(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
