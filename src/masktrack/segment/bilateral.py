@@ -126,15 +126,21 @@ class BilateralOptions(PluginOptions):
     """How many frames a lost object is searched for (its search box grows each frame)."""
     w_motion: float = Field(2.0, ge=0)
     """Weight of the motion cue: pixels that move like the background, not like the object, and the reverse."""
-    keyframe_iterations: int = Field(5, ge=0)
-    """GrabCut iterations on a prompted frame."""
+    keyframe_iterations: int = Field(10, ge=0)
+    """GrabCut iterations on a frame prompted with clicks and/or boxes (each re-fits its colour models and
+    re-cuts).
+
+    10 over 5 (version 8): GrabCut's colour models still move after 5 iterations (10 and 20 give other
+    masks), and one more click could swing the mask by 0.1 J far from where it was made.  On the shared DAVIS first frames NoC@85 8.125 -> 7.875 and NoC@90
+    12.6 -> 11.5 (3: 8.375; 20: 7.875 / 12.0); points J&F unchanged (0.636).  Cost: a clicked keyframe at
+    640 px takes 1.2 s of CPU instead of 0.8 s (BENCHMARKS.md)."""
     keyframe_side: int | None = Field(None, ge=0)
     """Longest side at which a frame prompted with clicks/boxes is segmented, if finer than ``max_side``
     (0 = full size; None = the working resolution).
 
     A clicked thin part (a cable, a kite line) then survives on its frame, whose mask comes back at
     this resolution; the frames after it are still labelled at ``max_side``.  Off by default: at
-    854x480 the keyframe takes ~3.6 s of CPU (~1 s at 480 px; every click in the annotation app's
+    854x480 the keyframe took ~3.6 s of CPU at 5 GrabCut iterations (~1 s at 480 px; every click in the annotation app's
     preview), and on the shared DAVIS first frames (480 px working resolution) it moved NoC@85
     10.4 -> 9.25, inside the +-1 that any change to GrabCut's input moves it (BENCHMARKS.md)."""
     recover_motion: bool = True
