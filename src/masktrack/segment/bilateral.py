@@ -91,9 +91,10 @@ class BilateralOptions(PluginOptions):
     w_location: float = Field(1.5, ge=0)
     """Weight of the location log-odds."""
     location_floor: float = Field(0.0, ge=-6, le=0)
-    """Lowest location log-odds (before ``w_location``) for an object whose keyframes are exact masks: how
-    much its warped mask says *against* it outside; -6 (version 7) for clicked or boxed objects and
-    without the keyframe memory.
+    """Lowest location log-odds (before ``w_location``) for an object whose keyframes are exact masks (a
+    mask alone, no clicks or boxes: taken as given, like a rendered robot mask with ``kinematics``
+    ``points: 0, negatives: 0, box: false``): how much its warped mask says *against* it outside; -6
+    (version 7) for clicked or boxed objects and without the keyframe memory.
 
     A propagated mask mostly shrinks: on the shared DAVIS sequences (mask prompts) false negatives
     averaged 0.24 of the object's area and false positives 0.10, and in the last quarter of six sequences
