@@ -37,7 +37,9 @@ that fail in different places (see :mod:`~masktrack.segment.bilateral_ops`):
    the last flow, so a part the flow lost (a dog's hind legs, a dancer's fast
    leg) stayed lost; this memory recognises it wherever it looks as it did
    when prompted, and rejects what only shares its colour (a swan's dark
-   reflection, the road under a car).
+   reflection, the road under a car).  The patches' boxes grow and shrink
+   with the object (its running area over its keyframe area), so a car that
+   comes nearer is still recognised.
 6. **Global texture** (opt-in, ``w_texture``): the same kind of model over
    local contrast at two scales and edge coherence
    (:func:`~masktrack.segment.bilateral_ops.texture_index`), clipped to
@@ -204,6 +206,7 @@ class BilateralSession(ClassicSession):
         self._samples: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
         self._memory: dict[str, Any] = {}
         self._exact: dict[str, bool] = {}
+        self._key_area: dict[str, float] = {}
 
     def propagate(self, start_frame: int, *, reverse: bool = False) -> Iterator[tuple[int, FrameMasks]]:
         # The keyframe memory holds the keyframes visited on this pass only, like the colour model: a result
@@ -211,6 +214,7 @@ class BilateralSession(ClassicSession):
         self._samples.clear()
         self._memory.clear()
         self._exact.clear()
+        self._key_area.clear()
         yield from super().propagate(start_frame, reverse=reverse)
 
     def _keyframe_size(self) -> tuple[int, int]:
@@ -249,6 +253,29 @@ class BilateralSession(ClassicSession):
 
         return recent(self._desc, t, lambda: patch_descriptor(self._frame(t)[0]), keep=2)
 
+    def _scaled_descriptor(self, name: str, t: int, bgr: np.ndarray, crop: tuple[slice, slice]) -> np.ndarray:
+        """Frame ``t``'s patch descriptors over ``crop``, with boxes grown or shrunk as the object has since
+        its last keyframe (the square root of its running area over its keyframe area).
+
+        A car that comes five times nearer fills the keyframe's 11x11 box with what a 5x5 box held, and
+        its patches stop matching; boxes scaled with it match again.  At the keyframe's scale (the rounded
+        radii unchanged) this is the frame's shared descriptor, exactly.
+        """
+        from masktrack.segment.bilateral_ops import PATCH_RADII, patch_descriptor, patch_radii
+
+        tr = self._track.get(name)
+        key_area = self._key_area.get(name, 0.0)
+        radii = patch_radii(np.sqrt(max(tr["area"], 1.0) / key_area)) if tr and key_area > 0 else PATCH_RADII
+        if radii == PATCH_RADII:
+            return self._descriptor(t)[crop]
+        h, w = bgr.shape[:2]
+        ys, xs = crop
+        pad = radii[1] + 1  # real neighbours for every box inside the crop
+        y0, y1 = max(0, ys.start - pad), min(h, ys.stop + pad)
+        x0, x1 = max(0, xs.start - pad), min(w, xs.stop + pad)
+        desc = patch_descriptor(bgr[y0:y1, x0:x1], radii)
+        return desc[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+
     def _remember(self, name: str, t: int, mask: np.ndarray) -> None:
         """Add a prompted frame's patches to the object's keyframe memory (rebuilt over all its keyframes)."""
         from masktrack.segment.bilateral_ops import KeyframeMemory
@@ -263,6 +290,7 @@ class BilateralSession(ClassicSession):
         else:
             keyed[t] = samples
         self._memory[name] = KeyframeMemory.build([keyed[f] for f in sorted(keyed)])
+        self._key_area[name] = float(mask.sum())
 
     def _step(
         self, t: int, prev: int | None, state: dict[str, np.ndarray | None]
@@ -366,7 +394,7 @@ class BilateralSession(ClassicSession):
                 out = signed_distance(wb[crop]) < -(4 + motion)  # where fit_motion sampled the background
                 unary += o.w_motion * background_motion_logit(flow[crop], e, models, gx[crop], gy[crop], out)
         if memory is not None:
-            unary += o.w_match * memory.log_odds(self._descriptor(t)[crop], o.match_balance)
+            unary += o.w_match * memory.log_odds(self._scaled_descriptor(name, t, bgr, crop), o.match_balance)
         tex = self._texture.get(name)
         if tidx is not None and tex is not None:
             unary += o.w_texture * np.clip(tex.log_odds()[tidx[crop]], -TEXTURE_CLIP, TEXTURE_CLIP)
@@ -461,6 +489,7 @@ class BilateralSession(ClassicSession):
         self._samples.clear()
         self._memory.clear()
         self._exact.clear()
+        self._key_area.clear()
 
 
 def _region(mask: np.ndarray) -> tuple[slice, slice]:

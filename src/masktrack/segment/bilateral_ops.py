@@ -429,17 +429,28 @@ MATCH_CLIP = 3.0
 """Largest log-odds the matching cue gives either way (before its weight)."""
 
 
-def patch_descriptor(bgr: np.ndarray) -> np.ndarray:
+PATCH_RADII = (2, 5)
+"""Half-sizes of the patch descriptor's two boxes (5x5 and 11x11) at the keyframe's scale."""
+
+
+def patch_radii(scale: float) -> tuple[int, int]:
+    """The descriptor's box half-sizes for an object ``scale`` times its size on the keyframe."""
+    return max(1, int(round(PATCH_RADII[0] * scale))), max(2, int(round(PATCH_RADII[1] * scale)))
+
+
+def patch_descriptor(bgr: np.ndarray, radii: tuple[int, int] = PATCH_RADII) -> np.ndarray:
     """Per-pixel appearance of a small neighbourhood (float32 [h, w, 11]).
 
-    CIE Lab at the pixel, the Lab means over 5x5 and 11x11 boxes, and the
-    lightness contrast (standard deviation) in the same boxes: colour plus a
-    little texture and context, so a swan's feathers differ from the dark
-    water that has their colour, and a dog's fur from the dry grass it runs on.
+    CIE Lab at the pixel, the Lab means over 5x5 and 11x11 boxes (``radii``),
+    and the lightness contrast (standard deviation) in the same boxes: colour
+    plus a little texture and context, so a swan's feathers differ from the
+    dark water that has their colour, and a dog's fur from the dry grass it
+    runs on.  Boxes grown with the object (:func:`patch_radii`) see on a near
+    object what the keyframe's boxes saw on it far away.
     """
     lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab).astype(np.float32)
     parts = [lab]
-    for r in (2, 5):
+    for r in radii:
         k = (2 * r + 1, 2 * r + 1)
         mean = cv2.blur(lab, k)
         l2 = cv2.blur(lab[..., 0] * lab[..., 0], k)
