@@ -72,7 +72,9 @@ from masktrack.plugins import PluginOptions
 from masktrack.segment.base import Backend, FrameMasks, SessionObject
 from masktrack.segment.classic import ClassicSession, recent
 
-VERSION = 8
+VERSION = 9
+"""Fingerprint version (a manifest key): 8 added ``location_floor`` and 10 keyframe iterations, 9 the patch boxes
+that grow with the object, which changes results under the same options."""
 TEXTURE_CLIP = 2.0
 """Texture breaks ties where colour is ambiguous; it must not outvote a confident colour model."""
 
