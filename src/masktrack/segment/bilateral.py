@@ -61,6 +61,7 @@ pixel.  Work happens at a working resolution (longest side ``max_side``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -70,7 +71,7 @@ from masktrack.errors import BackendError, pydantic_problems
 from masktrack.io.video import VideoSource
 from masktrack.plugins import PluginOptions
 from masktrack.segment.base import Backend, FrameMasks, SessionObject
-from masktrack.segment.classic import ClassicSession, recent
+from masktrack.segment.classic import ClassicSession, mask_taken_as_given, recent
 
 VERSION = 9
 """Fingerprint version (a manifest key): 8 added ``location_floor`` and 10 keyframe iterations, 9 the patch boxes
@@ -95,9 +96,10 @@ class BilateralOptions(PluginOptions):
     w_location: float = Field(1.5, ge=0)
     """Weight of the location log-odds."""
     location_floor: float = Field(0.0, ge=-6, le=0)
-    """Lowest location log-odds (before ``w_location``) for an object whose keyframes are exact masks (a
-    mask alone, no clicks or boxes: taken as given, like a rendered robot mask with ``kinematics``
-    ``points: 0, negatives: 0, box: false``): how much its warped mask says *against* it outside; -6
+    """Lowest location log-odds (before ``w_location``) for an object whose keyframes are exact masks
+    (:func:`~masktrack.segment.classic.mask_taken_as_given`: a mask without clicks, such as a rendered
+    robot mask with ``kinematics`` ``points: 0, negatives: 0``): how much its warped mask says *against* it
+    outside; -6
     (version 7) for clicked or boxed objects and without the keyframe memory.
 
     A propagated mask mostly shrinks: on the shared DAVIS sequences (mask prompts) false negatives
@@ -205,18 +207,12 @@ class BilateralSession(ClassicSession):
         self._ycc: dict[int, np.ndarray] = {}
         self._residuals: dict[tuple[int, tuple[int, int]], np.ndarray | None] = {}
         self._desc: dict[int, np.ndarray] = {}
-        self._samples: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
-        self._memory: dict[str, Any] = {}
-        self._exact: dict[str, bool] = {}
-        self._key_area: dict[str, float] = {}
+        self._recall: dict[str, _Recall] = {}
 
     def propagate(self, start_frame: int, *, reverse: bool = False) -> Iterator[tuple[int, FrameMasks]]:
         # The keyframe memory holds the keyframes visited on this pass only, like the colour model: a result
         # must not depend on what an earlier pass visited.
-        self._samples.clear()
-        self._memory.clear()
-        self._exact.clear()
-        self._key_area.clear()
+        self._recall.clear()
         yield from super().propagate(start_frame, reverse=reverse)
 
     def _keyframe_size(self) -> tuple[int, int]:
@@ -266,7 +262,7 @@ class BilateralSession(ClassicSession):
         from masktrack.segment.bilateral_ops import PATCH_RADII, patch_descriptor, patch_radii
 
         tr = self._track.get(name)
-        key_area = self._key_area.get(name, 0.0)
+        key_area = self._recall[name].key_area if name in self._recall else 0.0
         radii = patch_radii(np.sqrt(max(tr["area"], 1.0) / key_area)) if tr and key_area > 0 else PATCH_RADII
         if radii == PATCH_RADII:
             return self._descriptor(t)[crop]
@@ -283,16 +279,14 @@ class BilateralSession(ClassicSession):
         from masktrack.segment.bilateral_ops import KeyframeMemory
 
         samples = KeyframeMemory.sample(self._descriptor(t), mask)
-        p = self._prompts[(t, name)]
-        exact = p.mask is not None and len(p.points) == 0 and len(p.boxes) == 0
-        self._exact[name] = self._exact.get(name, True) and exact
-        keyed = self._samples.setdefault(name, {})
+        r = self._recall.setdefault(name, _Recall())
+        r.exact = r.exact and mask_taken_as_given(self._prompts[(t, name)])
         if samples is None:
-            keyed.pop(t, None)
+            r.samples.pop(t, None)
         else:
-            keyed[t] = samples
-        self._memory[name] = KeyframeMemory.build([keyed[f] for f in sorted(keyed)])
-        self._key_area[name] = float(mask.sum())
+            r.samples[t] = samples
+        r.memory = KeyframeMemory.build([r.samples[f] for f in sorted(r.samples)])
+        r.key_area = float(mask.sum())
 
     def _step(
         self, t: int, prev: int | None, state: dict[str, np.ndarray | None]
@@ -374,8 +368,9 @@ class BilateralSession(ClassicSession):
         motion = float(np.percentile(np.abs(flow[wb]), 95)) if wb.any() else 0.0
         crop = crop_box(wb, int(max(8, 0.4 * radius + 2 * motion)))
         assert crop is not None
-        memory = self._memory.get(name) if o.w_match > 0 else None
-        floor = o.location_floor if memory is not None and self._exact.get(name, False) else -6.0
+        recall = self._recall.get(name) if o.w_match > 0 else None
+        memory = recall.memory if recall is not None else None
+        floor = o.location_floor if memory is not None and recall is not None and recall.exact else -6.0
         unary = o.w_location * location_logit(
             warped[crop], o.sigma, None if err is None else err[crop], floor
         )
@@ -488,10 +483,19 @@ class BilateralSession(ClassicSession):
         self._ycc.clear()
         self._residuals.clear()
         self._desc.clear()
-        self._samples.clear()
-        self._memory.clear()
-        self._exact.clear()
-        self._key_area.clear()
+        self._recall.clear()
+
+
+@dataclass
+class _Recall:
+    """One object's keyframe memory on this pass: the samples of each prompted frame it visited, the
+    memory built over them, whether every one was an exact mask (``location_floor``), and its area on the
+    latest (the scale the patch boxes follow)."""
+
+    samples: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    memory: Any = None
+    exact: bool = True
+    key_area: float = 0.0
 
 
 def _region(mask: np.ndarray) -> tuple[slice, slice]:

@@ -138,6 +138,11 @@ class ClassicBackend(Backend):
         return {"backend": self.name, "version": VERSION, **asdict(self.options)}
 
 
+def mask_taken_as_given(prompt: FramePrompt) -> bool:
+    """A mask without clicks: the prompted frame's mask is exactly this mask (boxes beside it are not used)."""
+    return prompt.mask is not None and len(prompt.points) == 0
+
+
 _V = TypeVar("_V")
 
 
@@ -432,7 +437,7 @@ class ClassicSession(Session):
         exact: list[str] = []
         for name in self._names:
             p = self._prompts.get((t, name))
-            if p is not None and p.mask is not None and len(p.points) == 0:
+            if p is not None and p.mask is not None and mask_taken_as_given(p):
                 out[name] = p.mask.astype(bool, copy=True)
                 exact.append(name)
             else:
